@@ -1,0 +1,68 @@
+# Locates the installed torch through the Python interpreter, so that we always
+# build against the torch that will import us, and decides whether CUDA is on.
+execute_process(
+  COMMAND "${Python_EXECUTABLE}" -c
+    "import torch; print(torch.utils.cmake_prefix_path); print(torch.__version__); print(torch.version.cuda or '')"
+  OUTPUT_VARIABLE _torch_info OUTPUT_STRIP_TRAILING_WHITESPACE
+  RESULT_VARIABLE _torch_rc)
+if(NOT _torch_rc EQUAL 0)
+  message(FATAL_ERROR "learnable_ops: cannot import torch with ${Python_EXECUTABLE}. "
+    "Install torch first, then build with `pip install --no-build-isolation .`")
+endif()
+string(REPLACE "\n" ";" _torch_info "${_torch_info}")
+list(GET _torch_info 0 _torch_prefix)
+list(GET _torch_info 1 LEARNABLE_OPS_TORCH_VERSION)
+list(LENGTH _torch_info _n)
+set(_torch_cuda "")
+if(_n GREATER 2)
+  list(GET _torch_info 2 _torch_cuda)
+endif()
+list(APPEND CMAKE_PREFIX_PATH "${_torch_prefix}")
+
+set(LEARNABLE_OPS_CUDA OFF)
+set(LEARNABLE_OPS_CUDA_ARCHS "")
+if(NOT LEARNABLE_OPS_WITH_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(_torch_cuda AND CMAKE_CUDA_COMPILER)
+    set(LEARNABLE_OPS_CUDA ON)
+  elseif(LEARNABLE_OPS_WITH_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "learnable_ops: LEARNABLE_OPS_WITH_CUDA=ON but "
+      "torch CUDA='${_torch_cuda}' and nvcc='${CMAKE_CUDA_COMPILER}'")
+  endif()
+endif()
+
+if(LEARNABLE_OPS_CUDA)
+  # TORCH_CUDA_ARCH_LIST ("8.0;9.0", "9.0+PTX") -> CMake architectures ("80-real;90").
+  set(_arch_list "$ENV{TORCH_CUDA_ARCH_LIST}")
+  if(_arch_list STREQUAL "")
+    set(_arch_list "8.0;9.0")
+  endif()
+  string(REPLACE " " ";" _arch_list "${_arch_list}")
+  foreach(_arch IN LISTS _arch_list)
+    if(_arch STREQUAL "")
+      continue()
+    endif()
+    string(FIND "${_arch}" "+PTX" _ptx)
+    string(REPLACE "+PTX" "" _arch "${_arch}")
+    string(REPLACE "." "" _arch "${_arch}")
+    if(_ptx EQUAL -1)
+      list(APPEND LEARNABLE_OPS_CUDA_ARCHS "${_arch}-real")
+    else()
+      list(APPEND LEARNABLE_OPS_CUDA_ARCHS "${_arch}")
+    endif()
+  endforeach()
+  set(CMAKE_CUDA_ARCHITECTURES ${LEARNABLE_OPS_CUDA_ARCHS})
+  enable_language(CUDA)
+  set(CMAKE_CUDA_STANDARD 17)
+  # Torch's CMake config adds its own -gencode flags unless told the list is set.
+  set(TORCH_CUDA_ARCH_LIST "$ENV{TORCH_CUDA_ARCH_LIST}")
+endif()
+
+find_package(Torch REQUIRED)
+if(LEARNABLE_OPS_CUDA)
+  # Keep only our per-target architectures: drop the -gencode flags torch injects.
+  string(REGEX REPLACE "-gencode[= ]arch=compute_[0-9a-z]+,code=[a-z_0-9\\[\\],]+" ""
+         CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS}")
+endif()
+message(STATUS "learnable_ops: torch ${LEARNABLE_OPS_TORCH_VERSION}, CUDA kernels: ${LEARNABLE_OPS_CUDA} ${LEARNABLE_OPS_CUDA_ARCHS}")

@@ -1,0 +1,127 @@
+// Padding index maps, shared by every CPU and CUDA kernel.
+//
+// One axis of length n is padded (or cropped) by `before` elements in front.
+// Output index o reads the input at the padded coordinate p = o - before; the
+// map below sends p to the input index it copies, or to -1 (zeros). Every
+// mode matches numpy.pad exactly, for any p (far outside, negative, n == 1):
+//
+//   zeros      constant 0 outside [0, n)               numpy "constant"
+//   border     clamp(p, 0, n-1)                        numpy "edge"
+//   periodic   p mod n                                 numpy "wrap"
+//   reflect    mirror about the edge elements,         numpy "reflect"
+//              period 2n-2 (n == 1 repeats the single element)
+//   symmetric  mirror about the edges, period 2n       numpy "symmetric"
+//
+// The map is separable: an N-d pad is the tensor product of the per-axis maps,
+// so its adjoint is the product of the per-axis adjoints. `for_each_preimage`
+// enumerates {p : map(p) == j}, which lets a backward kernel gather (one
+// writer per input element, deterministic) instead of scatter with atomics.
+#pragma once
+
+#include <cstdint>
+
+#include "learnable_ops/macros.h"
+
+namespace learnable_ops {
+
+enum class PadMode : int32_t {
+  Zeros = 0,
+  Border = 1,
+  Periodic = 2,
+  Reflect = 3,
+  Symmetric = 4,
+};
+
+// Floor modulo: result in [0, m) for m > 0, for any sign of a.
+LO_HD int64_t floor_mod(int64_t a, int64_t m) {
+  const int64_t r = a % m;
+  return r < 0 ? r + m : r;
+}
+
+// Input index that padded coordinate p reads, or -1 for a zero.
+LO_HD int64_t pad_index(int64_t p, int64_t n, PadMode mode) {
+  if (p >= 0 && p < n) return p;
+  switch (mode) {
+    case PadMode::Zeros:
+      return -1;
+    case PadMode::Border:
+      return p < 0 ? 0 : n - 1;
+    case PadMode::Periodic:
+      return floor_mod(p, n);
+    case PadMode::Reflect: {
+      if (n == 1) return 0;
+      const int64_t period = 2 * n - 2;
+      const int64_t q = floor_mod(p, period);
+      return q < n ? q : period - q;
+    }
+    case PadMode::Symmetric: {
+      const int64_t period = 2 * n;
+      const int64_t q = floor_mod(p, period);
+      return q < n ? q : period - 1 - q;
+    }
+  }
+  return -1;
+}
+
+// Calls f(o) for every output index o in [0, out_len) with
+// pad_index(o - before, n, mode) == j, in increasing order of o.
+template <typename F>
+LO_HD void for_each_preimage(int64_t j, int64_t n, int64_t before,
+                             int64_t out_len, PadMode mode, F&& f) {
+  // Output range covered by padded coordinates [lo, hi).
+  auto range = [&](int64_t lo, int64_t hi) {
+    int64_t a = lo + before, b = hi + before;
+    if (a < 0) a = 0;
+    if (b > out_len) b = out_len;
+    for (int64_t o = a; o < b; ++o) f(o);
+  };
+  // Output indices o = before + r + k * period, for residues r (ascending).
+  auto lattice = [&](int64_t r1, int64_t r2, int64_t period) {
+    // Smallest o >= 0 on each residue class.
+    int64_t o1 = floor_mod(before + r1, period);
+    int64_t o2 = r2 < 0 ? out_len : floor_mod(before + r2, period);
+    while (o1 < out_len || o2 < out_len) {
+      if (o1 <= o2) {
+        f(o1);
+        if (o2 == o1) o2 += period;
+        o1 += period;
+      } else {
+        f(o2);
+        o2 += period;
+      }
+    }
+  };
+  switch (mode) {
+    case PadMode::Zeros:
+      range(j, j + 1);
+      return;
+    case PadMode::Border: {
+      const int64_t big = out_len + (before < 0 ? -before : before) + n + 1;
+      const int64_t lo = j == 0 ? -big : j;
+      const int64_t hi = j == n - 1 ? n + big : j + 1;
+      range(lo, hi);
+      return;
+    }
+    case PadMode::Periodic:
+      lattice(j, -1, n);
+      return;
+    case PadMode::Reflect: {
+      if (n == 1) {
+        range(-out_len - (before > 0 ? before : -before) - 1,
+              out_len + (before > 0 ? before : -before) + 1);
+        return;
+      }
+      const int64_t period = 2 * n - 2;
+      const int64_t mirror = period - j;  // == j at both edges
+      lattice(j, (mirror == j || mirror == period) ? -1 : mirror, period);
+      return;
+    }
+    case PadMode::Symmetric: {
+      const int64_t period = 2 * n;
+      lattice(j, period - 1 - j, period);
+      return;
+    }
+  }
+}
+
+}  // namespace learnable_ops

@@ -1,0 +1,131 @@
+// pad: CUDA kernels. The index maps come from the shared padding.h, the
+// argument checks and plan from pad_plan.h, exactly as on the CPU.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "learnable_ops/checks.h"
+#include "learnable_ops/pad_plan.h"
+
+namespace learnable_ops {
+namespace {
+
+struct PadGeometry {
+  int64_t in[3], out[3], before[3];
+  PadMode mode;
+};
+
+PadGeometry geometry(const PadPlan& plan) {
+  PadGeometry g;
+  for (int a = 0; a < 3; ++a) {
+    g.in[a] = plan.in[a];
+    g.out[a] = plan.out[a];
+    g.before[a] = plan.before[a];
+  }
+  g.mode = plan.mode;
+  return g;
+}
+
+template <typename scalar_t>
+__global__ void pad_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
+                                   int64_t rows, PadGeometry g) {
+  // Blocks tile (row, column): the row decomposition is uniform per block.
+  const int64_t ow = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (ow >= g.out[2]) return;
+  const int64_t iw = pad_index(ow - g.before[2], g.in[2], g.mode);
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+    const int64_t oh = row % g.out[1];
+    const int64_t od = (row / g.out[1]) % g.out[0];
+    const int64_t b = row / (g.out[1] * g.out[0]);
+    const int64_t ih = pad_index(oh - g.before[1], g.in[1], g.mode);
+    const int64_t id = pad_index(od - g.before[0], g.in[0], g.mode);
+    y[row * g.out[2] + ow] = (iw < 0 || ih < 0 || id < 0)
+                                 ? scalar_t(0)
+                                 : x[((b * g.in[0] + id) * g.in[1] + ih) * g.in[2] + iw];
+  }
+}
+
+// One thread per input element gathers every output that copied it, in a
+// fixed order: deterministic, no atomics.
+template <typename scalar_t>
+__global__ void pad_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* __restrict__ gx,
+                                    int64_t rows, PadGeometry g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t iw = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (iw >= g.in[2]) return;
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+    const int64_t ih = row % g.in[1];
+    const int64_t id = (row / g.in[1]) % g.in[0];
+    const int64_t b = row / (g.in[1] * g.in[0]);
+    acc_t acc = 0;
+    const scalar_t* base = gy + b * g.out[0] * g.out[1] * g.out[2];
+    for_each_preimage(id, g.in[0], g.before[0], g.out[0], g.mode, [&](int64_t od) {
+      for_each_preimage(ih, g.in[1], g.before[1], g.out[1], g.mode, [&](int64_t oh) {
+        const scalar_t* row = base + (od * g.out[1] + oh) * g.out[2];
+        for_each_preimage(iw, g.in[2], g.before[2], g.out[2], g.mode,
+                          [&](int64_t ow) { acc += static_cast<acc_t>(row[ow]); });
+      });
+    });
+    gx[row * g.in[2] + iw] = static_cast<scalar_t>(acc);
+  }
+}
+
+constexpr int kThreads = 128;
+
+// x tiles the last axis; y walks the rows (grid-strided past 65535).
+dim3 row_grid(int64_t width, int64_t rows) {
+  return dim3(static_cast<unsigned>((width + kThreads - 1) / kThreads),
+              static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
+}
+
+at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_view mode_name) {
+  check_floating(input, "input");
+  const PadPlan plan = make_pad_plan(input.sizes(), pad, parse_pad_mode(std::string(mode_name)));
+  const c10::cuda::CUDAGuard guard(input.device());
+  const at::Tensor x = input.contiguous();
+  at::Tensor out = at::empty(plan.out_shape, x.options());
+  const int64_t total = out.numel();
+  if (total == 0) return out;
+  if (x.numel() == 0) return out.zero_();
+  const int64_t rows = plan.batch * plan.out[0] * plan.out[1];
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pad_cuda", [&] {
+    pad_forward_kernel<scalar_t><<<row_grid(plan.out[2], rows), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), rows, geometry(plan));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+at::Tensor pad_backward_cuda(const at::Tensor& grad_output, at::IntArrayRef input_size,
+                             at::IntArrayRef pad, c10::string_view mode_name) {
+  check_floating(grad_output, "grad_output");
+  const PadPlan plan =
+      make_pad_plan(input_size, pad, parse_pad_mode(std::string(mode_name)), "input_size");
+  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef(plan.out_shape),
+                    "grad_output must have shape ", at::IntArrayRef(plan.out_shape), ", got ",
+                    grad_output.sizes());
+  const c10::cuda::CUDAGuard guard(grad_output.device());
+  const at::Tensor gy = grad_output.contiguous();
+  at::Tensor gx = at::empty(input_size, gy.options());
+  const int64_t total = gx.numel();
+  if (total == 0) return gx;
+  if (gy.numel() == 0) return gx.zero_();
+  const int64_t rows = plan.batch * plan.in[0] * plan.in[1];
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gy.scalar_type(), "pad_backward_cuda", [&] {
+    pad_backward_kernel<scalar_t><<<row_grid(plan.in[2], rows), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, geometry(plan));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return gx;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(learnable_ops, CUDA, m) {
+  m.impl("pad", &pad_cuda);
+  m.impl("pad_backward", &pad_backward_cuda);
+}
+
+}  // namespace learnable_ops

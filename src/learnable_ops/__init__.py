@@ -1,0 +1,16 @@
+"""learnable_ops: learnable spatial operators for PyTorch.
+
+Three families share one native extension and one convention (a shift ``s``
+moves content towards higher indices, ``out[i] = x(i - s)``):
+
+* DCLS, dilated convolution with learnable spacings;
+* Sparse and Active Shift layers;
+* DiffConv2d, padding-free convolution by polynomial extrapolation.
+"""
+
+from learnable_ops._ext import build_info, ops_with_kernels
+from learnable_ops.ops import PAD_MODES, pad
+
+__version__ = "0.1.0"
+
+__all__ = ["PAD_MODES", "build_info", "ops_with_kernels", "pad"]

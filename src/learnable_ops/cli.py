@@ -1,0 +1,91 @@
+"""The ``learnable-ops`` command line: ``info``, ``bench`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A bad command-line argument: printed without a traceback, exit code 2."""
+
+
+def _cmd_info(args) -> int:
+    import torch
+
+    import learnable_ops as lo
+
+    info = lo.build_info()
+    print(f"learnable_ops {lo.__version__}")
+    print(f"  built against torch {info['torch_version']} (running torch {torch.__version__})")
+    print(f"  CUDA kernels:        {'yes' if info['cuda'] else 'no'}"
+          + (f" (architectures {info['cuda_architectures']}, {info['cuda_compiler']})" if info["cuda"] else ""))
+    print(f"  CUDA device:         {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+    print(f"  OpenMP:              {'yes' if info['openmp'] else 'no'} ({torch.get_num_threads()} threads)")
+    print(f"  compiler:            {info['compiler']}")
+    print("  operators and their kernels:")
+    for name, keys in lo.ops_with_kernels().items():
+        print(f"    {name:<28} {', '.join(k for k in keys if k != 'Meta')}")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    import torch
+
+    from learnable_ops.benchmarks import FAMILIES
+    from learnable_ops.benchmarks.runner import markdown, report, run_cases
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was given but no CUDA device is available")
+    families = FAMILIES if args.family == "all" else (args.family,)
+    os.makedirs(args.out, exist_ok=True)
+    all_results = []
+    for family in families:
+        module = importlib.import_module(f"learnable_ops.benchmarks.{family}")
+        results = run_cases(module.cases(args.device, args.size), args.device, args.min_run_time)
+        report(results, args.device, os.path.join(args.out, f"{family}.json"), os.path.join(args.out, f"{family}.md"))
+        all_results += results
+    text = markdown(all_results, args.device)
+    with open(os.path.join(args.out, "bench.md"), "w") as f:
+        f.write(text)
+    print()
+    print(text)
+    print(f"wrote {args.out}/<family>.json, <family>.md and bench.md")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from learnable_ops.benchmarks import FAMILIES
+
+    parser = argparse.ArgumentParser(prog="learnable-ops", description="learnable_ops: learnable spatial operators")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="print how the native extension was built and which kernels it has")
+    info.set_defaults(func=_cmd_info)
+
+    bench = sub.add_parser("bench", help="run the benchmarks against the PyTorch baselines")
+    bench.add_argument("--family", default="all", choices=("all",) + tuple(FAMILIES))
+    bench.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    bench.add_argument("--size", default="full", choices=("small", "full"))
+    bench.add_argument("--out", default="bench-results")
+    bench.add_argument("--min-run-time", type=float, default=0.3)
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"learnable-ops {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
