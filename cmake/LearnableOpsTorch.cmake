@@ -54,7 +54,7 @@ if(LEARNABLE_OPS_CUDA)
   endforeach()
   set(CMAKE_CUDA_ARCHITECTURES ${LEARNABLE_OPS_CUDA_ARCHS})
   enable_language(CUDA)
-  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_STANDARD 20)
   # Torch's CMake config adds its own -gencode flags unless told the list is set.
   set(TORCH_CUDA_ARCH_LIST "$ENV{TORCH_CUDA_ARCH_LIST}")
 endif()

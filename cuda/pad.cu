@@ -2,11 +2,10 @@
 // argument checks and plan from pad_plan.h, exactly as on the CPU.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include "learnable_ops/checks.h"
+#include "learnable_ops/cuda_utils.cuh"
 #include "learnable_ops/pad_plan.h"
 
 namespace learnable_ops {
@@ -91,7 +90,7 @@ at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_vi
   if (x.numel() == 0) return out.zero_();
   const int64_t rows = plan.batch * plan.out[0] * plan.out[1];
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pad_cuda", [&] {
-    pad_forward_kernel<scalar_t><<<row_grid(plan.out[2], rows), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    pad_forward_kernel<scalar_t><<<row_grid(plan.out[2], rows), kThreads, 0, current_stream()>>>(
         x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), rows, geometry(plan));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -114,7 +113,7 @@ at::Tensor pad_backward_cuda(const at::Tensor& grad_output, at::IntArrayRef inpu
   if (gy.numel() == 0) return gx.zero_();
   const int64_t rows = plan.batch * plan.in[0] * plan.in[1];
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gy.scalar_type(), "pad_backward_cuda", [&] {
-    pad_backward_kernel<scalar_t><<<row_grid(plan.in[2], rows), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    pad_backward_kernel<scalar_t><<<row_grid(plan.in[2], rows), kThreads, 0, current_stream()>>>(
         gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, geometry(plan));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
