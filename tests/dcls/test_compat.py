@@ -11,19 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import learnable_ops as lo
 from learnable_ops.compat import load_dcls_state_dict
 from learnable_ops.nn import Dcls1d, Dcls2_1d, Dcls2d, Dcls2dK1d, Dcls3_1d, Dcls3d
-from module_reference import reference_construct
 
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-
-
-@pytest.fixture(autouse=True)
-def _construct_op(monkeypatch):
-    # Stand-in until the native op of branch dcls-construct is merged.
-    if not hasattr(lo, "dcls_construct"):
-        monkeypatch.setattr(lo, "dcls_construct", reference_construct, raising=False)
 
 
 def dcls01_axes(version, n):

@@ -5,17 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import learnable_ops as lo
 from learnable_ops import dcls
 from learnable_ops.nn import Dcls1d, Dcls2d
-from module_reference import reference_construct
-
-
-@pytest.fixture(autouse=True)
-def _construct_op(monkeypatch):
-    # Stand-in until the native op of branch dcls-construct is merged.
-    if not hasattr(lo, "dcls_construct"):
-        monkeypatch.setattr(lo, "dcls_construct", reference_construct, raising=False)
 
 
 def small_model(version="gauss"):

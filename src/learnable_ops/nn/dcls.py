@@ -22,10 +22,11 @@ from torch import nn
 
 import learnable_ops
 from learnable_ops.ops._validate import choice, int_tuple
+from learnable_ops.ops.dcls import DCLS_VERSIONS, normalize_dcls_version
+from learnable_ops.ops.dcls import DCLS_VERSIONS_WITH_SIG as _SIG_VERSIONS
 from learnable_ops.ops.pad import PAD_MODE_ALIASES, PAD_MODES, normalize_pad_mode
 
 __all__ = [
-    "DCLS_VERSIONS",
     "DCLS_METHODS",
     "Dcls1d",
     "Dcls2d",
@@ -35,14 +36,9 @@ __all__ = [
     "Dcls2dK1d",
 ]
 
-DCLS_VERSIONS = ("v0", "v1", "max", "gauss")
-"""Interpolation versions: multilinear (``v0``), normalised triangle (``v1``),
-normalised triangle of learnable half-width (``max``), normalised Gaussian (``gauss``)."""
-
 DCLS_METHODS = ("auto", "construct", "dense", "sparse")
 """Forward methods of :class:`Dcls1d` and :class:`Dcls2d` (see their ``method`` argument)."""
 
-_SIG_VERSIONS = ("gauss", "max")
 _SIG_INIT = {"gauss": 0.23, "max": 0.0}
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular") + tuple(
     m for m in PAD_MODES + tuple(PAD_MODE_ALIASES) if m not in ("zeros", "reflect", "replicate", "circular")
@@ -123,7 +119,7 @@ class _DclsBase(nn.Module):
             padding = _positive(int_tuple(padding, "padding", spatial_dims), "padding", minimum=0)
         self.padding = padding
         self.padding_mode = choice(padding_mode, "padding_mode", _PADDING_MODES)
-        self.version = choice(version, "version", DCLS_VERSIONS)
+        self.version = normalize_dcls_version(version)
         self.method = choice(method, "method", DCLS_METHODS)
         self._spatial_dims = spatial_dims
         self._kernel_cache = None
@@ -216,19 +212,15 @@ class _DclsBase(nn.Module):
     def construct_kernel(self) -> torch.Tensor:
         """Builds the dense kernel from ``weight``, ``P`` and ``SIG`` (never cached).
 
-        The construction runs in float32 when the parameters are float16 or
-        bfloat16 (and in float64 for float64 parameters); the kernel is returned
-        in ``weight``'s dtype.
+        :func:`learnable_ops.dcls_construct` runs in float32 for float16 and
+        bfloat16 parameters and returns the kernel in ``weight``'s dtype.
 
         Returns:
             ``(out_channels, in_channels // groups, *kernel_size)``.
         """
-        version = choice(self.version, "version", DCLS_VERSIONS)
+        version = normalize_dcls_version(self.version)
         P, SIG = self._check_parameters(version)
-        weight = self.weight
-        compute = torch.promote_types(weight.dtype, torch.float32)
-        W, P = weight.to(compute), P.to(compute)
-        SIG = None if SIG is None else SIG.to(compute)
+        W = self.weight
         co, cig = W.shape[0], W.shape[1]
         if self.dense_kernel_size:
             # Every dense tap has its own Kc positions along the learned axis:
@@ -238,7 +230,7 @@ class _DclsBase(nn.Module):
             P = P.reshape(P.shape[0], P.shape[1], rows, self.kernel_count)
             SIG = None if SIG is None else SIG.reshape(P.shape)
         kernel = learnable_ops.dcls_construct(W, P, SIG, self.dilated_kernel_size, version)
-        return kernel.reshape((co, cig) + self.kernel_size).to(weight.dtype)
+        return kernel.reshape((co, cig) + self.kernel_size)
 
     def invalidate_kernel_cache(self) -> None:
         """Drops the eval-mode kernel cache.
@@ -426,7 +418,7 @@ class _DclsNd(_DclsBase):
             conv: an ``nn.Conv{1,2,3}d`` of this class's dimensionality.
             dilated_kernel_size: ``D`` per axis, at least the conv's span and of
                 the same parity; default the span ``(k - 1) * dilation + 1``.
-            version: one of :data:`DCLS_VERSIONS`.
+            version: one of :data:`learnable_ops.DCLS_VERSIONS`.
 
         Returns:
             The layer, on ``conv``'s device and dtype and in its training mode.
@@ -484,7 +476,7 @@ _TAIL_ARGS = """
             :func:`learnable_ops.pad` (``symmetric``, ``border``, ``periodic``, ...).
             Non-zero modes pad with :func:`learnable_ops.pad`, which accepts any amount."""
 _VERSION_ARG = """
-        version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'`` (see :data:`DCLS_VERSIONS`);
+        version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'`` (see :data:`learnable_ops.DCLS_VERSIONS`);
             ``SIG`` exists only for ``'max'`` and ``'gauss'``."""
 _METHOD_ARG = """
         method: how the forward convolves. ``'construct'`` builds the dense kernel and
