@@ -62,7 +62,7 @@ def make(name, version, dtype=torch.float64, **overrides):
 def grads(layer, x, fn):
     params = [p for p in (layer.weight, layer.P, layer.SIG, layer.bias) if p is not None]
     out = fn(x)
-    proj = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
+    proj = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1)).to(out.device)
     return out.detach(), torch.autograd.grad((out * proj).sum(), params)
 
 
@@ -568,3 +568,82 @@ def test_bad_input():
         layer(torch.randn(6, 9, dtype=torch.float64))
     with pytest.raises(TypeError, match="input"):
         layer([1.0, 2.0])
+
+
+def test_compile_dynamic_shapes():
+    layer, x = make("2d-depthwise-even", "max", padding_mode="symmetric")
+    testing.check_compile(layer, [x], dynamic=True)
+
+
+def test_thread_independence():
+    layer, x = make("3_1d", "gauss")
+    testing.check_thread_independence(layer, [x.requires_grad_(True)])
+
+
+def test_meta_move_after_forward():
+    layer, x = make("2d-nonsquare", "gauss", padding_mode="reflect")
+    layer.eval()
+    with torch.no_grad():
+        layer(x)
+        layer.to("meta")
+        assert layer(x.to("meta")).shape == layer.to_empty(device="cpu").eval()(x).shape
+
+
+# ----------------------------------------------------------------------------- CUDA (run on the GPU machine)
+
+@testing.cuda
+@testing.requires_cuda
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("name", ["1d", "2d-nonsquare", "2d-depthwise-even", "3d-nonsquare", "2_1d", "2dK1d-1"])
+def test_cpu_cuda_parity(name, version):
+    layer, x = make(name, version)
+    cpu_out, cpu_grads = grads(layer, x, layer)
+    layer.cuda()
+    out, g = grads(layer, x.cuda(), layer)
+    torch.testing.assert_close(out.cpu(), cpu_out, atol=1e-10, rtol=1e-10)
+    for a, b in zip(g, cpu_grads):
+        torch.testing.assert_close(a.cpu(), b, atol=1e-9, rtol=1e-9)
+
+
+@testing.cuda
+@testing.requires_cuda
+def test_device_moves_after_forward_cuda():
+    layer, x = make("2d-nonsquare", "gauss", padding_mode="symmetric")
+    layer.eval()
+    with torch.no_grad():
+        ref = layer(x)
+        layer.cuda()
+        torch.testing.assert_close(layer(x.cuda()).cpu(), ref)
+        assert layer._kernel_cache[2].is_cuda
+        layer.cpu()
+        torch.testing.assert_close(layer(x), ref)
+
+
+@testing.cuda
+@testing.requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_and_autocast_cuda(dtype):
+    layer, x = make("2d-depthwise-even", "gauss", dtype=torch.float32)
+    layer.cuda()
+    x = x.cuda()
+    ref = layer(x)
+    with torch.autocast("cuda", dtype=dtype):
+        out = layer(x)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref, atol=5e-2, rtol=5e-2)
+    layer.to(dtype)
+    torch.testing.assert_close(layer(x.to(dtype)).float(), ref, atol=5e-2, rtol=5e-2)
+
+
+@testing.cuda
+@testing.requires_cuda
+def test_inductor_cuda():
+    layer, x = make("2d-depthwise-even", "gauss", dtype=torch.float32)
+    layer.cuda()
+    x = x.cuda().requires_grad_(True)
+    compiled = torch.compile(layer, fullgraph=True)
+    torch.testing.assert_close(compiled(x), layer(x), atol=1e-5, rtol=1e-5)
+    (g,) = torch.autograd.grad(compiled(x).sum(), layer.P)
+    (gr,) = torch.autograd.grad(layer(x).sum(), layer.P)
+    torch.testing.assert_close(g, gr, atol=1e-4, rtol=1e-4)
+    torch._dynamo.reset()
