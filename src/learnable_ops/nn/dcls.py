@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 DCLS_METHODS = ("auto", "construct", "dense", "sparse")
-"""Forward methods of :class:`Dcls1d` and :class:`Dcls2d` (see their ``method`` argument)."""
+"""Forward methods of :class:`Dcls1d`, :class:`Dcls2d` and :class:`Dcls3d` (see their ``method`` argument)."""
 
 _SIG_INIT = {"gauss": 0.23, "max": 0.0}
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular") + tuple(
@@ -401,6 +401,29 @@ class _DclsNd(_DclsBase):
 
     _dims: int
 
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_count: int,
+        stride=1,
+        padding=0,
+        dilated_kernel_size=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        version: str = "gauss",
+        method: str = "auto",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            spatial_dims=self._dims, learned_dims=self._dims, in_channels=in_channels, out_channels=out_channels,
+            kernel_count=kernel_count, stride=stride, padding=padding, dilated_kernel_size=dilated_kernel_size,
+            groups=groups, bias=bias, padding_mode=padding_mode, version=version, method=method,
+            device=device, dtype=dtype,
+        )
+
     @classmethod
     def from_conv(cls, conv: nn.Module, dilated_kernel_size=None, version: str = "v1"):
         """A DCLS layer whose taps sit on ``conv``'s own grid, with its weights copied.
@@ -501,84 +524,20 @@ _ATTRS = """
 class Dcls1d(_DclsNd):
     _dims = 1
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_count: int,
-        stride=1,
-        padding=0,
-        dilated_kernel_size=1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        version: str = "gauss",
-        method: str = "auto",
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            spatial_dims=1, learned_dims=1, in_channels=in_channels, out_channels=out_channels,
-            kernel_count=kernel_count, stride=stride, padding=padding, dilated_kernel_size=dilated_kernel_size,
-            groups=groups, bias=bias, padding_mode=padding_mode, version=version, method=method,
-            device=device, dtype=dtype,
-        )
-
 
 class Dcls2d(_DclsNd):
     _dims = 2
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_count: int,
-        stride=1,
-        padding=0,
-        dilated_kernel_size=1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        version: str = "gauss",
-        method: str = "auto",
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            spatial_dims=2, learned_dims=2, in_channels=in_channels, out_channels=out_channels,
-            kernel_count=kernel_count, stride=stride, padding=padding, dilated_kernel_size=dilated_kernel_size,
-            groups=groups, bias=bias, padding_mode=padding_mode, version=version, method=method,
-            device=device, dtype=dtype,
-        )
 
 
 class Dcls3d(_DclsNd):
     _dims = 3
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_count: int,
-        stride=1,
-        padding=0,
-        dilated_kernel_size=1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        version: str = "gauss",
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            spatial_dims=3, learned_dims=3, in_channels=in_channels, out_channels=out_channels,
-            kernel_count=kernel_count, stride=stride, padding=padding, dilated_kernel_size=dilated_kernel_size,
-            groups=groups, bias=bias, padding_mode=padding_mode, version=version,
-            device=device, dtype=dtype,
-        )
 
+class _DclsN_1d(_DclsBase):
+    """Dense leading kernel axes, positions learned along the last axis only."""
 
-class Dcls2_1d(_DclsBase):
+    _dims: int
+
     def __init__(
         self,
         in_channels: int,
@@ -596,36 +555,19 @@ class Dcls2_1d(_DclsBase):
         dtype=None,
     ) -> None:
         super().__init__(
-            spatial_dims=2, learned_dims=1, in_channels=in_channels, out_channels=out_channels,
+            spatial_dims=self._dims, learned_dims=1, in_channels=in_channels, out_channels=out_channels,
             kernel_count=kernel_count, stride=stride, padding=padding, dilated_kernel_size=dilated_kernel_size,
             dense_kernel_size=dense_kernel_size, groups=groups, bias=bias, padding_mode=padding_mode,
             version=version, device=device, dtype=dtype,
         )
 
 
-class Dcls3_1d(_DclsBase):
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_count: int,
-        stride=1,
-        padding=0,
-        dense_kernel_size=1,
-        dilated_kernel_size=1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        version: str = "gauss",
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            spatial_dims=3, learned_dims=1, in_channels=in_channels, out_channels=out_channels,
-            kernel_count=kernel_count, stride=stride, padding=padding, dilated_kernel_size=dilated_kernel_size,
-            dense_kernel_size=dense_kernel_size, groups=groups, bias=bias, padding_mode=padding_mode,
-            version=version, device=device, dtype=dtype,
-        )
+class Dcls2_1d(_DclsN_1d):
+    _dims = 2
+
+
+class Dcls3_1d(_DclsN_1d):
+    _dims = 3
 
 
 class Dcls2dK1d(_DclsBase):
@@ -714,7 +656,7 @@ Dcls3d.__doc__ = f"""3-D DCLS convolution: taps at learnable 3-D positions (``P[
     Args:{_COMMON_ARGS}
         stride: int or triple.
         padding: int, triple, ``'same'`` (stride 1) or ``'valid'``.
-        dilated_kernel_size: ``(D0, D1, D2)`` or an int for all.{_TAIL_ARGS}{_VERSION_ARG}{_FACTORY_ARGS}
+        dilated_kernel_size: ``(D0, D1, D2)`` or an int for all.{_TAIL_ARGS}{_VERSION_ARG}{_METHOD_ARG}{_FACTORY_ARGS}
 {_ATTRS.format(n=3, dense='', axis='a')}
 
     Shape:
