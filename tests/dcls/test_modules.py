@@ -259,6 +259,23 @@ def test_from_conv_equals_conv(case, version, dtype):
     assert ((layer(x) - conv(x)).abs() <= eps * magnitude + 1e-30).all()
 
 
+def test_from_conv_taps_keep_learning():
+    # from_conv puts taps on integer positions, where 0.1.x's v1 gradient vanished; the op's
+    # one-sided derivative keeps them learning.
+    conv = nn.Conv2d(2, 2, 3, dilation=2, padding=3)
+    layer = Dcls2d.from_conv(conv, dilated_kernel_size=7, version="v1")
+    layer(torch.randn(1, 2, 8, 8)).square().sum().backward()
+    assert (layer.P.grad != 0).float().mean() > 0.5
+
+
+@pytest.mark.parametrize("method", ["auto", "construct", "dense", "sparse"])
+def test_methods_route_to_construct(method):
+    # Until the fast depthwise and sparse paths are integrated every method runs construct + F.conv.
+    layer, x = make("2d-depthwise-even", "gauss", method=method)
+    assert layer.method == method
+    torch.testing.assert_close(layer(x), reference_forward(layer, x), atol=1e-12, rtol=1e-12)
+
+
 def test_from_conv_gauss_and_errors():
     conv = nn.Conv2d(2, 2, 3, dilation=2, padding=2)
     layer = Dcls2d.from_conv(conv, version="gauss")
