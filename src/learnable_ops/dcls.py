@@ -113,7 +113,9 @@ def clamp_positions(model: nn.Module) -> None:
         layer.clamp_parameters()
 
 
-def clamp_positions_after_step(optimizer: torch.optim.Optimizer, model: nn.Module):
+def clamp_positions_after_step(
+    optimizer: torch.optim.Optimizer, model: nn.Module
+) -> torch.utils.hooks.RemovableHandle:
     """Runs :func:`clamp_positions` after every ``optimizer.step()`` (as ConvNeXt-dcls does).
 
     Returns:
