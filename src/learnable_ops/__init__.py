@@ -9,8 +9,11 @@ moves content towards higher indices, ``out[i] = x(i - s)``):
 """
 
 from learnable_ops._ext import build_info, ops_with_kernels
-from learnable_ops.ops import PAD_MODES, pad
+from learnable_ops.ops import DCLS_VERSIONS, PAD_MODES, dcls_construct, pad
+
+from learnable_ops import nn  # noqa: E402  (layers; import after the ops they use)
+from learnable_ops import compat, dcls  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["PAD_MODES", "build_info", "ops_with_kernels", "pad"]
+__all__ = ["DCLS_VERSIONS", "PAD_MODES", "build_info", "dcls_construct", "ops_with_kernels", "pad"]
