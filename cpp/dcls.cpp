@@ -58,8 +58,13 @@ struct TapProfiles {
     }
   }
 
-  // Returns false when the tap has no cell on the grid.
-  bool fill(const DclsGeometry& g, const PaddedAxes& axes, const acc_t* c, const acc_t* sig) {
+  // Fills the profiles and returns the tap's normaliser (from the same
+  // samples, in the same order, as dcls_tap_norm). `on_grid` is false when the
+  // tap has no cell on the grid.
+  DclsTapNorm<acc_t> fill(const DclsGeometry& g, const PaddedAxes& axes, const acc_t* c,
+                          const acc_t* sig, bool& on_grid) {
+    acc_t s[kDclsMaxAxes] = {0, 0, 0}, s_dc[kDclsMaxAxes] = {0, 0, 0}, s_ds[kDclsMaxAxes] = {0, 0, 0};
+    on_grid = true;
     for (int q = 0; q < kDclsMaxAxes; ++q) {
       if (q < axes.off) {
         lo[q] = 0;
@@ -72,15 +77,18 @@ struct TapProfiles {
       int64_t hi;
       dcls_axis_window(g.version, c[a], sig[a], g.D[a], lo[q], hi);
       len[q] = hi - lo[q];
-      if (len[q] == 0) return false;
+      on_grid = on_grid && len[q] > 0;
       for (int64_t j = 0; j < len[q]; ++j) {
-        const DclsAxisSample<acc_t> s = dcls_axis_sample(g.version, lo[q] + j, c[a], sig[a]);
-        phi[q][j] = s.phi;
-        dc[q][j] = s.dc;
-        ds[q][j] = s.dsig;
+        const DclsAxisSample<acc_t> p = dcls_axis_sample(g.version, lo[q] + j, c[a], sig[a]);
+        phi[q][j] = p.phi;
+        dc[q][j] = p.dc;
+        ds[q][j] = p.dsig;
+        s[a] += p.phi;
+        s_dc[a] += p.dc;
+        s_ds[a] += p.dsig;
       }
     }
-    return true;
+    return dcls_norm_from_sums(g.version, g.n, s, s_dc, s_ds);
   }
 };
 
@@ -111,8 +119,9 @@ void construct_cpu_kernel(const DclsGeometry& g, const scalar_t* W, const scalar
       for (int64_t k = 0; k < g.Kc; ++k) {
         acc_t c[kDclsMaxAxes], sig[kDclsMaxAxes];
         dcls_load_tap(g, P, SIG, o, i, k, c, sig);
-        if (!prof.fill(g, axes, c, sig)) continue;
-        const DclsTapNorm<acc_t> norm = dcls_tap_norm(g.version, g.n, c, sig, g.D);
+        bool on_grid;
+        const DclsTapNorm<acc_t> norm = prof.fill(g, axes, c, sig, on_grid);
+        if (!on_grid) continue;
         const acc_t scale = static_cast<acc_t>(W[pair * g.Kc + k]) / norm.N;
         const acc_t* phi2 = prof.phi[2];
         const int64_t len2 = prof.len[2];
@@ -131,6 +140,38 @@ void construct_cpu_kernel(const DclsGeometry& g, const scalar_t* W, const scalar
   });
 }
 
+// Three dot products of a kernel-gradient row with a profile row, in
+// kLanes independent partial sums (so the compiler can vectorise the loop)
+// added in a fixed order: the result does not depend on the thread count.
+constexpr int64_t kLanes = 8;
+
+template <typename scalar_t, typename acc_t>
+inline void row_dots(const scalar_t* row, const acc_t* a, const acc_t* b, const acc_t* c,
+                     int64_t len, acc_t& ra, acc_t& rb, acc_t& rc) {
+  acc_t la[kLanes] = {}, lb[kLanes] = {}, lc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= len; j += kLanes) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const acc_t g = static_cast<acc_t>(row[j + l]);
+      la[l] += g * a[j + l];
+      lb[l] += g * b[j + l];
+      lc[l] += g * c[j + l];
+    }
+  }
+  for (int64_t l = 0; j < len; ++j, ++l) {
+    const acc_t g = static_cast<acc_t>(row[j]);
+    la[l] += g * a[j];
+    lb[l] += g * b[j];
+    lc[l] += g * c[j];
+  }
+  ra = rb = rc = acc_t(0);
+  for (int64_t l = 0; l < kLanes; ++l) {
+    ra += la[l];
+    rb += lb[l];
+    rc += lc[l];
+  }
+}
+
 // Contracts one tap's profile with the kernel gradient G of its (o, i)
 // kernel over the tap's window (nested: last axis, then middle, then first).
 template <typename scalar_t, typename acc_t>
@@ -144,13 +185,8 @@ DclsTapContraction<acc_t> contract_tap(const TapProfiles<acc_t>& prof, const Pad
     acc_t t1 = 0, c1 = 0, s1 = 0, c12 = 0, s12 = 0;
     for (int64_t j1 = 0; j1 < prof.len[1]; ++j1) {
       const scalar_t* row = G + ((prof.lo[0] + j0) * E1 + prof.lo[1] + j1) * E2 + prof.lo[2];
-      acc_t r = 0, rc = 0, rs = 0;
-      for (int64_t j2 = 0; j2 < len2; ++j2) {
-        const acc_t gv = static_cast<acc_t>(row[j2]);
-        r += gv * phi2[j2];
-        rc += gv * dc2[j2];
-        rs += gv * ds2[j2];
-      }
+      acc_t r, rc, rs;
+      row_dots(row, phi2, dc2, ds2, len2, r, rc, rs);
       const acc_t p1 = prof.phi[1][j1];
       t1 += p1 * r;
       c1 += prof.dc[1][j1] * r;
@@ -226,9 +262,10 @@ void construct_backward_cpu_kernel(const DclsGeometry& g, const scalar_t* G, con
       for (int64_t k = 0; k < g.Kc; ++k) {
         acc_t c[kDclsMaxAxes], sig[kDclsMaxAxes];
         dcls_load_tap(g, P, SIG, o, i, k, c, sig);
+        bool on_grid;
+        const DclsTapNorm<acc_t> norm = prof.fill(g, axes, c, sig, on_grid);
         DclsTapContraction<acc_t> e{};
-        if (prof.fill(g, axes, c, sig)) e = contract_tap(prof, axes, Gk);
-        const DclsTapNorm<acc_t> norm = dcls_tap_norm(g.version, g.n, c, sig, g.D);
+        if (on_grid) e = contract_tap(prof, axes, Gk);
         const acc_t w = static_cast<acc_t>(W[pair * g.Kc + k]);
         const DclsTapGrads<acc_t> grads = dcls_tap_grads(g.n, w, norm, e);
         gW[pair * g.Kc + k] = static_cast<scalar_t>(grads.weight);

@@ -222,6 +222,18 @@ def test_compile_fullgraph(version):
     testing.check_compile(f, args)
 
 
+def test_torch_export():
+    D = (5, 4)
+    w, p, s = (t.detach() for t in make_params(D, version="max", broadcast=True))
+
+    class Construct(torch.nn.Module):
+        def forward(self, w, p, s):
+            return lo.dcls_construct(w, p, s, D, "max")
+
+    exported = torch.export.export(Construct(), (w, p, s))
+    assert torch.equal(exported.module()(w, p, s), lo.dcls_construct(w, p, s, D, "max"))
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_thread_count_independent(version):
     D = (9, 7)
