@@ -71,6 +71,17 @@ LO_HD void dcls_load_tap(const DclsGeometry& g, const scalar_t* P, const scalar_
   }
 }
 
+// exp in T's precision on host and device (::exp(float) is the double one
+// on the host).
+template <typename T>
+LO_HD T dcls_exp(T x) {
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+  return ::exp(x);
+#else
+  return std::exp(x);
+#endif
+}
+
 // One axis of one tap at grid cell u: the profile value and its one-sided
 // derivatives (from above) with respect to the centre c and to SIG.
 template <typename T>
@@ -116,10 +127,12 @@ LO_HD DclsAxisSample<T> dcls_axis_sample(DclsVersion v, int64_t u, T c, T sig) {
       break;
     }
     case DclsVersion::Gauss: {
-      // gaussian() of interpolation.h and its derivatives from one exp.
+      // gaussian() of interpolation.h and its derivatives from one exp (in
+      // the precision of T: float exp for float on the host too).
       const T d = T(u) - c;
       const T sd = gauss_sigma(sig);
-      s.phi = gaussian(d, sig);
+      const T z = d / sd;
+      s.phi = dcls_exp(T(-0.5) * z * z);
       s.dc = d / (sd * sd) * s.phi;  // -gaussian_dd: d/dc = -d/dd
       s.dsig = sign_from_above(sig) * d * d / (sd * sd * sd) * s.phi;
       break;
