@@ -24,3 +24,8 @@ from learnable_ops.ops import PAD_MODES, SHIFT_MODES, pad, shift
 __version__ = "0.1.0"
 
 __all__ = ["PAD_MODES", "SHIFT_MODES", "build_info", "ops_with_kernels", "nn", "pad", "shift", "sparsity_loss"]
+from learnable_ops.ops import EXTRAPOLATION_MODES, PAD_MODES, diff_conv2d, pad
+
+__version__ = "0.1.0"
+
+__all__ = ["EXTRAPOLATION_MODES", "PAD_MODES", "build_info", "diff_conv2d", "ops_with_kernels", "pad"]

@@ -34,6 +34,9 @@ enum class PadMode : int32_t {
   Periodic = 2,
   Reflect = 3,
   Symmetric = 4,
+  // Not an index map: a linear combination of samples (see lagrange.h). The
+  // index functions below treat it as zeros; its kernels use lagrange.h.
+  Polynomial = 5,
 };
 
 // Floor modulo: result in [0, m) for m > 0, for any sign of a.
@@ -49,6 +52,7 @@ LO_HD I pad_index_t(I p, I n, PadMode mode) {
   if (p >= 0 && p < n) return p;
   switch (mode) {
     case PadMode::Zeros:
+    case PadMode::Polynomial:
       return -1;
     case PadMode::Border:
       return p < 0 ? 0 : n - 1;
@@ -121,6 +125,7 @@ LO_HD void for_each_preimage_t(I j, I n, I before, I out_len, PadMode mode, F&& 
   };
   switch (mode) {
     case PadMode::Zeros:
+    case PadMode::Polynomial:
       range(j, j + 1);
       return;
     case PadMode::Border: {

@@ -6,3 +6,7 @@ from learnable_ops.ops.shift import SHIFT_MODES, shift
 
 __all__ = ["DCLS_VERSIONS", "PAD_MODES", "dcls_construct", "pad"]
 __all__ = ["PAD_MODES", "SHIFT_MODES", "pad", "shift"]
+from learnable_ops.ops.diffconv import diff_conv2d
+from learnable_ops.ops.pad import EXTRAPOLATION_MODES, PAD_MODES, pad
+
+__all__ = ["EXTRAPOLATION_MODES", "PAD_MODES", "diff_conv2d", "pad"]
