@@ -9,8 +9,24 @@ moves content towards higher indices, ``out[i] = x(i - s)``):
 """
 
 from learnable_ops._ext import build_info, ops_with_kernels
-from learnable_ops.ops import PAD_MODES, pad
+from learnable_ops.ops import (
+    PAD_MODES,
+    SPARSE_VERSIONS,
+    dcls_sparse_depthwise,
+    depthwise_conv1d,
+    depthwise_conv2d,
+    pad,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["PAD_MODES", "build_info", "ops_with_kernels", "pad"]
+__all__ = [
+    "PAD_MODES",
+    "SPARSE_VERSIONS",
+    "build_info",
+    "dcls_sparse_depthwise",
+    "depthwise_conv1d",
+    "depthwise_conv2d",
+    "ops_with_kernels",
+    "pad",
+]
