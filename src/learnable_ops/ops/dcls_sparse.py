@@ -139,3 +139,19 @@ def _backward(ctx, grad):
 
 
 torch.library.register_autograd("learnable_ops::dcls_sparse_depthwise", _backward, setup_context=_setup)
+
+
+def _setup_backward(ctx, inputs, output):
+    pass
+
+
+def _backward_backward(ctx, *grads):
+    raise NotImplementedError(
+        "dcls_sparse_depthwise has no double backward; use method='construct' or 'dense' (dcls_construct + conv) "
+        "for higher-order gradients"
+    )
+
+
+torch.library.register_autograd(
+    "learnable_ops::dcls_sparse_depthwise_backward", _backward_backward, setup_context=_setup_backward
+)
