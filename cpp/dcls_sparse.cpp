@@ -68,6 +68,11 @@ SparsePlan sparse_plan(at::IntArrayRef input_size, const at::Tensor& weight, con
   return plan;
 }
 
+// The tap-conv kernels accumulate (and take weights) in the input's opmath dtype.
+at::ScalarType opmath_dtype(const at::Tensor& input) {
+  return input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
 at::Tensor as_4d(const at::Tensor& t) { return t.dim() == 3 ? t.unsqueeze(2) : t; }
 
 std::vector<int64_t> output_shape(const SparsePlan& p) {
@@ -91,8 +96,8 @@ at::Tensor dcls_sparse_depthwise_impl(const at::Tensor& input, const at::Tensor&
     TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == plan.g.C, "bias must have shape (", plan.g.C,
                       ",), got ", bias->sizes());
   }
-  const DclsCornerTaps taps = make_dcls_corner_taps(P, dilated_kernel_size, plan.normalise);
-  const auto acc = taps.corner.scalar_type();
+  const auto acc = opmath_dtype(input);
+  const DclsCornerTaps taps = make_dcls_corner_taps(P.to(acc), dilated_kernel_size, plan.normalise);
   const int64_t corners = int64_t(1) << plan.n;
   const at::Tensor w = (weight.to(acc).unsqueeze(-1) * taps.corner.view({plan.g.C, -1, corners}))
                            .reshape({plan.g.C, -1})
@@ -111,8 +116,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dcls_sparse_depthwise
   const SparsePlan plan = sparse_plan(input.sizes(), weight, P, dilated_kernel_size, stride, padding, version);
   TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef(output_shape(plan)), "grad_output must have shape ",
                     at::IntArrayRef(output_shape(plan)), ", got ", grad_output.sizes());
-  const DclsCornerTaps taps = make_dcls_corner_taps(P, dilated_kernel_size, plan.normalise);
-  const auto acc = taps.corner.scalar_type();
+  const auto acc = opmath_dtype(input);
+  const DclsCornerTaps taps = make_dcls_corner_taps(P.to(acc), dilated_kernel_size, plan.normalise);
   const int64_t C = plan.g.C, Kc = weight.size(1), corners = int64_t(1) << plan.n;
   const at::Tensor w_acc = weight.to(acc);
   const at::Tensor go = as_4d(grad_output), x = as_4d(input);
