@@ -82,6 +82,10 @@ class DclsDepthwise(nn.Module):
                              self.channels, self.version, x.device, x.dtype)
 
     def forward(self, x):
+        # Our ops are not on autocast's cast lists: run them in the autocast dtype
+        # as the framework conv they replace would.
+        if torch.is_autocast_enabled(x.device.type):
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         pad = self.dilated_kernel_size[0] // 2
         bias = None if self.bias is None else self.bias.to(x.dtype)
         method = self.resolved_method(x)
