@@ -29,3 +29,24 @@ from learnable_ops.ops import EXTRAPOLATION_MODES, PAD_MODES, diff_conv2d, pad
 __version__ = "0.1.0"
 
 __all__ = ["EXTRAPOLATION_MODES", "PAD_MODES", "build_info", "diff_conv2d", "ops_with_kernels", "pad"]
+from learnable_ops.ops import (
+    PAD_MODES,
+    SPARSE_VERSIONS,
+    dcls_sparse_depthwise,
+    depthwise_conv1d,
+    depthwise_conv2d,
+    pad,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PAD_MODES",
+    "SPARSE_VERSIONS",
+    "build_info",
+    "dcls_sparse_depthwise",
+    "depthwise_conv1d",
+    "depthwise_conv2d",
+    "ops_with_kernels",
+    "pad",
+]
