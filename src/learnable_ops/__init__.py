@@ -18,8 +18,9 @@ __version__ = "0.1.0"
 
 __all__ = ["DCLS_VERSIONS", "PAD_MODES", "build_info", "dcls_construct", "ops_with_kernels", "pad"]
 from learnable_ops import nn
+from learnable_ops.convert import ConversionReport, convert
 from learnable_ops.nn import sparsity_loss
-from learnable_ops.ops import PAD_MODES, SHIFT_MODES, pad, shift
+from learnable_ops.ops import DCLS_VERSIONS, PAD_MODES, SHIFT_MODES, dcls_construct, pad, shift
 
 __version__ = "0.1.0"
 
@@ -49,4 +50,17 @@ __all__ = [
     "depthwise_conv2d",
     "ops_with_kernels",
     "pad",
+__all__ = [
+    "DCLS_VERSIONS",
+    "PAD_MODES",
+    "SHIFT_MODES",
+    "ConversionReport",
+    "build_info",
+    "convert",
+    "dcls_construct",
+    "nn",
+    "ops_with_kernels",
+    "pad",
+    "shift",
+    "sparsity_loss",
 ]

@@ -20,3 +20,4 @@ __all__ = [
     "depthwise_conv2d",
     "pad",
 ]
+__all__ = ["DCLS_VERSIONS", "PAD_MODES", "SHIFT_MODES", "dcls_construct", "pad", "shift"]
