@@ -9,8 +9,8 @@ moves content towards higher indices, ``out[i] = x(i - s)``):
 """
 
 from learnable_ops._ext import build_info, ops_with_kernels
-from learnable_ops.ops import PAD_MODES, SHIFT_MODES, pad, shift
+from learnable_ops.ops import DCLS_VERSIONS, PAD_MODES, SHIFT_MODES, dcls_construct, pad, shift
 
 __version__ = "0.1.0"
 
-__all__ = ["PAD_MODES", "SHIFT_MODES", "build_info", "ops_with_kernels", "pad", "shift"]
+__all__ = ["DCLS_VERSIONS", "PAD_MODES", "SHIFT_MODES", "build_info", "dcls_construct", "ops_with_kernels", "pad", "shift"]
