@@ -1,5 +1,6 @@
 // pad: CUDA kernels. The index maps come from the shared padding.h, the
-// argument checks and plan from pad_plan.h, exactly as on the CPU.
+// polynomial weights from lagrange.h, the argument checks and plan from
+// pad_plan.h, exactly as on the CPU.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
@@ -12,7 +13,7 @@ namespace learnable_ops {
 namespace {
 
 struct PadGeometry {
-  int64_t in[3], out[3], before[3];
+  int64_t in[3], out[3], before[3], order[3], step[3];
   PadMode mode;
 };
 
@@ -22,6 +23,8 @@ PadGeometry geometry(const PadPlan& plan) {
     g.in[a] = plan.in[a];
     g.out[a] = plan.out[a];
     g.before[a] = plan.before[a];
+    g.order[a] = plan.order[a];
+    g.step[a] = plan.step[a];
   }
   g.mode = plan.mode;
   return g;
@@ -71,6 +74,59 @@ __global__ void pad_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* _
   }
 }
 
+// Polynomial mode: each output is the tensor product of the per-axis
+// extrapolation rules (lagrange.h), weights computed in double, summed in
+// opmath. Interior outputs take a single term.
+template <typename scalar_t>
+__global__ void pad_polynomial_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
+                                      int64_t rows, PadGeometry g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t ow = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (ow >= g.out[2]) return;
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+    const int64_t oh = row % g.out[1];
+    const int64_t od = (row / g.out[1]) % g.out[0];
+    const int64_t b = row / (g.out[1] * g.out[0]);
+    const scalar_t* base = x + b * g.in[0] * g.in[1] * g.in[2];
+    acc_t acc = 0;
+    for_each_polynomial_source(od - g.before[0], g.in[0], g.order[0], g.step[0], [&](int64_t id, double wd) {
+      for_each_polynomial_source(oh - g.before[1], g.in[1], g.order[1], g.step[1], [&](int64_t ih, double wh) {
+        const scalar_t* xrow = base + (id * g.in[1] + ih) * g.in[2];
+        for_each_polynomial_source(ow - g.before[2], g.in[2], g.order[2], g.step[2], [&](int64_t iw, double ww) {
+          acc += static_cast<acc_t>(wd * wh * ww) * static_cast<acc_t>(xrow[iw]);
+        });
+      });
+    });
+    y[row * g.out[2] + ow] = static_cast<scalar_t>(acc);
+  }
+}
+
+// Exact adjoint: one thread per input element gathers its weighted preimages
+// in a fixed order (deterministic, no atomics).
+template <typename scalar_t>
+__global__ void pad_polynomial_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* __restrict__ gx,
+                                               int64_t rows, PadGeometry g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t iw = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (iw >= g.in[2]) return;
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+    const int64_t ih = row % g.in[1];
+    const int64_t id = (row / g.in[1]) % g.in[0];
+    const int64_t b = row / (g.in[1] * g.in[0]);
+    const scalar_t* base = gy + b * g.out[0] * g.out[1] * g.out[2];
+    acc_t acc = 0;
+    for_each_polynomial_preimage(id, g.in[0], g.before[0], g.out[0], g.order[0], g.step[0], true, [&](int64_t od, double wd) {
+      for_each_polynomial_preimage(ih, g.in[1], g.before[1], g.out[1], g.order[1], g.step[1], true, [&](int64_t oh, double wh) {
+        const scalar_t* grow = base + (od * g.out[1] + oh) * g.out[2];
+        for_each_polynomial_preimage(iw, g.in[2], g.before[2], g.out[2], g.order[2], g.step[2], true, [&](int64_t ow, double ww) {
+          acc += static_cast<acc_t>(wd * wh * ww) * static_cast<acc_t>(grow[ow]);
+        });
+      });
+    });
+    gx[row * g.in[2] + iw] = static_cast<scalar_t>(acc);
+  }
+}
+
 constexpr int kThreads = 128;
 
 // x tiles the last axis; y walks the rows (grid-strided past 65535).
@@ -79,9 +135,11 @@ dim3 row_grid(int64_t width, int64_t rows) {
               static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
 }
 
-at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_view mode_name) {
+at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_view mode_name,
+                    at::OptionalIntArrayRef order, at::OptionalIntArrayRef dilation) {
   check_floating(input, "input");
-  const PadPlan plan = make_pad_plan(input.sizes(), pad, parse_pad_mode(std::string(mode_name)));
+  const PadPlan plan =
+      make_pad_plan(input.sizes(), pad, parse_pad_mode(std::string(mode_name)), order, dilation);
   const c10::cuda::CUDAGuard guard(input.device());
   const at::Tensor x = input.contiguous();
   at::Tensor out = at::empty(plan.out_shape, x.options());
@@ -90,18 +148,23 @@ at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_vi
   if (x.numel() == 0) return out.zero_();
   const int64_t rows = plan.batch * plan.out[0] * plan.out[1];
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pad_cuda", [&] {
-    pad_forward_kernel<scalar_t><<<row_grid(plan.out[2], rows), kThreads, 0, current_stream()>>>(
-        x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), rows, geometry(plan));
+    if (plan.mode == PadMode::Polynomial)
+      pad_polynomial_kernel<scalar_t><<<row_grid(plan.out[2], rows), kThreads, 0, current_stream()>>>(
+          x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), rows, geometry(plan));
+    else
+      pad_forward_kernel<scalar_t><<<row_grid(plan.out[2], rows), kThreads, 0, current_stream()>>>(
+          x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), rows, geometry(plan));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
 }
 
 at::Tensor pad_backward_cuda(const at::Tensor& grad_output, at::IntArrayRef input_size,
-                             at::IntArrayRef pad, c10::string_view mode_name) {
+                             at::IntArrayRef pad, c10::string_view mode_name,
+                             at::OptionalIntArrayRef order, at::OptionalIntArrayRef dilation) {
   check_floating(grad_output, "grad_output");
-  const PadPlan plan =
-      make_pad_plan(input_size, pad, parse_pad_mode(std::string(mode_name)), "input_size");
+  const PadPlan plan = make_pad_plan(input_size, pad, parse_pad_mode(std::string(mode_name)),
+                                     order, dilation, "input_size");
   TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef(plan.out_shape),
                     "grad_output must have shape ", at::IntArrayRef(plan.out_shape), ", got ",
                     grad_output.sizes());
@@ -113,8 +176,12 @@ at::Tensor pad_backward_cuda(const at::Tensor& grad_output, at::IntArrayRef inpu
   if (gy.numel() == 0) return gx.zero_();
   const int64_t rows = plan.batch * plan.in[0] * plan.in[1];
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gy.scalar_type(), "pad_backward_cuda", [&] {
-    pad_backward_kernel<scalar_t><<<row_grid(plan.in[2], rows), kThreads, 0, current_stream()>>>(
-        gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, geometry(plan));
+    if (plan.mode == PadMode::Polynomial)
+      pad_polynomial_backward_kernel<scalar_t><<<row_grid(plan.in[2], rows), kThreads, 0, current_stream()>>>(
+          gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, geometry(plan));
+    else
+      pad_backward_kernel<scalar_t><<<row_grid(plan.in[2], rows), kThreads, 0, current_stream()>>>(
+          gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, geometry(plan));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return gx;

@@ -31,6 +31,9 @@ enum class PadMode : int32_t {
   Periodic = 2,
   Reflect = 3,
   Symmetric = 4,
+  // Not an index map: a linear combination of samples (see lagrange.h). The
+  // index functions below treat it as zeros; its kernels use lagrange.h.
+  Polynomial = 5,
 };
 
 // Floor modulo: result in [0, m) for m > 0, for any sign of a.
@@ -44,6 +47,7 @@ LO_HD int64_t pad_index(int64_t p, int64_t n, PadMode mode) {
   if (p >= 0 && p < n) return p;
   switch (mode) {
     case PadMode::Zeros:
+    case PadMode::Polynomial:
       return -1;
     case PadMode::Border:
       return p < 0 ? 0 : n - 1;
@@ -117,6 +121,7 @@ LO_HD void for_each_preimage(int64_t j, int64_t n, int64_t before,
   };
   switch (mode) {
     case PadMode::Zeros:
+    case PadMode::Polynomial:
       range(j, j + 1);
       return;
     case PadMode::Border: {
