@@ -8,6 +8,10 @@ tests stay fast on two cores.
 
 from __future__ import annotations
 
+import copy
+import importlib
+
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -165,3 +169,42 @@ def build(name: str, dtype: torch.dtype = torch.float64, seed: int = 0):
     model.eval()
     x = torch.randn(shape, generator=gen, dtype=dtype)
     return model, x
+
+
+TARGET_LAYERS = {"dcls": ("Dcls1d", "Dcls2d", "Dcls3d"), "shift": ("Shift1d", "Shift2d", "Shift3d"), "diffconv": ("DiffConv2d",)}
+"""target -> the learnable_ops.nn classes it produces."""
+
+def clone_conv(module: nn.Module, fqn: str) -> nn.Module:
+    """A callable target that rebuilds the conv: checks the test harness without any layer family."""
+    return copy.deepcopy(module)
+
+
+CONFIGS = {
+    "callable": (clone_conv, {}),
+    "dcls-v1": ("dcls", {}),
+    "dcls-gauss-recipe": ("dcls", {"kernel_count": 6, "dilated_kernel_size": 9, "version": "gauss", "share_positions": "by_channels"}),
+    "shift-sparse": ("shift", {}),
+    "shift-active": ("shift", {"mode": "active"}),
+    "diffconv": ("diffconv", {}),
+}
+"""Conversions exercised by the integration tests: config name -> (target, layer kwargs)."""
+
+
+def require_config(config: str) -> None:
+    target = CONFIGS[config][0]
+    if isinstance(target, str):
+        require(target)
+
+
+def layers_available(target: str) -> bool:
+    try:
+        lo_nn = importlib.import_module("learnable_ops.nn")
+    except ImportError:
+        return False
+    return all(hasattr(lo_nn, name) for name in TARGET_LAYERS[target])
+
+
+def require(target: str) -> None:
+    """Skips the calling test while the target's layers are not part of the package."""
+    if not layers_available(target):
+        pytest.skip(f"learnable_ops.nn lacks {'/'.join(TARGET_LAYERS[target])} (target {target!r})")

@@ -10,12 +10,23 @@ moves content towards higher indices, ``out[i] = x(i - s)``):
 
 from learnable_ops._ext import build_info, ops_with_kernels
 from learnable_ops import nn
+from learnable_ops.convert import ConversionReport, convert
 from learnable_ops.nn import sparsity_loss
 from learnable_ops.ops import DCLS_VERSIONS, PAD_MODES, SHIFT_MODES, dcls_construct, pad, shift
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DCLS_VERSIONS", "PAD_MODES", "SHIFT_MODES", "build_info", "dcls_construct", "nn", "ops_with_kernels", "pad",
-    "shift", "sparsity_loss",
+    "DCLS_VERSIONS",
+    "PAD_MODES",
+    "SHIFT_MODES",
+    "ConversionReport",
+    "build_info",
+    "convert",
+    "dcls_construct",
+    "nn",
+    "ops_with_kernels",
+    "pad",
+    "shift",
+    "sparsity_loss",
 ]

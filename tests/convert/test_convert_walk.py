@@ -1,6 +1,7 @@
 """The converter's walk, filters, report, state carry-over and bad input, with a callable target."""
 
 import copy
+import importlib
 import pathlib
 import re
 import sys
@@ -10,11 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from learnable_ops import convert as convert_module
+import learnable_ops
 from learnable_ops.convert import ConversionReport, any_conv_with_kernel_gt1, by_name, convert, is_depthwise
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import model_zoo  # noqa: E402
+
+# the package attribute learnable_ops.convert is the function; the module is reached by name
+convert_module = importlib.import_module("learnable_ops.convert")
 
 
 class Wrapped(nn.Module):
@@ -253,6 +257,7 @@ def test_bad_input_does_not_touch_the_model():
 def test_report_type_and_module_exports():
     assert isinstance(convert(nn.Linear(2, 2), wrap), ConversionReport)
     assert set(convert_module.TARGETS) == {"dcls", "shift", "diffconv"}
+    assert learnable_ops.convert is convert and learnable_ops.ConversionReport is ConversionReport
 
 
 def test_no_warning_for_plain_models():
