@@ -12,18 +12,29 @@ from learnable_ops._ext import build_info, ops_with_kernels
 from learnable_ops import nn
 from learnable_ops.convert import ConversionReport, convert
 from learnable_ops.nn import sparsity_loss
-from learnable_ops.ops import DCLS_VERSIONS, PAD_MODES, SHIFT_MODES, dcls_construct, pad, shift
+from learnable_ops.ops import (
+    DCLS_VERSIONS,
+    EXTRAPOLATION_MODES,
+    PAD_MODES,
+    SHIFT_MODES,
+    dcls_construct,
+    diff_conv2d,
+    pad,
+    shift,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DCLS_VERSIONS",
+    "EXTRAPOLATION_MODES",
     "PAD_MODES",
     "SHIFT_MODES",
     "ConversionReport",
     "build_info",
     "convert",
     "dcls_construct",
+    "diff_conv2d",
     "nn",
     "ops_with_kernels",
     "pad",
