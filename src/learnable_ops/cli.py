@@ -72,6 +72,7 @@ def _cmd_demo(args) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
+        threads=args.threads,
         progress=not args.no_progress,
     )
     try:
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global batch size")
     demo.add_argument("--lr", type=float, default=defaults.lr)
     demo.add_argument("--seed", type=int, default=defaults.seed)
+    demo.add_argument("--threads", type=int, default=defaults.threads,
+                      help="CPU threads per process (default 1: the network is too small to gain from more, "
+                      "and one thread per process is what torchrun sets)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=_cmd_demo)
     return parser

@@ -264,26 +264,31 @@ class DemoConfig:
     dcls_kernel_count: int = 8
     dcls_dilated_kernel_size: int = 9
     seed: int = 0
+    threads: int = 1
     progress: bool = True
 
 
 def make_variant(name: str, base: nn.Module, config: DemoConfig) -> nn.Module:
     """A copy of ``base`` whose depthwise convolutions are replaced by the operator of ``name``."""
     import learnable_ops as lo
+    from learnable_ops.convert import by_name
 
     model = copy.deepcopy(base)
+    # The blocks' depthwise convs only: with one input channel the stem is "depthwise" too.
+    blocks = by_name("*.dwconv")
     if name == "dcls":
         lo.convert(
             model,
             "dcls",
+            filter_fn=blocks,
             kernel_count=config.dcls_kernel_count,
             dilated_kernel_size=config.dcls_dilated_kernel_size,
             version="gauss",
         )
     elif name in ("sparse-shift", "active-shift"):
-        lo.convert(model, "shift", mode=name.split("-")[0])
+        lo.convert(model, "shift", filter_fn=blocks, mode=name.split("-")[0])
     elif name == "diffconv":
-        lo.convert(model, "diffconv")
+        lo.convert(model, "diffconv", filter_fn=blocks)
     elif name != "depthwise":
         raise DemoInputError(f"unknown variant {name!r}; valid variants: {', '.join(VARIANTS)}")
     return model
@@ -298,24 +303,40 @@ class TrainingHooks:
     after_step: object = None
 
 
+SHIFT_LR_SCALE = 10.0
+"""Learning-rate factor of the shifts. Adam moves every parameter by about ``lr`` per step whatever its
+scale, and a shift is measured in pixels: at the weights' rate it would move a fraction of a pixel."""
+
+
 def training_hooks(name: str, model: nn.Module, lr: float, weight_decay: float) -> TrainingHooks:
     """The training recipe of each variant.
 
     * DCLS: positions and widths in their own parameter group (5x the learning
-      rate, no weight decay) and positions clamped to the kernel after every step;
-    * shifts: the L1 sparsity term of the shift layers is added to the loss.
+      rate, no weight decay) and positions clamped to the kernel after every step,
+      as ConvNeXt-dcls trains them;
+    * shifts: the shifts in their own group (:data:`SHIFT_LR_SCALE`, no weight
+      decay), and the L1 sparsity term of the shift layers added to the loss.
     """
     if name == "dcls":
         from learnable_ops import dcls
 
         return TrainingHooks(
-            param_groups=dcls.param_groups(model, lr=lr, weight_decay=weight_decay),
+            param_groups=dcls.param_groups(model, lr=lr, weight_decay=weight_decay, position_lr_scale=5.0),
             after_step=lambda: dcls.clamp_positions(model),
         )
     if name in ("sparse-shift", "active-shift"):
         import learnable_ops as lo
 
-        return TrainingHooks(extra_loss=lambda: lo.sparsity_loss(model))
+        shifts = [m.weight for m in model.modules() if isinstance(m, lo.nn.Shift2d)]
+        ids = {id(p) for p in shifts}
+        rest = [p for p in model.parameters() if id(p) not in ids]
+        return TrainingHooks(
+            param_groups=[
+                {"params": rest, "lr": lr, "weight_decay": weight_decay},
+                {"params": shifts, "lr": lr * SHIFT_LR_SCALE, "weight_decay": 0.0},
+            ],
+            extra_loss=lambda: lo.sparsity_loss(model),
+        )
     return TrainingHooks()
 
 
@@ -493,7 +514,18 @@ def run(config: DemoConfig) -> list[VariantResult]:
     unknown = [v for v in config.variants if v not in VARIANTS]
     if unknown:
         raise DemoInputError(f"--variants: unknown {', '.join(unknown)}; valid variants: {', '.join(VARIANTS)}")
+    if config.threads < 1:
+        raise DemoInputError(f"--threads must be >= 1, got {config.threads}")
     data = load_data(config.data, config.image_size, config.seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _run(config, data)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(config: DemoConfig, data: Dataset) -> list[VariantResult]:
     dist_info = setup_distributed(config.device)
     device = torch.device(f"cuda:{dist_info.local_rank}" if config.device.startswith("cuda") and dist_info.active
                           else config.device)

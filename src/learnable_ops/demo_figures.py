@@ -95,7 +95,7 @@ def dcls_kernels(initial: nn.Module, trained: nn.Module, path: str) -> str:
             ax.set_aspect("equal")
             ax.set_title(f"all taps, {when}", fontsize=8)
             ax.grid(alpha=0.3)
-        axes[row, 0].set_ylabel(name, fontsize=8)
+        axes[row, 0].set_ylabel(f"{name}\n{after.kernel_count} taps, {after.version}", fontsize=8)
     fig.suptitle("DCLS: constructed kernels (colour) and tap positions (circles, size ~ |weight|)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -111,24 +111,43 @@ def _shifts(model: nn.Module) -> np.ndarray:
 
 
 def shift_histogram(models: dict, path: str) -> str:
-    """Histograms of the shifts of every shift variant, initial against learned, per axis."""
+    """Per shift variant: histogram of the shifts (initial and learned), and each channel's move."""
     plt = _pyplot()
     names = [n for n in ("sparse-shift", "active-shift") if n in models]
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 3.8), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    fig, axes = plt.subplots(len(names), 2, figsize=(11, 4.2 * len(names)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.6, 1]})
+    for (hist_ax, move_ax), name in zip(axes, names):
         initial, trained = (_shifts(m) for m in models[name])
-        span = max(np.abs(trained).max(), np.abs(initial).max(), 1.0)
-        bins = np.arange(-math.ceil(span) - 0.5, math.ceil(span) + 0.51, 0.125)
-        ax.hist(initial.ravel(), bins=bins, histtype="step", color="0.4", lw=1.2, label="initial (both axes)")
-        for axis, color in ((0, "tab:blue"), (1, "tab:orange")):
-            ax.hist(trained[:, axis], bins=bins, alpha=0.55, color=color,
-                    label=f"learned, axis {axis} ({'rows' if axis == 0 else 'columns'})")
-        ax.set_title(f"{name}: {len(trained)} channels" + (" (forward uses round(s))" if name == "sparse-shift" else ""))
-        ax.set_xlabel("shift s (pixels; out[i] = x(i - s))")
-        ax.set_ylabel("channels")
-        ax.legend(fontsize=8)
+        span = math.ceil(max(np.abs(trained).max(), np.abs(initial).max(), 1.0))
+        bins = np.arange(-span - 0.5, span + 0.51, 0.125)
+        hist_ax.hist(initial.ravel(), bins=bins, histtype="step", color="0.3", lw=1.2, label="initial")
+        hist_ax.hist(trained.ravel(), bins=bins, alpha=0.6, color="tab:blue", label="learned")
+        moved = np.abs(trained - initial)
+        hist_ax.set_title(
+            f"{name}: {trained.size} shifts ({len(trained)} channels x 2 axes); "
+            f"mean |move| {moved.mean():.2f}, max {moved.max():.2f} px",
+            fontsize=9,
+        )
+        hist_ax.set_xlabel("shift s (pixels; out[i] = x(i - s))")
+        hist_ax.set_ylabel("count")
+        if name == "sparse-shift":
+            for edge in np.arange(-span + 0.5, span, 1.0):
+                hist_ax.axvline(edge, color="0.7", lw=0.6, ls=":")
+            hist_ax.text(0.01, 0.97, "dotted: rounding boundaries\n(the forward uses round(s))",
+                         transform=hist_ax.transAxes, va="top", fontsize=8, color="0.4")
+        hist_ax.legend(fontsize=8, loc="upper right")
+        for (y0, x0), (y1, x1) in zip(initial, trained):
+            move_ax.plot([x0, x1], [y0, y1], color="0.75", lw=0.6, zorder=1)
+        move_ax.scatter(initial[:, 1], initial[:, 0], s=6, color="0.5", label="initial", zorder=2)
+        move_ax.scatter(trained[:, 1], trained[:, 0], s=8, color="tab:blue", label="learned", zorder=3)
+        move_ax.set_xlabel("column shift")
+        move_ax.set_ylabel("row shift")
+        move_ax.set_aspect("equal")
+        move_ax.set_title("per channel: initial -> learned", fontsize=9)
+        move_ax.grid(alpha=0.3)
+        move_ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
@@ -180,28 +199,34 @@ def diffconv_boundary(path: str, kernel_size: int = 5, size: int = 32) -> str:
 
     errors = boundary_errors(kernel_size, size)
     noisy = boundary_errors(kernel_size, size, noise=1e-2)
-    floor = 1e-16
+    floor = 1e-16  # exact zeros (the interior) are drawn at this value on log axes
     vmax = max(e.max().item() for e in errors.values())
-    fig, axes = plt.subplots(1, 6, figsize=(21, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.5, 1.5]})
-    for ax, (name, error) in zip(axes, errors.items()):
+    fig = plt.figure(figsize=(13, 8.5))
+    grid = fig.add_gridspec(2, 4, height_ratios=[1, 1.15], hspace=0.35, wspace=0.3)
+    maps = [fig.add_subplot(grid[0, k]) for k in range(4)]
+    for ax, (name, error) in zip(maps, errors.items()):
         im = ax.imshow(error.clamp_min(floor).numpy(), norm=LogNorm(vmin=1e-12, vmax=vmax), cmap="magma")
-        ax.set_title(f"{name}: max |error| {error.max().item():.1e}", fontsize=9)
+        ax.set_title(f"{name}\nmax |error| {error.max().item():.1e}", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(im, ax=list(axes[:4]), shrink=0.8, label="|output - exact|")
-    for ax, errs, title in ((axes[4], errors, "smooth field"), (axes[5], noisy, "smooth field + 1% noise")):
+    fig.colorbar(im, ax=maps, shrink=0.85, label="|output - exact| (interior: exactly 0)")
+    profiles = (fig.add_subplot(grid[1, :2]), fig.add_subplot(grid[1, 2:]))
+    for ax, errs, title in ((profiles[0], errors, "smooth field"), (profiles[1], noisy, "smooth field + 1% noise (error against the noise-free result)")):
         for name, error in errs.items():
             ax.semilogy(np.maximum(_by_distance(error), floor), marker="o", ms=3, label=name)
         ax.axvline(kernel_size // 2 - 0.5, color="0.5", ls=":", lw=1)
+        ax.text(kernel_size // 2 - 0.4, 0.97, " boundary | interior", transform=ax.get_xaxis_transform(),
+                va="top", fontsize=8, color="0.4")
         ax.set_xlabel("distance from the nearest edge (pixels)")
         ax.set_ylabel("max |error|")
-        ax.set_title(f"{title}, {kernel_size}x{kernel_size} random kernel", fontsize=9)
+        ax.set_title(f"{title}, {kernel_size}x{kernel_size} random kernel", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(
-        "Boundary error of a 'same' convolution on a smooth field: DiffConv2d (polynomial extrapolation) "
-        "against zero, reflect and symmetric padding",
-        fontsize=10,
+        f"Boundary error of a 'same' {kernel_size}x{kernel_size} convolution of a {size}x{size} image of a smooth "
+        "field\nDiffConv2d (polynomial extrapolation) against zero, reflect and symmetric padding; "
+        "exact = the field convolved beyond the image",
+        fontsize=11,
     )
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
