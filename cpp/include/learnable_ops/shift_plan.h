@@ -19,11 +19,9 @@
 #include "learnable_ops/macros.h"
 #include "learnable_ops/padding.h"
 
-#ifndef __CUDA_ARCH__
 #include <ATen/ATen.h>
 
 #include "learnable_ops/checks.h"
-#endif
 
 namespace learnable_ops {
 
@@ -82,7 +80,6 @@ LO_HD ChannelTaps channel_taps(const double* shifts, const ShiftGeometry& g, boo
   return c;
 }
 
-#ifndef __CUDA_ARCH__
 inline bool parse_shift_mode(const std::string& mode) {
   if (mode == "sparse") return false;
   if (mode == "active") return true;
@@ -111,6 +108,5 @@ inline ShiftGeometry make_shift_geometry(const at::Tensor& input, const char* in
   g.active = active;
   return g;
 }
-#endif
 
 }  // namespace learnable_ops

@@ -1,4 +1,5 @@
-"""Loading checkpoints of other packages into learnable_ops layers."""
+"""Compatibility with the original implementations: checkpoint loaders, and drop-in layers for
+their users (import the submodule, e.g. ``learnable_ops.compat.torchshifts``)."""
 
 from learnable_ops.compat.dcls import load_dcls_state_dict
 
