@@ -255,7 +255,7 @@ class DemoConfig:
     data: str | None = None
     device: str = "cpu"
     epochs: int = 10
-    out: str = "demo-output"
+    out: str = "demo-out"
     variants: tuple[str, ...] = VARIANTS
     image_size: int = 24
     batch_size: int = 64
