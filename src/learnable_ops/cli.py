@@ -24,12 +24,14 @@ def _cmd_info(args) -> int:
     print(f"  built against torch {info['torch_version']} (running torch {torch.__version__})")
     print(f"  CUDA kernels:        {'yes' if info['cuda'] else 'no'}"
           + (f" (architectures {info['cuda_architectures']}, {info['cuda_compiler']})" if info["cuda"] else ""))
-    print(f"  CUDA device:         {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+    print(f"  CUDA device:         {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}"
+          + (f" (torch CUDA {torch.version.cuda})" if torch.version.cuda else ""))
     print(f"  OpenMP:              {'yes' if info['openmp'] else 'no'} ({torch.get_num_threads()} threads)")
     print(f"  compiler:            {info['compiler']}")
-    print("  operators and their kernels:")
+    print("  operators, their device kernels, and whether a fake (meta) kernel serves torch.compile/export:")
     for name, keys in lo.ops_with_kernels().items():
-        print(f"    {name:<28} {', '.join(k for k in keys if k != 'Meta')}")
+        devices = ", ".join(k for k in keys if k != "Meta") or "none"
+        print(f"    {name:<28} {devices:<26} {'fake' if 'Meta' in keys else 'NO FAKE KERNEL'}")
     return 0
 
 
