@@ -20,7 +20,16 @@ __all__ = ["DCLS_VERSIONS", "PAD_MODES", "build_info", "dcls_construct", "ops_wi
 from learnable_ops import nn
 from learnable_ops.convert import ConversionReport, convert
 from learnable_ops.nn import sparsity_loss
-from learnable_ops.ops import DCLS_VERSIONS, PAD_MODES, SHIFT_MODES, dcls_construct, pad, shift
+from learnable_ops.ops import (
+    DCLS_VERSIONS,
+    EXTRAPOLATION_MODES,
+    PAD_MODES,
+    SHIFT_MODES,
+    dcls_construct,
+    diff_conv2d,
+    pad,
+    shift,
+)
 
 __version__ = "0.1.0"
 
@@ -52,12 +61,14 @@ __all__ = [
     "pad",
 __all__ = [
     "DCLS_VERSIONS",
+    "EXTRAPOLATION_MODES",
     "PAD_MODES",
     "SHIFT_MODES",
     "ConversionReport",
     "build_info",
     "convert",
     "dcls_construct",
+    "diff_conv2d",
     "nn",
     "ops_with_kernels",
     "pad",

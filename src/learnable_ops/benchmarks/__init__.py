@@ -8,3 +8,4 @@ Each family has a module here with a ``cases(device, size)`` function; the
 FAMILIES = ("pad", "dcls", "dcls_layers")
 FAMILIES = ("pad", "shift")
 FAMILIES = ("pad", "depthwise", "convnext")
+FAMILIES = ("pad", "shift", "dcls")

@@ -4,6 +4,8 @@
 * ``learnable_ops.compat.torchshifts`` mirrors the torchshifts API;
 * ``learnable_ops.compat.diff_conv2d`` mirrors the original DiffConv2d API.
 """
+"""Compatibility with the original implementations: checkpoint loaders, and drop-in layers for
+their users (import the submodule, e.g. ``learnable_ops.compat.torchshifts``)."""
 
 from learnable_ops.compat.dcls import load_dcls_state_dict
 

@@ -10,6 +10,7 @@ __all__ = ["DCLS_VERSIONS", "PAD_MODES", "dcls_construct", "pad"]
 __all__ = ["PAD_MODES", "SHIFT_MODES", "pad", "shift"]
 from learnable_ops.ops.diffconv import diff_conv2d
 from learnable_ops.ops.pad import EXTRAPOLATION_MODES, PAD_MODES, pad
+from learnable_ops.ops.shift import SHIFT_MODES, shift
 
 __all__ = ["EXTRAPOLATION_MODES", "PAD_MODES", "diff_conv2d", "pad"]
 __all__ = [
@@ -21,3 +22,4 @@ __all__ = [
     "pad",
 ]
 __all__ = ["DCLS_VERSIONS", "PAD_MODES", "SHIFT_MODES", "dcls_construct", "pad", "shift"]
+__all__ = ["DCLS_VERSIONS", "EXTRAPOLATION_MODES", "PAD_MODES", "SHIFT_MODES", "dcls_construct", "diff_conv2d", "pad", "shift"]
