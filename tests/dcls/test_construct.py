@@ -380,7 +380,7 @@ def test_cpu_equals_cuda(version, D, broadcast):
     args = make_params(D, co=5, cig=3, kc=7, version=version, broadcast=broadcast)
     testing.check_cpu_cuda(construct(D, version), args, atol=1e-10, rtol=1e-8)
     args32 = make_params(D, co=5, cig=3, kc=7, version=version, broadcast=broadcast, dtype=torch.float32)
-    testing.check_cpu_cuda(construct(D, version), args32, atol=1e-5, rtol=1e-4)
+    testing.check_cpu_cuda(construct(D, version), args32, atol=2e-4, rtol=1e-4)
 
 
 @pytest.mark.cuda
