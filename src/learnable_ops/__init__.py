@@ -9,8 +9,20 @@ moves content towards higher indices, ``out[i] = x(i - s)``):
 """
 
 from learnable_ops._ext import build_info, ops_with_kernels
-from learnable_ops.ops import EXTRAPOLATION_MODES, PAD_MODES, diff_conv2d, pad
+from learnable_ops.ops import DCLS_VERSIONS, EXTRAPOLATION_MODES, PAD_MODES, dcls_construct, diff_conv2d, pad
+
+from learnable_ops import nn  # noqa: E402  (layers; import after the ops they use)
+from learnable_ops import compat, dcls  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["EXTRAPOLATION_MODES", "PAD_MODES", "build_info", "diff_conv2d", "ops_with_kernels", "pad"]
+__all__ = [
+    "DCLS_VERSIONS",
+    "EXTRAPOLATION_MODES",
+    "PAD_MODES",
+    "build_info",
+    "dcls_construct",
+    "diff_conv2d",
+    "ops_with_kernels",
+    "pad",
+]

@@ -1,6 +1,7 @@
 """Functional API: each function wraps one ``torch.ops.learnable_ops`` operator."""
 
+from learnable_ops.ops.dcls import DCLS_VERSIONS, dcls_construct
 from learnable_ops.ops.diffconv import diff_conv2d
 from learnable_ops.ops.pad import EXTRAPOLATION_MODES, PAD_MODES, pad
 
-__all__ = ["EXTRAPOLATION_MODES", "PAD_MODES", "diff_conv2d", "pad"]
+__all__ = ["DCLS_VERSIONS", "EXTRAPOLATION_MODES", "PAD_MODES", "dcls_construct", "diff_conv2d", "pad"]
