@@ -18,6 +18,7 @@
 // writer per input element, deterministic) instead of scatter with atomics.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 // The *_t templates take the index type: kernels use int32_t when every size
@@ -70,6 +71,29 @@ LO_HD I pad_index_t(I p, I n, PadMode mode) {
     }
   }
   return -1;
+}
+
+// An integer shift equivalent to `shift` (an integer-valued double of any
+// magnitude, e.g. 1e30) for reading p = i - shift and p = i - shift - 1 with
+// i in [0, n). Zeros and border only see on which side of [0, n) p falls, so
+// the shift is clamped to [-(n+1), n+1]; periodic, reflect and symmetric are
+// periodic in p, so the shift is reduced modulo their period (fmod is exact).
+// The result fits comfortably in int64 arithmetic on indices.
+LO_HD int64_t equivalent_shift(double shift, int64_t n, PadMode mode) {
+  switch (mode) {
+    case PadMode::Zeros:
+    case PadMode::Border: {
+      const double limit = static_cast<double>(n + 1);
+      return static_cast<int64_t>(shift < -limit ? -limit : (shift > limit ? limit : shift));
+    }
+    case PadMode::Periodic:
+      return static_cast<int64_t>(::fmod(shift, static_cast<double>(n)));
+    case PadMode::Reflect:
+      return n == 1 ? 0 : static_cast<int64_t>(::fmod(shift, static_cast<double>(2 * n - 2)));
+    case PadMode::Symmetric:
+      return static_cast<int64_t>(::fmod(shift, static_cast<double>(2 * n)));
+  }
+  return 0;
 }
 
 // Calls f(o) for every output index o in [0, out_len) with
