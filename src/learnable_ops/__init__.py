@@ -16,3 +16,11 @@ from learnable_ops.ops import PAD_MODES, SHIFT_MODES, pad, shift
 __version__ = "0.1.0"
 
 __all__ = ["PAD_MODES", "SHIFT_MODES", "build_info", "ops_with_kernels", "nn", "pad", "shift", "sparsity_loss"]
+from learnable_ops.ops import DCLS_VERSIONS, PAD_MODES, dcls_construct, pad
+
+from learnable_ops import nn  # noqa: E402  (layers; import after the ops they use)
+from learnable_ops import compat, dcls  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = ["DCLS_VERSIONS", "PAD_MODES", "build_info", "dcls_construct", "ops_with_kernels", "pad"]

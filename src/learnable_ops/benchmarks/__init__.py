@@ -6,3 +6,4 @@ Each family has a module here with a ``cases(device, size)`` function; the
 """
 
 FAMILIES = ("pad", "shift")
+FAMILIES = ("pad", "dcls", "dcls_layers")
