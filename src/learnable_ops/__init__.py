@@ -9,18 +9,21 @@ moves content towards higher indices, ``out[i] = x(i - s)``):
 """
 
 from learnable_ops._ext import build_info, ops_with_kernels
-from learnable_ops import nn
-from learnable_ops.nn import sparsity_loss
-from learnable_ops.ops import PAD_MODES, SHIFT_MODES, pad, shift
-
-__version__ = "0.1.0"
-
-__all__ = ["PAD_MODES", "SHIFT_MODES", "build_info", "ops_with_kernels", "nn", "pad", "shift", "sparsity_loss"]
-from learnable_ops.ops import DCLS_VERSIONS, PAD_MODES, dcls_construct, pad
-
+from learnable_ops.ops import DCLS_VERSIONS, PAD_MODES, SHIFT_MODES, dcls_construct, pad, shift
 from learnable_ops import nn  # noqa: E402  (layers; import after the ops they use)
 from learnable_ops import compat, dcls  # noqa: E402
+from learnable_ops.nn import sparsity_loss  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["DCLS_VERSIONS", "PAD_MODES", "build_info", "dcls_construct", "ops_with_kernels", "pad"]
+__all__ = [
+    "DCLS_VERSIONS",
+    "PAD_MODES",
+    "SHIFT_MODES",
+    "build_info",
+    "dcls_construct",
+    "ops_with_kernels",
+    "pad",
+    "shift",
+    "sparsity_loss",
+]

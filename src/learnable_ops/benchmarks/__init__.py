@@ -5,5 +5,4 @@ Each family has a module here with a ``cases(device, size)`` function; the
 :mod:`learnable_ops.benchmarks.runner`.
 """
 
-FAMILIES = ("pad", "shift")
-FAMILIES = ("pad", "dcls", "dcls_layers")
+FAMILIES = ("pad", "dcls", "dcls_layers", "shift")

@@ -1,6 +1,5 @@
-"""Compatibility layers for users of the original implementations (import the submodule, e.g.
-``learnable_ops.compat.torchshifts``)."""
-"""Loading checkpoints of other packages into learnable_ops layers."""
+"""Compatibility with other packages: loading their checkpoints into learnable_ops layers, and
+drop-in APIs for their users (import the submodule, e.g. ``learnable_ops.compat.torchshifts``)."""
 
 from learnable_ops.compat.dcls import load_dcls_state_dict
 

@@ -4,5 +4,4 @@ from learnable_ops.ops.dcls import DCLS_VERSIONS, dcls_construct
 from learnable_ops.ops.pad import PAD_MODES, pad
 from learnable_ops.ops.shift import SHIFT_MODES, shift
 
-__all__ = ["PAD_MODES", "SHIFT_MODES", "pad", "shift"]
-__all__ = ["DCLS_VERSIONS", "PAD_MODES", "dcls_construct", "pad"]
+__all__ = ["DCLS_VERSIONS", "PAD_MODES", "SHIFT_MODES", "dcls_construct", "pad", "shift"]
