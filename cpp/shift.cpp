@@ -255,6 +255,38 @@ void combine_rows(acc_t* __restrict__ out, const Corner<scalar_t, acc_t>* corner
   }
 }
 
+// Active forward of one row from K corner rows in one pass:
+// out[w] = sum_k weight_k ((1 - t) r_k[tap 0] + t r_k[tap 1]).
+template <int K, typename scalar_t, typename acc_t>
+void lerp_corners(scalar_t* __restrict__ out, const Corner<scalar_t, acc_t>* corners, int64_t n,
+                  int64_t f, acc_t t, const int64_t* map) {
+  const acc_t u = acc_t(1) - t;
+  const scalar_t* rows[K];
+  acc_t weight[K];
+  for (int k = 0; k < K; ++k) {
+    rows[k] = corners[k].row - f;
+    weight[k] = corners[k].weight;
+  }
+  const Span in = interior(f, n, true);
+  for (int64_t w = in.lo; w < in.hi; ++w) {
+    acc_t v = 0;
+    for (int k = 0; k < K; ++k)
+      v += weight[k] * (u * static_cast<acc_t>(rows[k][w]) + t * static_cast<acc_t>(rows[k][w - 1]));
+    out[w] = static_cast<scalar_t>(v);
+  }
+  auto edge = [&](int64_t w) {
+    const int64_t j0 = map[w + 1], j1 = map[w];
+    acc_t v = 0;
+    for (int k = 0; k < K; ++k) {
+      if (j0 >= 0) v += weight[k] * u * static_cast<acc_t>(corners[k].row[j0]);
+      if (j1 >= 0) v += weight[k] * t * static_cast<acc_t>(corners[k].row[j1]);
+    }
+    out[w] = static_cast<scalar_t>(v);
+  };
+  for (int64_t w = 0; w < in.lo; ++w) edge(w);
+  for (int64_t w = in.hi; w < n; ++w) edge(w);
+}
+
 // ---------------------------------------------------------------------------
 // Forward
 // ---------------------------------------------------------------------------
@@ -313,6 +345,10 @@ void forward_active(const scalar_t* x, scalar_t* y, const ShiftGeometry& g,
           gather_row(out, corners[0].row, W, f, maps[2].of(c), scalar_t(0));
         else
           lerp_row<acc_t>(out, corners[0].row, W, f, t, maps[2].of(c));
+      } else if (t != acc_t(0) && count == 2) {
+        lerp_corners<2>(out, corners, W, f, t, maps[2].of(c));
+      } else if (t != acc_t(0) && count == 4) {
+        lerp_corners<4>(out, corners, W, f, t, maps[2].of(c));
       } else {
         combine_rows(combined.data(), corners, count, W, [](const auto& k) { return k.weight; });
         if (t == acc_t(0))
