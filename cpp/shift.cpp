@@ -171,6 +171,46 @@ void adjoint_row(acc_t* __restrict__ acc, const src_t* __restrict__ src, int64_t
   for (int64_t w = in.hi; w < n; ++w) edge(w);
 }
 
+// Adjoint of the W taps applied to S = sum_k weight_k rows_k (K rows, t != 0),
+// in one gather pass over the interior: input j receives (1 - t) S[j + f]
+// from the output whose tap 0 reads it and t S[j + f + 1] from the one whose
+// tap 1 does; the edge outputs then scatter through the padding map.
+template <int K, typename acc_t, typename src_t>
+void adjoint_corners(acc_t* __restrict__ dst, const src_t* const* rows, const acc_t* weights,
+                     int64_t n, int64_t f, acc_t t, const int64_t* map) {
+  const acc_t u = acc_t(1) - t;
+  auto combined = [&](int64_t w) {
+    acc_t v = 0;
+    for (int k = 0; k < K; ++k) v += weights[k] * static_cast<acc_t>(rows[k][w]);
+    return v;
+  };
+  std::fill(dst, dst + n, acc_t(0));
+  const Span in = interior(f, n, true);
+  if (in.hi > in.lo) {
+    // Both neighbours of j are interior outputs for j in [in.lo - f, in.hi - f - 1).
+    const src_t* r[K];
+    for (int k = 0; k < K; ++k) r[k] = rows[k] + f;
+    for (int64_t j = in.lo - f; j < in.hi - f - 1; ++j) {
+      acc_t s0 = 0, s1 = 0;
+      for (int k = 0; k < K; ++k) {
+        s0 += weights[k] * static_cast<acc_t>(r[k][j]);
+        s1 += weights[k] * static_cast<acc_t>(r[k][j + 1]);
+      }
+      dst[j] = u * s0 + t * s1;
+    }
+    dst[in.hi - f - 1] += u * combined(in.hi - 1);
+    dst[in.lo - f - 1] += t * combined(in.lo);
+  }
+  auto edge = [&](int64_t w) {
+    const acc_t v = combined(w);
+    const int64_t j0 = map[w + 1], j1 = map[w];
+    if (j0 >= 0) dst[j0] += u * v;
+    if (j1 >= 0) dst[j1] += t * v;
+  };
+  for (int64_t w = 0; w < in.lo; ++w) edge(w);
+  for (int64_t w = in.hi; w < n; ++w) edge(w);
+}
+
 // Accumulates, position by position, the two products of grad_output row g
 // with an input row v that the shift gradient needs:
 //   value[w] += g[w] v[tap 0 of w],   diff[w] += g[w] (v[tap 1 of w] - v[tap 0 of w])
@@ -239,6 +279,15 @@ int row_corners(Corner<scalar_t, acc_t>* corners, const scalar_t* plane_base, co
     }
   }
   return count;
+}
+
+// out[j] = sum_k weights[k] * rows[k][j].
+template <typename scalar_t, typename acc_t>
+void combine_rows(acc_t* __restrict__ out, const scalar_t* const* rows, const acc_t* weights,
+                  int count, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) out[j] = weights[0] * static_cast<acc_t>(rows[0][j]);
+  for (int k = 1; k < count; ++k)
+    for (int64_t j = 0; j < n; ++j) out[j] += weights[k] * static_cast<acc_t>(rows[k][j]);
 }
 
 // out[j] = sum_k coefficient(corner k) * corner_k.row[j].
@@ -385,16 +434,19 @@ void input_backward(const scalar_t* go, scalar_t* gx, const ShiftGeometry& g,
       }
       const acc_t td = static_cast<acc_t>(ct.axis[0].t), th = static_cast<acc_t>(ct.axis[1].t);
       const scalar_t* plane_base = go + plane * D * H * W;
-      const scalar_t* single = nullptr;
-      acc_t single_weight = 0;
+      // The first kMaxRows output rows are kept by reference; more (border,
+      // reflect or symmetric padding with large shifts) are summed in `gathered`.
+      constexpr int kMaxRows = 4;
+      const scalar_t* rows[kMaxRows];
+      acc_t weights[kMaxRows];
       int64_t count = 0;
       auto add = [&](const scalar_t* row, acc_t weight) {
-        if (count == 0) {
-          single = row;
-          single_weight = weight;
+        if (count < kMaxRows) {
+          rows[count] = row;
+          weights[count] = weight;
         } else {
-          if (count == 1)
-            for (int64_t j = 0; j < W; ++j) gathered[j] = single_weight * static_cast<acc_t>(single[j]);
+          if (count == kMaxRows)
+            combine_rows(gathered.data(), rows, weights, kMaxRows, W);
           for (int64_t j = 0; j < W; ++j) gathered[j] += weight * static_cast<acc_t>(row[j]);
         }
         ++count;
@@ -421,12 +473,18 @@ void input_backward(const scalar_t* go, scalar_t* gx, const ShiftGeometry& g,
         dst = out;
       else
         dst = acc.data();
-      if (count == 1 && single_weight == acc_t(1)) {
-        adjoint_row(dst, single, W, f, t, map_w.of(c));
+      const int64_t* map = map_w.of(c);
+      if (count > kMaxRows) {
+        adjoint_row(dst, gathered.data(), W, f, t, map);
+      } else if (count == 1 && weights[0] == acc_t(1)) {
+        adjoint_row(dst, rows[0], W, f, t, map);
+      } else if (t != acc_t(0) && count == 2) {
+        adjoint_corners<2>(dst, rows, weights, W, f, t, map);
+      } else if (t != acc_t(0) && count == 4) {
+        adjoint_corners<4>(dst, rows, weights, W, f, t, map);
       } else {
-        if (count == 1)
-          for (int64_t j = 0; j < W; ++j) gathered[j] = single_weight * static_cast<acc_t>(single[j]);
-        adjoint_row(dst, gathered.data(), W, f, t, map_w.of(c));
+        combine_rows(gathered.data(), rows, weights, static_cast<int>(count), W);
+        adjoint_row(dst, gathered.data(), W, f, t, map);
       }
       if constexpr (!std::is_same_v<scalar_t, acc_t>)
         for (int64_t j = 0; j < W; ++j) out[j] = static_cast<scalar_t>(acc[j]);
