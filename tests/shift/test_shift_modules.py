@@ -11,7 +11,7 @@ import learnable_ops as lo
 from learnable_ops import testing
 from learnable_ops.compat import torchshifts as ts
 
-from reference import reference_shift
+from shift_reference import reference_shift
 
 MODULES = {1: lo.nn.Shift1d, 2: lo.nn.Shift2d, 3: lo.nn.Shift3d}
 CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
