@@ -423,19 +423,11 @@ at::Tensor tap_conv_backward_input_cuda(const at::Tensor& grad_out, const at::Te
   if (gx.numel() == 0) return gx;
   if (go.numel() == 0) return gx.zero_();
   const at::Tensor w = weights.contiguous();
-  if (g.sh == 1 && g.sw == 1 && g.pt <= g.kh - 1 && g.pl <= g.kw - 1) {
-    // The adjoint of a stride-1 correlation is the correlation with the flipped taps.
-    TapConvGeometry t = g;
-    t.H = g.Ho;
-    t.W = g.Wo;
-    t.Ho = g.H;
-    t.Wo = g.W;
-    t.pt = g.kh - 1 - g.pt;
-    t.pl = g.kw - 1 - g.pl;
-    at::Tensor flipped = offsets;
-    if (!g.dense)
-      flipped = at::stack({(g.kh - 1) - offsets.select(2, 0), (g.kw - 1) - offsets.select(2, 1)}, 2).contiguous();
-    launch_forward(go, flipped, w, at::Tensor(), gx, make_geo(t, offsets.size(1)), g.dense, g.dense);
+  if (adjoint_is_flipped_conv(g)) {
+    // Dense kernels flip the weights while staging them in shared memory.
+    const at::Tensor flipped = g.dense ? offsets : flip_offsets(offsets, g);
+    launch_forward(go, flipped, w, at::Tensor(), gx, make_geo(flipped_geometry(g), offsets.size(1)), g.dense,
+                   g.dense);
     return gx;
   }
   const Geo geo = make_geo(g, offsets.size(1));
@@ -494,34 +486,6 @@ std::tuple<at::Tensor, at::Tensor> tap_conv_correlation_cuda(const at::Tensor& g
   return {corr, gbias};
 }
 
-namespace {
-
-const TapConvBackend kCudaBackend{&tap_conv_forward_cuda, &tap_conv_backward_input_cuda, &tap_conv_correlation_cuda};
-
-at::Tensor depthwise_conv2d_cuda(const at::Tensor& input, const at::Tensor& weight,
-                                 const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                 at::IntArrayRef padding) {
-  return depthwise_conv2d_impl(input, weight, bias, stride, padding, kCudaBackend);
-}
-at::Tensor depthwise_conv2d_backward_input_cuda(const at::Tensor& grad_output, const at::Tensor& weight,
-                                                at::IntArrayRef input_size, at::IntArrayRef stride,
-                                                at::IntArrayRef padding) {
-  return depthwise_conv2d_backward_input_impl(grad_output, weight, input_size, stride, padding, kCudaBackend);
-}
-std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight_cuda(const at::Tensor& grad_output,
-                                                                         const at::Tensor& input,
-                                                                         at::IntArrayRef kernel_size,
-                                                                         at::IntArrayRef stride,
-                                                                         at::IntArrayRef padding) {
-  return depthwise_conv2d_backward_weight_impl(grad_output, input, kernel_size, stride, padding, kCudaBackend);
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(learnable_ops, CUDA, m) {
-  m.impl("depthwise_conv2d", &depthwise_conv2d_cuda);
-  m.impl("depthwise_conv2d_backward_input", &depthwise_conv2d_backward_input_cuda);
-  m.impl("depthwise_conv2d_backward_weight", &depthwise_conv2d_backward_weight_cuda);
-}
+TORCH_LIBRARY_IMPL(learnable_ops, CUDA, m) { TapConvOps<kCudaTapConv>::register_depthwise(m); }
 
 }  // namespace learnable_ops
