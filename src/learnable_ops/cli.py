@@ -24,12 +24,14 @@ def _cmd_info(args) -> int:
     print(f"  built against torch {info['torch_version']} (running torch {torch.__version__})")
     print(f"  CUDA kernels:        {'yes' if info['cuda'] else 'no'}"
           + (f" (architectures {info['cuda_architectures']}, {info['cuda_compiler']})" if info["cuda"] else ""))
-    print(f"  CUDA device:         {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+    print(f"  CUDA device:         {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}"
+          + (f" (torch CUDA {torch.version.cuda})" if torch.version.cuda else ""))
     print(f"  OpenMP:              {'yes' if info['openmp'] else 'no'} ({torch.get_num_threads()} threads)")
     print(f"  compiler:            {info['compiler']}")
-    print("  operators and their kernels:")
+    print("  operators, their device kernels, and whether a fake (meta) kernel serves torch.compile/export:")
     for name, keys in lo.ops_with_kernels().items():
-        print(f"    {name:<28} {', '.join(k for k in keys if k != 'Meta')}")
+        devices = ", ".join(k for k in keys if k != "Meta") or "none"
+        print(f"    {name:<28} {devices:<26} {'fake' if 'Meta' in keys else 'NO FAKE KERNEL'}")
     return 0
 
 
@@ -58,6 +60,30 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_demo(args) -> int:
+    from learnable_ops.demo import VARIANTS, DemoConfig, DemoInputError, run
+
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip()) if args.variants else VARIANTS
+    config = DemoConfig(
+        data=args.data,
+        device=args.device,
+        epochs=args.epochs,
+        out=args.out,
+        variants=variants,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
+    try:
+        run(config)
+    except DemoInputError as exc:
+        raise UsageError(str(exc)) from exc
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from learnable_ops.benchmarks import FAMILIES
 
@@ -74,6 +100,35 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="bench-results")
     bench.add_argument("--min-run-time", type=float, default=0.3)
     bench.set_defaults(func=_cmd_bench)
+
+    from learnable_ops.demo import VARIANTS, DemoConfig
+
+    defaults = DemoConfig()
+    demo = sub.add_parser(
+        "demo",
+        help="train one small ConvNeXt five times (depthwise, DCLS, sparse/active shift, DiffConv2d) and plot",
+        description="Trains a small ConvNeXt-style network on scikit-learn's digits (or --data) with five "
+        "spatial operators, prints accuracy / parameters / time per epoch, and writes figures. "
+        "For data-parallel training launch it with torchrun, e.g. "
+        "`torchrun --nproc_per_node 2 -m learnable_ops demo`.",
+    )
+    demo.add_argument("--data", default=None, metavar="PATH",
+                      help="an image folder with one subfolder per class, or a .npz with arrays x and y "
+                      "(default: scikit-learn's load_digits)")
+    demo.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    demo.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
+    demo.add_argument("--out", default=defaults.out, metavar="DIR", help="where figures and results go")
+    demo.add_argument("--variants", default=None,
+                      help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)")
+    demo.add_argument("--image-size", type=int, default=defaults.image_size, help="side of the resized images")
+    demo.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global batch size")
+    demo.add_argument("--lr", type=float, default=defaults.lr)
+    demo.add_argument("--seed", type=int, default=defaults.seed)
+    demo.add_argument("--threads", type=int, default=defaults.threads,
+                      help="CPU threads per process (default 1: the network is too small to gain from more, "
+                      "and one thread per process is what torchrun sets)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -1,0 +1,202 @@
+"""``learnable_ops.shift``: Sparse Shift and Active Shift of every channel by a learnable offset.
+
+Convention (one for the whole library): a shift ``s`` moves content towards
+higher indices, ``out[..., i] = x(i - s)`` along each spatial axis, with ``x``
+outside the input given by the padding mode.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from learnable_ops.ops._validate import check_floating, check_rank, check_same_device, check_tensor, choice
+from learnable_ops.ops.pad import normalize_pad_mode
+
+SHIFT_MODES = ("sparse", "active")
+"""``sparse``: rounded shift, integer gather (SSL); ``active``: interpolated shift (ASL)."""
+
+
+def normalize_shift_mode(mode: str) -> str:
+    """The canonical name of a shift mode; raises ``ValueError`` listing the valid ones."""
+    return choice(mode, "mode", SHIFT_MODES)
+
+
+def check_shift_args(input: torch.Tensor, shifts: torch.Tensor, input_name: str = "input") -> None:
+    """Shape checks shared by the functional API and the fake kernels (raise ``ValueError``)."""
+    check_rank(input, input_name, (3, 4, 5), "a 3D, 4D or 5D tensor (N, C, *spatial)")
+    ndim = input.dim() - 2
+    if shifts.dim() != 2 or shifts.shape[0] != input.shape[1] or shifts.shape[1] != ndim:
+        raise ValueError(
+            f"shifts must have shape (C, ndim) = ({input.shape[1]}, {ndim}) for {input_name} of shape "
+            f"{tuple(input.shape)}, got {tuple(shifts.shape)}"
+        )
+
+
+def shift(
+    input: torch.Tensor, shifts: torch.Tensor, padding_mode: str = "zeros", mode: str = "sparse"
+) -> torch.Tensor:
+    """Shifts every channel of ``input`` by its own offset along each spatial axis.
+
+    ``out[n, c, i] = x[n, c](i - shifts[c])`` per axis, where ``x`` outside the
+    input is given by ``padding_mode`` (exactly :func:`numpy.pad`'s modes, for
+    any offset, 1e9 included).
+
+    * ``mode='sparse'`` (Sparse Shift Layer): the forward rounds each shift
+      half to even (as :func:`torch.round`) and gathers; the input gradient is
+      the exact adjoint of that gather; the shift gradient is the derivative of
+      the linear/bilinear/trilinear interpolation at the real-valued shift.
+    * ``mode='active'`` (Active Shift Layer): linear, bilinear or trilinear
+      interpolation at ``i - s``, continuous in ``s``; both gradients are exact
+      (at an integer shift, the one-sided derivative from above).
+
+    A channel whose shift is NaN or infinite gives NaN in its output and
+    gradients (never an out-of-bounds read).
+
+    Args:
+        input: ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)``, floating
+            point (float16, bfloat16, float32, float64), or a per-tensor
+            quantized ``quint8``/``qint8`` tensor on the CPU (sparse mode only).
+        shifts: ``(C, ndim)`` floating point, ``ndim = input.dim() - 2``;
+            column ``k`` shifts spatial axis ``k`` (e.g. ``(H, W)`` in 2D). It
+            may have another floating dtype than ``input``; its gradient has
+            its dtype.
+        padding_mode: ``zeros``, ``border``, ``periodic``, ``reflect`` or
+            ``symmetric`` (aliases ``replicate``, ``circular`` accepted).
+        mode: ``sparse`` or ``active``.
+
+    Returns:
+        A tensor of ``input``'s shape and dtype (contiguous).
+    """
+    check_tensor(input, "input")
+    if not input.is_quantized:
+        check_floating(input, "input")
+    check_floating(shifts, "shifts")
+    check_same_device(("input", input), ("shifts", shifts))
+    check_shift_args(input, shifts)
+    padding_mode = normalize_pad_mode(padding_mode, "padding_mode")
+    mode = normalize_shift_mode(mode)
+    return torch.ops.learnable_ops.shift.default(input, shifts, padding_mode, mode)
+
+
+@torch.library.register_fake("learnable_ops::shift")
+def _shift_fake(input, shifts, padding_mode="zeros", mode="sparse"):
+    check_shift_args(input, shifts)
+    return torch.empty_like(input, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("learnable_ops::shift_input_backward")
+def _shift_input_backward_fake(grad_output, shifts, padding_mode, mode):
+    check_shift_args(grad_output, shifts, "grad_output")
+    return torch.empty_like(grad_output, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("learnable_ops::shift_shifts_backward")
+def _shift_shifts_backward_fake(grad_output, input, shifts, padding_mode):
+    check_shift_args(input, shifts)
+    return torch.empty_like(shifts, memory_format=torch.contiguous_format)
+
+
+def _shift_setup_context(ctx, inputs, output):
+    input, shifts, padding_mode, mode = inputs
+    ctx.save_for_backward(input, shifts)
+    ctx.padding_mode = padding_mode
+    ctx.mode = mode
+
+
+def _shift_backward(ctx, grad_output):
+    input, shifts = ctx.saved_tensors
+    grad_input = grad_shifts = None
+    if ctx.needs_input_grad[0]:
+        grad_input = torch.ops.learnable_ops.shift_input_backward.default(
+            grad_output, shifts, ctx.padding_mode, ctx.mode
+        )
+    if ctx.needs_input_grad[1]:
+        grad_shifts = torch.ops.learnable_ops.shift_shifts_backward.default(
+            grad_output, input, shifts, ctx.padding_mode
+        )
+    return grad_input, grad_shifts, None, None
+
+
+def _shift_input_backward_setup_context(ctx, inputs, output):
+    grad_output, shifts, padding_mode, mode = inputs
+    ctx.save_for_backward(grad_output, shifts)
+    ctx.padding_mode = padding_mode
+    ctx.mode = mode
+
+
+def _shift_input_backward_backward(ctx, grad_grad_input):
+    # shift_input_backward(g) = A(s)^T g. It is linear in g with adjoint A(s),
+    # and <A(s)^T g, v> = <g, A(s) v>, so its shift derivative is the shift
+    # gradient of the forward applied to v.
+    grad_output, shifts = ctx.saved_tensors
+    gg = gs = None
+    if ctx.needs_input_grad[0]:
+        gg = torch.ops.learnable_ops.shift.default(grad_grad_input, shifts, ctx.padding_mode, ctx.mode)
+    if ctx.needs_input_grad[1]:
+        gs = torch.ops.learnable_ops.shift_shifts_backward.default(
+            grad_output, grad_grad_input, shifts, ctx.padding_mode
+        )
+    return gg, gs, None, None
+
+
+def _with_column(shifts: torch.Tensor, axis: int, values: torch.Tensor) -> torch.Tensor:
+    out = shifts.clone()
+    out[:, axis] = values
+    return out
+
+
+def _shift_shifts_backward_setup_context(ctx, inputs, output):
+    grad_output, input, shifts, padding_mode = inputs
+    ctx.save_for_backward(grad_output, input, shifts)
+    ctx.padding_mode = padding_mode
+
+
+def _shift_shifts_backward_backward(ctx, grad_grad_shifts):
+    # G[c, a] = <g_c, D_a(s) x_c>, where D_a is the derivative of the
+    # multilinear interpolation along axis a at the real shift. Interpolation
+    # is linear in s_a within a cell, so D_a(s) = A(s | s_a = floor + 1) - A(s | s_a = floor):
+    # a difference of two active shifts with an integer column a. Hence
+    #   dG/dg = sum_a u_a D_a x,  dG/dx = sum_a D_a^T (u_a g),
+    #   dG_a/ds_b = G_b(s | s_a = floor + 1) - G_b(s | s_a = floor)  (b != a; 0 for b == a).
+    grad_output, input, shifts, padding_mode = *ctx.saved_tensors, ctx.padding_mode
+    ops = torch.ops.learnable_ops
+    s = shifts.detach().double()
+    lower = torch.floor(s)
+    gg = gx = gs = None
+    ndim = s.shape[1]
+    view = (1, -1) + (1,) * ndim
+    for a in range(ndim):
+        s_hi, s_lo = _with_column(s, a, lower[:, a] + 1), _with_column(s, a, lower[:, a])
+        u = grad_grad_shifts[:, a].to(input.dtype).view(view)
+        if ctx.needs_input_grad[0]:
+            term = u * (ops.shift.default(input, s_hi, padding_mode, "active") - ops.shift.default(input, s_lo, padding_mode, "active"))
+            gg = term if gg is None else gg + term
+        if ctx.needs_input_grad[1]:
+            ug = u * grad_output
+            term = ops.shift_input_backward.default(ug, s_hi, padding_mode, "active") - ops.shift_input_backward.default(
+                ug, s_lo, padding_mode, "active"
+            )
+            gx = term if gx is None else gx + term
+        if ctx.needs_input_grad[2]:
+            diff = ops.shift_shifts_backward.default(grad_output, input, s_hi, padding_mode) - ops.shift_shifts_backward.default(
+                grad_output, input, s_lo, padding_mode
+            )
+            diff[:, a] = 0
+            term = grad_grad_shifts[:, a : a + 1].to(diff.dtype) * diff
+            gs = term if gs is None else gs + term
+    if gs is not None:
+        gs = gs.to(shifts.dtype)
+    return gg, gx, gs, None
+
+
+torch.library.register_autograd("learnable_ops::shift", _shift_backward, setup_context=_shift_setup_context)
+torch.library.register_autograd(
+    "learnable_ops::shift_input_backward",
+    _shift_input_backward_backward,
+    setup_context=_shift_input_backward_setup_context,
+)
+torch.library.register_autograd(
+    "learnable_ops::shift_shifts_backward",
+    _shift_shifts_backward_backward,
+    setup_context=_shift_shifts_backward_setup_context,
+)
