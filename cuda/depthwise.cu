@@ -288,6 +288,25 @@ CorrTile corr_tile(const Geo& g, size_t acc_size, bool dense) {
   return t;
 }
 
+// Stages one plane's grad_output tile (zero past the plane) and the matching
+// input tile with its halo (zero outside the input) for the weight gradient.
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ void load_correlation_tiles(const scalar_t* __restrict__ gp,
+                                                       const scalar_t* __restrict__ xp, acc_t* s_go, acc_t* s_x,
+                                                       int64_t oh0, int64_t ow0, const Geo& g, const CorrTile& t) {
+  for (int e = threadIdx.x; e < t.th * t.tw; e += blockDim.x) {
+    const int r = e / t.tw, col = e - r * t.tw;
+    const int64_t oi = oh0 + r, oj = ow0 + col;
+    s_go[e] = (oi < g.Ho && oj < g.Wo) ? static_cast<acc_t>(gp[oi * g.Wo + oj]) : acc_t(0);
+  }
+  const int64_t iy0 = oh0 * g.sh - g.pt, ix0 = ow0 * g.sw - g.pl;
+  for (int e = threadIdx.x; e < t.ih * t.iw; e += blockDim.x) {
+    const int r = e / t.iw, col = e - r * t.iw;
+    const int64_t iy = iy0 + r, ix = ix0 + col;
+    s_x[e] = (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) ? static_cast<acc_t>(xp[iy * g.W + ix]) : acc_t(0);
+  }
+}
+
 // grid: x = channel, y = tile * batch_chunks + batch chunk, z = tap chunk.
 // partial[(c * parts + part) * T + k], part = y.
 template <typename scalar_t, typename acc_t, bool kDense>
@@ -328,19 +347,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t n = n_begin; n < n_end; ++n) {
     const int64_t p = n * g.C + c;
     __syncthreads();
-    const scalar_t* gp = go + p * g.Ho * g.Wo;
-    for (int e = tid; e < t.th * t.tw; e += blockDim.x) {
-      const int r = e / t.tw, col = e - r * t.tw;
-      const int64_t oi = oh0 + r, oj = ow0 + col;
-      s_go[e] = (oi < g.Ho && oj < g.Wo) ? static_cast<acc_t>(gp[oi * g.Wo + oj]) : acc_t(0);
-    }
-    const scalar_t* xp = x + p * g.H * g.W;
-    const int64_t iy0 = oh0 * g.sh - g.pt, ix0 = ow0 * g.sw - g.pl;
-    for (int e = tid; e < t.ih * t.iw; e += blockDim.x) {
-      const int r = e / t.iw, col = e - r * t.iw;
-      const int64_t iy = iy0 + r, ix = ix0 + col;
-      s_x[e] = (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) ? static_cast<acc_t>(xp[iy * g.W + ix]) : acc_t(0);
-    }
+    load_correlation_tiles(go + p * g.Ho * g.Wo, x + p * g.H * g.W, s_go, s_x, oh0, ow0, g, t);
     __syncthreads();
     if (n == n_begin) {
 #pragma unroll
@@ -403,19 +410,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t n = n_begin; n < n_end; ++n) {
     const int64_t p = n * g.C + c;
     __syncthreads();
-    const scalar_t* gp = go + p * g.Ho * g.Wo;
-    for (int e = tid; e < t.th * t.tw; e += blockDim.x) {
-      const int r = e / t.tw, col = e - r * t.tw;
-      const int64_t oi = oh0 + r, oj = ow0 + col;
-      s_go[e] = (oi < g.Ho && oj < g.Wo) ? static_cast<acc_t>(gp[oi * g.Wo + oj]) : acc_t(0);
-    }
-    const scalar_t* xp = x + p * g.H * g.W;
-    const int64_t iy0 = oh0 * g.sh - g.pt, ix0 = ow0 - g.pl;
-    for (int e = tid; e < t.ih * t.iw; e += blockDim.x) {
-      const int r = e / t.iw, col = e - r * t.iw;
-      const int64_t iy = iy0 + r, ix = ix0 + col;
-      s_x[e] = (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) ? static_cast<acc_t>(xp[iy * g.W + ix]) : acc_t(0);
-    }
+    load_correlation_tiles(go + p * g.Ho * g.Wo, x + p * g.H * g.W, s_go, s_x, oh0, ow0, g, t);
     __syncthreads();
     if (!active) continue;
     for (int i = slice; i < t.th; i += t.slices) {
