@@ -76,11 +76,20 @@ def test_positions_shared_over_channels(version):
 
 @pytest.mark.skipif(not hasattr(torch.ops.learnable_ops, "dcls_construct"), reason="dcls_construct not merged yet")
 @pytest.mark.parametrize("version", lo.SPARSE_VERSIONS)
-def test_equals_native_construct(version):
+@pytest.mark.parametrize("on_grid", [False, True])
+def test_equals_native_construct(version, on_grid):
+    """Values and gradients equal dcls_construct + conv, also with taps on
+    integer positions and on the grid border (where the derivative is one-sided)."""
     x, W, P, b = make(2, 3, 4, (12, 13), (5, 7))
-    K = torch.ops.learnable_ops.dcls_construct(W, P, None, [5, 7], version)
-    torch.testing.assert_close(
-        lo.dcls_sparse_depthwise(x, W, P, b, (5, 7), 1, (2, 3), version), F.conv2d(x, K, b, 1, (2, 3), groups=3)
+    if on_grid:
+        P = P.detach().round().clamp(-3, 3).requires_grad_()
+
+    def construct_conv(x, W, P, b):
+        K = torch.ops.learnable_ops.dcls_construct(W, P, None, [5, 7], version)
+        return F.conv2d(x, K, b, 1, (2, 3), groups=3)
+
+    testing.assert_matches_reference(
+        lambda x, W, P, b: lo.dcls_sparse_depthwise(x, W, P, b, (5, 7), 1, (2, 3), version), construct_conv, [x, W, P, b]
     )
 
 
@@ -92,24 +101,24 @@ def test_gradcheck(version, n):
     testing.check_gradcheck(lambda x, W, P, b: lo.dcls_sparse_depthwise(x, W, P, b, D, 1, 2, version), [x, W, P, b])
 
 
-def test_documented_gradient_at_integer_positions():
-    """v0: the one-sided derivative from above (linear interpolation); v1: 0 (the
-    triangle's symmetric subgradient), as the shared interpolation header defines."""
+@pytest.mark.parametrize("version", lo.SPARSE_VERSIONS)
+def test_documented_gradient_at_integer_positions(version):
+    """At integer positions (and at the grid border) the position gradient is the
+    one-sided derivative from above, in v0 and v1, as dcls_construct's."""
     x, W, _, b = make(2, 2, 3, (9, 10), (5, 5))
-    P = torch.tensor([[[[-1.0, 0.0, 2.0]], [[1.0, -2.0, 0.0]]]] * 1, dtype=torch.float64).reshape(2, 1, 1, 3)
+    P = torch.tensor([[-1.0, 0.0, 2.0], [1.0, -2.0, 0.0]], dtype=torch.float64).reshape(2, 1, 1, 3)
     P = P.expand(2, 2, 1, 3).contiguous().requires_grad_()
     go = torch.randn(2, 2, 9, 10, dtype=torch.float64)
-    (g1,) = torch.autograd.grad(lo.dcls_sparse_depthwise(x, W, P, b, 5, 1, 2, "v1"), P, go)
-    assert torch.equal(g1, torch.zeros_like(g1))
-    (g0,) = torch.autograd.grad(lo.dcls_sparse_depthwise(x, W, P, b, 5, 1, 2, "v0"), P, go)
-    eps = 1e-6
+    (grad,) = torch.autograd.grad(lo.dcls_sparse_depthwise(x, W, P, b, 5, 1, 2, version), P, go)
+    eps = 1e-7
+    at = (reference(x, W, P, b, (5, 5), 1, 2, version) * go).sum()
     for a in range(2):
-        step = torch.zeros_like(P)
-        step[a] = eps
-        up = (reference(x, W, P + step, b, (5, 5), 1, 2, "v0") * go).sum()
-        at = (reference(x, W, P, b, (5, 5), 1, 2, "v0") * go).sum()
-        one_sided = (up - at) / eps
-        torch.testing.assert_close(g0[a].sum(), one_sided, atol=1e-5, rtol=1e-5)
+        for c in range(2):
+            for k in range(3):
+                step = torch.zeros_like(P)
+                step[a, c, 0, k] = eps
+                one_sided = ((reference(x, W, P + step, b, (5, 5), 1, 2, version) * go).sum() - at) / eps
+                torch.testing.assert_close(grad[a, c, 0, k], one_sided, atol=1e-5, rtol=1e-5)
 
 
 def test_opcheck_forward_and_backward():
@@ -184,6 +193,28 @@ def test_bad_input():
         lo.dcls_sparse_depthwise(x[0, 0], W, P, b, 5)
     with pytest.raises(ValueError, match="version"):
         torch.ops.learnable_ops.dcls_sparse_depthwise(x, W.squeeze(1), P.squeeze(2), b, [5, 5], [1, 1], [0, 0], "max")
+    with pytest.raises(TypeError, match="input"):
+        lo.dcls_sparse_depthwise(x.long(), W, P, b, 5)
+    with pytest.raises(ValueError, match="bias"):
+        lo.dcls_sparse_depthwise(x, W, P, b[:2], 5)
+    with pytest.raises(TypeError, match="bias"):
+        lo.dcls_sparse_depthwise(x, W, P, b.float(), 5)
+    with pytest.raises(TypeError, match="weight"):
+        lo.dcls_sparse_depthwise(x, W.float(), P, b, 5)
+    with pytest.raises(ValueError, match="padding"):
+        lo.dcls_sparse_depthwise(x, W, P, b, 5, padding=-1)
+    with pytest.raises(ValueError, match="stride"):
+        lo.dcls_sparse_depthwise(x, W, P, b, 5, stride=(1, 1, 1))
+
+
+def test_positions_may_have_another_dtype():
+    """fp32 parameters with a bf16 input (autocast) or fp64 positions with an fp32 input."""
+    x, W, P, b = make(2, 3, 4, (8, 9), (5, 5), dtype=torch.float32)
+    ref = lo.dcls_sparse_depthwise(x, W, P, b, 5, 1, 2)
+    out = lo.dcls_sparse_depthwise(x, W, P.double(), b, 5, 1, 2)
+    torch.testing.assert_close(out, ref)
+    (gp,) = torch.autograd.grad(out.sum(), P)
+    assert gp.dtype == torch.float32
 
 
 def test_non_finite_positions_drop_the_tap():
@@ -209,3 +240,16 @@ def test_cuda_matches_cpu(version, n, size, D, stride, padding):
     testing.check_cpu_cuda(
         lambda x, W, P, b: lo.dcls_sparse_depthwise(x, W, P, b, D, stride, padding, version), [x, W, P, b], atol=1e-9, rtol=1e-9
     )
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+def test_cuda_opcheck_gradcheck_and_half():
+    x, W, P, b = (t.detach().cuda().requires_grad_() for t in make(2, 3, 4, (8, 9), (5, 5)))
+    ops = torch.ops.learnable_ops
+    testing.check_opcheck(ops.dcls_sparse_depthwise.default, (x, W.squeeze(1), P.squeeze(2), b, [5, 5], [1, 2], [2, 1], "v1"))
+    testing.check_gradcheck(lambda x, W, P, b: lo.dcls_sparse_depthwise(x, W, P, b, 5, 2, 2, "v0"), [x, W, P, b])
+    ref = reference(*(t.detach().cpu() for t in (x, W, P, b)), (5, 5), 1, 2, "v1")
+    for dtype in (torch.float16, torch.bfloat16):
+        out = lo.dcls_sparse_depthwise(x.detach().to(dtype), W.detach().to(dtype), P.detach(), b.detach().to(dtype), 5, 1, 2, "v1")
+        torch.testing.assert_close(out.cpu().double(), ref, atol=0.1, rtol=0.05)
