@@ -268,12 +268,41 @@ def test_from_conv_taps_keep_learning():
     assert (layer.P.grad != 0).float().mean() > 0.5
 
 
-@pytest.mark.parametrize("method", ["auto", "construct", "dense", "sparse"])
-def test_methods_route_to_construct(method):
-    # Until the fast depthwise and sparse paths are integrated every method runs construct + F.conv.
-    layer, x = make("2d-depthwise-even", "gauss", method=method)
-    assert layer.method == method
-    torch.testing.assert_close(layer(x), reference_forward(layer, x), atol=1e-12, rtol=1e-12)
+@pytest.mark.parametrize("dims", [1, 2])
+@pytest.mark.parametrize("version", ["v0", "v1", "gauss"])
+@pytest.mark.parametrize("method", ["auto", "dense", "sparse"])
+@pytest.mark.parametrize("padding_mode,stride", [("zeros", 1), ("symmetric", 1), ("zeros", 2)])
+def test_every_method_equals_construct(dims, version, method, padding_mode, stride):
+    # The depthwise paths (native dense conv, sparse taps) compute construct + F.conv.
+    kw = dict(
+        kernel_count=5, dilated_kernel_size=(7,) if dims == 1 else (7, 6), padding=(3,) if dims == 1 else (3, 2),
+        stride=stride, padding_mode=padding_mode, version=version, groups=4, dtype=torch.float64,
+    )
+    cls = Dcls1d if dims == 1 else Dcls2d
+    if method == "sparse" and version == "gauss":
+        with pytest.raises(ValueError, match="sparse"):
+            cls(4, 4, method=method, **kw)
+        return
+    ref = cls(4, 4, method="construct", **kw)
+    layer = cls(4, 4, method=method, **kw)
+    layer.load_state_dict(ref.state_dict())
+    x = torch.randn((2, 4, 13) if dims == 1 else (2, 4, 11, 10), dtype=torch.float64, requires_grad=True)
+    out, ref_out = layer(x), ref(x)
+    torch.testing.assert_close(out, ref_out, atol=1e-12, rtol=1e-12)
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, layer.weight, layer.P), g)
+    ref_grads = torch.autograd.grad(ref_out, (x, ref.weight, ref.P), g)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-11)
+
+
+def test_fast_methods_need_a_depthwise_layer():
+    with pytest.raises(ValueError, match="depthwise"):
+        Dcls2d(4, 8, 3, dilated_kernel_size=5, padding=2, groups=4, method="dense")
+    with pytest.raises(ValueError, match="depthwise"):
+        Dcls3d(4, 4, 3, dilated_kernel_size=5, padding=2, groups=4, method="sparse", version="v1")
+    layer = Dcls2d(4, 8, 3, dilated_kernel_size=5, padding=2, groups=4, method="auto")
+    assert layer._resolve_method(torch.randn(1, 4, 6, 6)) == "construct"
 
 
 def test_from_conv_gauss_and_errors():

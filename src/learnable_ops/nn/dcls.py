@@ -22,6 +22,8 @@ from torch import nn
 
 import learnable_ops
 from learnable_ops.ops._validate import choice, int_tuple
+from learnable_ops.ops.dcls_dispatch import choose_method
+from learnable_ops.ops.dcls_sparse import SPARSE_VERSIONS
 from learnable_ops.ops.dcls import DCLS_VERSIONS, normalize_dcls_version
 from learnable_ops.ops.dcls import DCLS_VERSIONS_WITH_SIG as _SIG_VERSIONS
 from learnable_ops.ops.pad import PAD_MODE_ALIASES, PAD_MODES, normalize_pad_mode
@@ -122,6 +124,16 @@ class _DclsBase(nn.Module):
         self.version = normalize_dcls_version(version)
         self.method = choice(method, "method", DCLS_METHODS)
         self._spatial_dims = spatial_dims
+        if self.method in ("dense", "sparse"):
+            if not self._has_fast_paths(learned_dims):
+                raise ValueError(
+                    f"method={self.method!r} needs a depthwise Dcls1d or Dcls2d layer (groups == in_channels == "
+                    f"out_channels) with stride 1 or 2; use method='construct' or 'auto'"
+                )
+            if self.method == "sparse" and self.version not in SPARSE_VERSIONS:
+                raise ValueError(
+                    f"method='sparse' supports the bilinear versions {', '.join(SPARSE_VERSIONS)}, not {self.version!r}"
+                )
         self._kernel_cache = None
 
         factory = {"device": device, "dtype": dtype}
@@ -305,13 +317,67 @@ class _DclsBase(nn.Module):
                 f"{tuple(input.shape)}) but {type(self).__name__} has in_channels={self.in_channels}"
             )
 
-    def _conv_forward(self, input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        """Pads ``input`` and convolves it with the dense ``kernel``.
+    def _has_fast_paths(self, learned_dims: int) -> bool:
+        """Whether the depthwise paths ('dense', 'sparse') can run this layer."""
+        return (
+            not self.dense_kernel_size
+            and learned_dims == self._spatial_dims in (1, 2)
+            and self.groups == self.in_channels == self.out_channels
+            and all(s in (1, 2) for s in self.stride)
+        )
 
-        This is the single place where the convolution runs. Every ``method``
-        currently ends here with ``F.conv{1,2,3}d``; faster paths (depthwise,
-        sparse taps) plug in by branching on ``self.method`` before the dense conv.
+    def _resolve_method(self, input: torch.Tensor) -> str:
+        """The path this call takes: 'sparse', 'dense' or 'construct'.
+
+        'auto' asks :func:`learnable_ops.ops.dcls_dispatch.choose_method` for depthwise
+        layers, and keeps 'construct' under autocast or when the input's dtype differs
+        from the parameters' (``F.conv`` casts; the native paths need one dtype).
         """
+        if self.method != "auto":
+            return self.method
+        if not self._has_fast_paths(self.P.shape[0]) or input.dtype != self.weight.dtype:
+            return "construct"
+        if torch.is_autocast_enabled(input.device.type):
+            return "construct"
+        return choose_method(
+            self.kernel_count, self.dilated_kernel_size, self.in_channels, self.out_channels, self.groups,
+            self.version, input.device, input.dtype, tuple(input.shape[2:]),
+        )
+
+    def _pad_for_fast_path(self, input: torch.Tensor, symmetric: bool):
+        """Applies non-zero padding modes (and, if ``symmetric``, uneven zero padding)
+        with :func:`learnable_ops.pad`; returns the input and the zero padding left."""
+        pads = self._input_padding()
+        mode = normalize_pad_mode(self.padding_mode, "padding_mode")
+        if mode != "zeros" or (symmetric and any(b != a for b, a in pads)):
+            if any(b or a for b, a in pads):
+                input = learnable_ops.pad(input, [v for pair in reversed(pads) for v in pair], mode)
+            pads = tuple((0, 0) for _ in pads)
+        return input, pads
+
+    def _dense_forward(self, input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """The native large-kernel depthwise convolution with the constructed kernel."""
+        input, pads = self._pad_for_fast_path(input, symmetric=False)
+        kernel = kernel.to(input.dtype)
+        bias = None if self.bias is None else self.bias.to(input.dtype)
+        if self._spatial_dims == 1:
+            return learnable_ops.depthwise_conv1d(input, kernel, bias, self.stride[0], pads[0])
+        (top, bottom), (left, right) = pads
+        return learnable_ops.depthwise_conv2d(input, kernel, bias, self.stride, (top, bottom, left, right))
+
+    def _sparse_forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Tap by tap (at most 2^n integer taps per tap), without a dense kernel."""
+        input, pads = self._pad_for_fast_path(input, symmetric=True)
+        dtype = input.dtype
+        bias = None if self.bias is None else self.bias.to(dtype)
+        return learnable_ops.dcls_sparse_depthwise(
+            input, self.weight.to(dtype), self.P.to(dtype), bias, self.dilated_kernel_size, self.stride,
+            tuple(b for b, _ in pads), self.version,
+        )
+
+    def _conv_forward(self, input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """Pads ``input`` and convolves it with the dense ``kernel`` through ``F.conv{1,2,3}d``
+        (the 'construct' path, and the only one for non-depthwise layers)."""
         conv = _CONV[self._spatial_dims]
         pads = self._input_padding()
         mode = normalize_pad_mode(self.padding_mode, "padding_mode")
@@ -335,7 +401,13 @@ class _DclsBase(nn.Module):
         self._check_input(input)
         unbatched = input.dim() == self._spatial_dims + 1
         x = input.unsqueeze(0) if unbatched else input
-        out = self._conv_forward(x, self._kernel(x))
+        method = self._resolve_method(x)
+        if method == "sparse":
+            out = self._sparse_forward(x)
+        elif method == "dense":
+            out = self._dense_forward(x, self._kernel(x))
+        else:
+            out = self._conv_forward(x, self._kernel(x))
         return out.squeeze(0) if unbatched else out
 
     # ------------------------------------------------------------------ export
@@ -509,11 +581,16 @@ class Dcls1d(_DclsNd):
             Non-zero modes pad with :func:`learnable_ops.pad`, which accepts any amount.
         version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'`` (see ``learnable_ops.DCLS_VERSIONS``);
             ``SIG`` exists only for ``'max'`` and ``'gauss'``.
-        method: how the forward convolves. ``'construct'`` builds the dense kernel and
-            runs ``F.conv``. ``'dense'`` (a fast large-kernel depthwise path) and
-            ``'sparse'`` (a tap-wise path) are reserved for faster kernels; until they
-            exist they run the same construct + ``F.conv`` path, and ``'auto'`` chooses
-            ``'construct'``.
+        method: how the forward convolves, all equal up to float rounding.
+            ``'construct'`` builds the dense kernel and runs ``F.conv``; ``'dense'``
+            builds it and runs the native large-kernel depthwise convolution
+            (:func:`learnable_ops.depthwise_conv2d`); ``'sparse'`` (v0/v1 only)
+            convolves tap by tap without a dense kernel
+            (:func:`learnable_ops.dcls_sparse_depthwise`). ``'dense'`` and ``'sparse'``
+            need a depthwise layer (``groups == in_channels == out_channels``) with
+            stride 1 or 2; ``'auto'`` picks the fastest measured path for such layers
+            (:func:`learnable_ops.ops.dcls_dispatch.choose_method`) and ``'construct'``
+            otherwise.
         device: device of the parameters.
         dtype: dtype of the parameters.
 
@@ -561,11 +638,16 @@ class Dcls2d(_DclsNd):
             Non-zero modes pad with :func:`learnable_ops.pad`, which accepts any amount.
         version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'`` (see ``learnable_ops.DCLS_VERSIONS``);
             ``SIG`` exists only for ``'max'`` and ``'gauss'``.
-        method: how the forward convolves. ``'construct'`` builds the dense kernel and
-            runs ``F.conv``. ``'dense'`` (a fast large-kernel depthwise path) and
-            ``'sparse'`` (a tap-wise path) are reserved for faster kernels; until they
-            exist they run the same construct + ``F.conv`` path, and ``'auto'`` chooses
-            ``'construct'``.
+        method: how the forward convolves, all equal up to float rounding.
+            ``'construct'`` builds the dense kernel and runs ``F.conv``; ``'dense'``
+            builds it and runs the native large-kernel depthwise convolution
+            (:func:`learnable_ops.depthwise_conv2d`); ``'sparse'`` (v0/v1 only)
+            convolves tap by tap without a dense kernel
+            (:func:`learnable_ops.dcls_sparse_depthwise`). ``'dense'`` and ``'sparse'``
+            need a depthwise layer (``groups == in_channels == out_channels``) with
+            stride 1 or 2; ``'auto'`` picks the fastest measured path for such layers
+            (:func:`learnable_ops.ops.dcls_dispatch.choose_method`) and ``'construct'``
+            otherwise.
         device: device of the parameters.
         dtype: dtype of the parameters.
 
@@ -609,11 +691,16 @@ class Dcls3d(_DclsNd):
             Non-zero modes pad with :func:`learnable_ops.pad`, which accepts any amount.
         version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'`` (see ``learnable_ops.DCLS_VERSIONS``);
             ``SIG`` exists only for ``'max'`` and ``'gauss'``.
-        method: how the forward convolves. ``'construct'`` builds the dense kernel and
-            runs ``F.conv``. ``'dense'`` (a fast large-kernel depthwise path) and
-            ``'sparse'`` (a tap-wise path) are reserved for faster kernels; until they
-            exist they run the same construct + ``F.conv`` path, and ``'auto'`` chooses
-            ``'construct'``.
+        method: how the forward convolves, all equal up to float rounding.
+            ``'construct'`` builds the dense kernel and runs ``F.conv``; ``'dense'``
+            builds it and runs the native large-kernel depthwise convolution
+            (:func:`learnable_ops.depthwise_conv2d`); ``'sparse'`` (v0/v1 only)
+            convolves tap by tap without a dense kernel
+            (:func:`learnable_ops.dcls_sparse_depthwise`). ``'dense'`` and ``'sparse'``
+            need a depthwise layer (``groups == in_channels == out_channels``) with
+            stride 1 or 2; ``'auto'`` picks the fastest measured path for such layers
+            (:func:`learnable_ops.ops.dcls_dispatch.choose_method`) and ``'construct'``
+            otherwise.
         device: device of the parameters.
         dtype: dtype of the parameters.
 

@@ -32,9 +32,18 @@ threads, 8x96x56x56, D=17, fwd+bwd, conv alone): Kc=34 (136 corners) 0.52x the
 dense conv; Kc=72 (288 corners, as many as the 289 cells) 0.91x. Ratio 1 is
 therefore on the safe side.
 
-CUDA: provisional 0.5 until the GPU run of ``benchmarks/depthwise.py``: the
-dense kernel keeps a register window along each kernel column (one shared
-load per 4 FMAs) while the sparse kernel reads shared memory once per FMA.
+CUDA (H100, torch 2.11, 64 images, fwd+bwd, 34 taps in 17x17 v0 against our
+dense 17x17): 0.75x at 192x28x28, but 1.64x at 384x14x14 and 1.95x at
+768x7x7: the sparse kernel reads shared memory once per FMA, the dense one
+keeps a register window, so sparse wins only on large planes; see
+:data:`SPARSE_MIN_PLANE`.
+"""
+
+SPARSE_MIN_PLANE = {"cpu": 0, "cuda": 28 * 28}
+"""The sparse path also needs an input plane (H*W) of at least this many pixels.
+
+CUDA: measured above (wins at 28x28, loses at 14x14 and 7x7). CPU: the ratio held
+from 7x7 to 56x56 planes.
 """
 
 MIN_DENSE_AREA = {"cpu": 1, "cuda": 49}
@@ -44,7 +53,9 @@ CPU: ours is faster forward+backward at every size measured (2 shared threads,
 8x96x56x56, ratio ours/torch: 3x3 0.45x, 5x5 0.25x, 7x7 0.17x; 17x17 0.1-0.2x at
 32x96x56x56), because ATen's depthwise backward is slow; oneDNN's forward alone
 is on par from 3x3 to 7x7. So 'dense' always.
-CUDA: provisional (cuDNN is fast up to 7x7); to be set from the GPU run.
+CUDA (H100, torch 2.11, fwd+bwd, 64 images): our 7x7 is 0.54-0.65x cuDNN's 7x7
+and our 17x17 0.35-0.50x cuDNN's 17x17 at the four ConvNeXt-T stage shapes;
+kernels under 7x7 were not measured, so they stay on cuDNN.
 """
 
 
@@ -74,8 +85,8 @@ def choose_method(
         device: where the layer runs.
         dtype: the compute dtype (all three paths accumulate in fp32 for
             float16/bfloat16; it does not change the choice today).
-        spatial_size: input spatial size (unused today: the measured ratios held
-            from 7x7 to 56x56 planes).
+        spatial_size: the input's spatial size; the sparse path needs a plane of
+            at least :data:`SPARSE_MIN_PLANE` pixels (it loses on small planes on CUDA).
 
     Returns:
         ``'sparse'`` for a depthwise v0/v1 layer with few enough corner taps,
@@ -90,7 +101,9 @@ def choose_method(
     if not is_depthwise(in_channels, out_channels, groups) or n not in (1, 2):
         return "construct"
     area = math.prod(D)
-    if version in ("v0", "v1") and kernel_count * 2**n <= SPARSE_TAP_RATIO[kind] * area:
+    plane = math.prod(int(v) for v in spatial_size) if spatial_size is not None else None
+    big_plane = plane is None or plane >= SPARSE_MIN_PLANE[kind]
+    if version in ("v0", "v1") and big_plane and kernel_count * 2**n <= SPARSE_TAP_RATIO[kind] * area:
         return "sparse"
     if area >= MIN_DENSE_AREA[kind]:
         return "dense"
