@@ -24,6 +24,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -231,6 +232,7 @@ class TinyConvNeXt(nn.Module):
 
     @staticmethod
     def _init(module: nn.Module) -> None:
+        # ConvNeXt's truncated normal; wider for the depthwise kernels, whose fan-in is only k*k.
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.trunc_normal_(module.weight, std=0.2 if getattr(module, "groups", 1) > 1 else 0.05)
             nn.init.zeros_(module.bias)
@@ -298,9 +300,9 @@ def make_variant(name: str, base: nn.Module, config: DemoConfig) -> nn.Module:
 class TrainingHooks:
     """What a variant adds to plain AdamW training: parameter groups, an extra loss, a post-step action."""
 
-    param_groups: object = None
-    extra_loss: object = None
-    after_step: object = None
+    param_groups: list[dict] | None = None
+    extra_loss: Callable[[], torch.Tensor] | None = None
+    after_step: Callable[[], None] | None = None
 
 
 SHIFT_LR_SCALE = 10.0
