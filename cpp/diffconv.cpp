@@ -4,20 +4,26 @@
 // polynomial extrapolation (the pad op's `polynomial` mode, order K - 1 per
 // axis, on the dilated grid). We never build that padded copy. Instead:
 //
-//   out = conv(zero-padded x, w) + sum over boundary strips of
-//         conv(P_s, w_edge) - conv(Z_s, w)
+//   out          = conv(zero-padded x, w) + bias           (ATen: cuDNN / oneDNN)
+//   out[strip s] = conv(P_s, w_edge) + bias_edge           (overwrites the strip)
 //
-// where a strip is a rectangle of boundary outputs (top, bottom, left, right;
-// they partition the outputs whose window leaves the image), P_s the
-// polynomially padded input window of that strip and Z_s the same window
-// zero-padded. Without an edge weight the two strip convolutions merge into
-// conv(P_s - Z_s, w), and P_s - Z_s is nonzero only in the pad ring. The big
-// convolution is ATen's (cuDNN / oneDNN) with the same arguments as
-// F.conv2d(padding='same'), so time and memory stay those of a plain conv;
-// the strips cost O(perimeter * K) values and O(perimeter * K^2) MACs per
-// channel pair. The backward pass is the exact adjoint of the same sum, with
-// the zero-padded part of boundary outputs subtracted from the input
-// gradient when keep_img_grad_at_invalid is false.
+// where the strips (top, bottom, left, right) partition the boundary outputs
+// (those whose window leaves the image) and P_s is the polynomially padded
+// input window of a strip, built by the pad op from a thin slice of x. The big
+// convolution has exactly F.conv2d(padding='same')'s arguments, so time and
+// memory stay those of a plain conv; the strips cost O(perimeter * K) values
+// and O(perimeter * K^2) MACs per channel pair.
+//
+// Backward: ATen's convolution backward of the whole output, then per strip
+// the difference between what the strip really computed and what the
+// zero-padded conv assumed. With P_s = Z_s + E_s (Z_s the zero-padded window,
+// E_s the extrapolated ring) and no edge weight, that difference is
+// conv(E_s, w): its weight gradient comes from E_s (P_s with the interior
+// zeroed), its input gradient is E^T of the ring part of the strip's
+// convT(g) (P^T applied after zeroing the interior). With
+// keep_img_grad_at_invalid false, the strip instead removes its zero-padded
+// contribution Z^T convT(g) (a crop). With an edge weight, both terms are
+// explicit. Every step is the exact adjoint of the forward.
 //
 // The op is a composition of ATen convolutions and the pad op, which dispatch
 // on the device themselves, so one implementation is registered for CPU and
@@ -75,6 +81,9 @@ std::vector<Box> boundary_boxes(const AxisGeometry& h, const AxisGeometry& w) {
 struct Window {
   int64_t slice_begin[2], slice_len[2];
   std::vector<int64_t> pad;
+  // Image samples of the window: [inner_begin, +inner_len) in window (padded)
+  // coordinates, starting at image index inner_image_begin.
+  int64_t inner_begin[2], inner_len[2], inner_image_begin[2];
 };
 
 Window box_window(const Box& box, const AxisGeometry* axes) {
@@ -94,6 +103,10 @@ Window box_window(const Box& box, const AxisGeometry* axes) {
     win.slice_len[a] = e - s;
     before[a] = s - start;
     after[a] = end - e;
+    const int64_t lo = std::max<int64_t>(start, 0), hi = std::min(end, g.n);
+    win.inner_begin[a] = lo - start;
+    win.inner_len[a] = hi - lo;
+    win.inner_image_begin[a] = lo;
   }
   win.pad = {before[1], after[1], before[0], after[0]};
   return win;
@@ -174,12 +187,17 @@ at::Tensor window_slice(const at::Tensor& x, const Window& win) {
   return x.narrow(2, win.slice_begin[0], win.slice_len[0]).narrow(3, win.slice_begin[1], win.slice_len[1]);
 }
 
-at::Tensor box_view(const at::Tensor& t, const Box& box) {
-  return t.narrow(2, box.begin[0], box.end[0] - box.begin[0]).narrow(3, box.begin[1], box.end[1] - box.begin[1]);
+// The image part of a window-shaped tensor, and the same samples of the image.
+at::Tensor window_inner(const at::Tensor& t, const Window& win) {
+  return t.narrow(2, win.inner_begin[0], win.inner_len[0]).narrow(3, win.inner_begin[1], win.inner_len[1]);
+}
+at::Tensor image_inner(const at::Tensor& x, const Window& win) {
+  return x.narrow(2, win.inner_image_begin[0], win.inner_len[0])
+      .narrow(3, win.inner_image_begin[1], win.inner_len[1]);
 }
 
-at::Tensor conv_valid(const at::Tensor& x, const at::Tensor& w, const Setup& s) {
-  return at::convolution(x, w, std::nullopt, s.stride, {0, 0}, s.dilation, false, {0, 0}, s.groups);
+at::Tensor box_view(const at::Tensor& t, const Box& box) {
+  return t.narrow(2, box.begin[0], box.end[0] - box.begin[0]).narrow(3, box.begin[1], box.end[1] - box.begin[1]);
 }
 
 at::Tensor diff_conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
@@ -193,26 +211,13 @@ at::Tensor diff_conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
   at::Tensor out =
       at::convolution(input, weight, bias, s.stride, s.padding, s.dilation, false, {0, 0}, groups).contiguous();
   if (out.numel() == 0) return out;
-  std::optional<at::Tensor> bias_delta;
-  if (edge_bias.has_value()) {
-    bias_delta = bias.has_value() ? *edge_bias - *bias : *edge_bias;
-    bias_delta = bias_delta->view({1, -1, 1, 1});
-  }
+  const at::Tensor& strip_weight = edge_weight.has_value() ? *edge_weight : weight;
+  const std::optional<at::Tensor>& strip_bias = edge_bias.has_value() ? edge_bias : bias;
   for (const Box& box : boundary_boxes(s.axes[0], s.axes[1])) {
     const Window win = box_window(box, s.axes);
-    const at::Tensor x_box = window_slice(input, win);
-    at::Tensor poly = call_pad(x_box, win.pad, "polynomial", s.order, s.dilation);
-    at::Tensor correction;
-    if (edge_weight.has_value()) {
-      const at::Tensor zero = call_pad(x_box, win.pad, "zeros", std::nullopt, std::nullopt);
-      correction = conv_valid(poly, *edge_weight, s).sub_(conv_valid(zero, weight, s));
-    } else {
-      // poly - zero-padded: keep only the ring.
-      poly.sub_(call_pad(x_box, win.pad, "zeros", std::nullopt, std::nullopt));
-      correction = conv_valid(poly, weight, s);
-    }
-    if (bias_delta.has_value()) correction.add_(*bias_delta);
-    box_view(out, box).add_(correction);
+    const at::Tensor poly = call_pad(window_slice(input, win), win.pad, "polynomial", s.order, s.dilation);
+    box_view(out, box).copy_(
+        at::convolution(poly, strip_weight, strip_bias, s.stride, {0, 0}, s.dilation, false, {0, 0}, groups));
   }
   return out;
 }
@@ -233,51 +238,55 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> diff_conv
       {need_input, need_weight, need_bias});
   if (need_input) grad_input = grad_input.contiguous();
   if (need_weight) grad_weight = grad_weight.contiguous();
-  if (grad_output.numel() == 0 || input.numel() == 0) {
-    if (need_edge_weight) grad_edge_weight = at::zeros_like(*edge_weight);
-    if (need_edge_bias) grad_edge_bias = at::zeros({weight.size(0)}, grad_output.options());
-    return {grad_input, grad_weight, grad_bias, grad_edge_weight, grad_edge_bias};
-  }
-  if (need_edge_weight) grad_edge_weight = at::zeros_like(*edge_weight);
+  if (need_edge_weight) grad_edge_weight = at::zeros_like(*edge_weight, at::MemoryFormat::Contiguous);
   if (need_edge_bias) grad_edge_bias = at::zeros({weight.size(0)}, grad_output.options());
-  const std::vector<int64_t> no_bias_sizes{};
+  if (grad_output.numel() == 0 || input.numel() == 0)
+    return {grad_input, grad_weight, grad_bias, grad_edge_weight, grad_edge_bias};
+
+  auto conv_backward = [&](const at::Tensor& g, const at::Tensor& x, const at::Tensor& w, bool need_x,
+                           bool need_w) {
+    return at::convolution_backward(g, x, w, std::nullopt, s.stride, {0, 0}, s.dilation, false, {0, 0},
+                                    groups, {need_x, need_w, false});
+  };
   for (const Box& box : boundary_boxes(s.axes[0], s.axes[1])) {
     const Window win = box_window(box, s.axes);
     const at::Tensor x_box = window_slice(input, win);
-    const at::Tensor g_box = box_view(grad_output, box).contiguous();
-    const std::vector<int64_t> x_box_size = x_box.sizes().vec();
+    const at::Tensor g_box = box_view(grad_output, box);
     at::Tensor poly = call_pad(x_box, win.pad, "polynomial", s.order, s.dilation);
-    at::Tensor grad_x_box;  // gradient of the box's correction w.r.t. x_box
+    // Gradient w.r.t. the window of the ring part of the strip (keep) and of the
+    // zero-padded part that the main backward counted (both, or the latter only).
+    at::Tensor g_ring, g_zero;
     if (edge_weight.has_value()) {
-      // conv(poly, edge_weight) replaces conv(zero, weight) on the box.
-      const at::Tensor zero = call_pad(x_box, win.pad, "zeros", std::nullopt, std::nullopt);
-      auto [g_poly, g_edge_w, unused1] = at::convolution_backward(
-          g_box, poly, *edge_weight, no_bias_sizes, s.stride, {0, 0}, s.dilation, false, {0, 0}, groups,
-          {need_input && keep_img_grad_at_invalid, need_edge_weight, false});
-      auto [g_zero, g_w, unused2] = at::convolution_backward(
-          g_box, zero, weight, no_bias_sizes, s.stride, {0, 0}, s.dilation, false, {0, 0}, groups,
-          {need_input, need_weight, false});
+      at::Tensor g_poly, g_edge_w, g_w;
+      std::tie(g_poly, g_edge_w, std::ignore) =
+          conv_backward(g_box, poly, *edge_weight, need_input && keep_img_grad_at_invalid, need_edge_weight);
       if (need_edge_weight) grad_edge_weight.add_(g_edge_w);
+      // Remove what the main backward counted for these outputs.
+      at::Tensor zero = at::zeros_like(poly);
+      window_inner(zero, win).copy_(window_inner(poly, win));
+      std::tie(g_zero, g_w, std::ignore) = conv_backward(g_box, zero, weight, need_input, need_weight);
       if (need_weight) grad_weight.sub_(g_w);
-      if (need_input) {
-        grad_x_box = call_pad_backward(g_zero, x_box_size, win.pad, "zeros", std::nullopt, std::nullopt).neg_();
-        if (keep_img_grad_at_invalid)
-          grad_x_box.add_(call_pad_backward(g_poly, x_box_size, win.pad, "polynomial", s.order, s.dilation));
-      }
+      if (need_input && keep_img_grad_at_invalid) g_ring = g_poly;
     } else {
-      // The correction is conv(poly - zero, weight).
-      poly.sub_(call_pad(x_box, win.pad, "zeros", std::nullopt, std::nullopt));
-      auto [g_ring, g_w, unused] = at::convolution_backward(
-          g_box, poly, weight, no_bias_sizes, s.stride, {0, 0}, s.dilation, false, {0, 0}, groups,
-          {need_input, need_weight, false});
+      window_inner(poly, win).zero_();  // poly - zero-padded: the extrapolated ring only
+      at::Tensor g_w;
+      std::tie(g_zero, g_w, std::ignore) = conv_backward(g_box, poly, weight, need_input, need_weight);
       if (need_weight) grad_weight.add_(g_w);
-      if (need_input) {
-        grad_x_box = call_pad_backward(g_ring, x_box_size, win.pad, "zeros", std::nullopt, std::nullopt).neg_();
-        if (keep_img_grad_at_invalid)
-          grad_x_box.add_(call_pad_backward(g_ring, x_box_size, win.pad, "polynomial", s.order, s.dilation));
+      if (need_input && keep_img_grad_at_invalid) g_ring = g_zero;  // its image part cancels below
+    }
+    if (need_input) {
+      if (g_ring.defined() && g_ring.is_same(g_zero)) {
+        // E^T(g) = P^T(g with the image part zeroed); Z^T(g) - Z^T(g) cancels.
+        window_inner(g_ring, win).zero_();
+        window_slice(grad_input, win).add_(
+            call_pad_backward(g_ring, x_box.sizes(), win.pad, "polynomial", s.order, s.dilation));
+      } else {
+        image_inner(grad_input, win).sub_(window_inner(g_zero, win));
+        if (g_ring.defined())
+          window_slice(grad_input, win).add_(
+              call_pad_backward(g_ring, x_box.sizes(), win.pad, "polynomial", s.order, s.dilation));
       }
     }
-    if (need_input) window_slice(grad_input, win).add_(grad_x_box);
     if (has_edge_bias && (need_bias || need_edge_bias)) {
       const at::Tensor g_sum = g_box.sum({0, 2, 3});
       if (need_bias) grad_bias.sub_(g_sum);
