@@ -554,18 +554,8 @@ at::Tensor shift_quantized_cpu(const at::Tensor& input, const at::Tensor& shifts
   TORCH_CHECK_VALUE(input.qscheme() == at::kPerTensorAffine,
                     "input must be quantized per tensor (affine), got ", toString(input.qscheme()));
   check_device(shifts, "shifts", c10::DeviceType::CPU);
-  TORCH_CHECK_VALUE(input.dim() >= 3 && input.dim() <= 5,
-                    "input must be a 3D, 4D or 5D tensor (N, C, *spatial), got shape ", input.sizes());
-  check_floating(shifts, "shifts");
-  ShiftGeometry g;
-  g.ndim = input.dim() - 2;
-  g.batch = input.size(0);
-  g.channels = input.size(1);
-  TORCH_CHECK_VALUE(shifts.dim() == 2 && shifts.size(0) == g.channels && shifts.size(1) == g.ndim,
-                    "shifts must have shape (C, ndim) = (", g.channels, ", ", g.ndim,
-                    ") for input of shape ", input.sizes(), ", got ", shifts.sizes());
-  for (int64_t k = 0; k < g.ndim; ++k) g.size[3 - g.ndim + k] = input.size(2 + k);
-  g.padding = parse_pad_mode(std::string(padding_mode), "padding_mode");
+  const ShiftGeometry g =
+      make_shift_geometry(input, "input", shifts, std::string(padding_mode), /*active=*/false);
   const auto taps = all_channel_taps(shifts, g, /*rounded=*/true);
   for (const auto& ct : taps)
     TORCH_CHECK_VALUE(ct.finite, "shifts must be finite for a quantized input (NaN has no "

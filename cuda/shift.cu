@@ -52,21 +52,36 @@ __device__ __forceinline__ void unravel(index_t s, const ShiftGeometry& g, index
   d = rest / H;
 }
 
+// The chunk [begin, end) of plane blockIdx.x that a block works on, with its
+// channel's taps (computed once per thread from the shifts).
+template <typename acc_t, typename index_t>
+struct BlockPlane {
+  int64_t offset;  // of the plane in the tensor
+  ChannelTaps ct;
+  acc_t t[3];
+  index_t begin, end;
+  __device__ BlockPlane(const double* shifts, const ShiftGeometry& g, bool rounded, int64_t chunk) {
+    const int64_t plane = blockIdx.x;
+    offset = plane * g.plane();
+    ct = channel_taps(shifts + (plane % g.channels) * g.ndim, g, rounded);
+    for (int a = 0; a < 3; ++a) t[a] = static_cast<acc_t>(ct.axis[a].t);
+    begin = static_cast<index_t>(blockIdx.y * chunk);
+    end = static_cast<index_t>(min(g.plane(), int64_t(begin) + chunk));
+  }
+};
+
 template <typename scalar_t, typename index_t, bool kActive>
 __global__ void shift_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
                                      const double* __restrict__ shifts, ShiftGeometry g,
                                      int64_t chunk) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t plane = blockIdx.x, c = plane % g.channels;
-  const ChannelTaps ct = channel_taps(shifts + c * g.ndim, g, /*rounded=*/!kActive);
-  const index_t size = static_cast<index_t>(g.plane());
-  const index_t begin = static_cast<index_t>(blockIdx.y * chunk);
-  const index_t end = static_cast<index_t>(min(int64_t(size), int64_t(begin) + chunk));
-  const scalar_t* xp = x + plane * g.plane();
-  scalar_t* yp = y + plane * g.plane();
+  const BlockPlane<acc_t, index_t> b(shifts, g, /*rounded=*/!kActive, chunk);
+  const ChannelTaps& ct = b.ct;
+  const acc_t* t = b.t;
+  const scalar_t* xp = x + b.offset;
+  scalar_t* yp = y + b.offset;
   const int64_t D = g.size[0], H = g.size[1], W = g.size[2];
-  const acc_t t[3] = {acc_t(ct.axis[0].t), acc_t(ct.axis[1].t), acc_t(ct.axis[2].t)};
-  for (index_t s = begin + threadIdx.x; s < end; s += blockDim.x) {
+  for (index_t s = b.begin + threadIdx.x; s < b.end; s += blockDim.x) {
     if (!ct.finite) {
       yp[s] = quiet_nan<scalar_t>();
       continue;
@@ -109,16 +124,13 @@ __global__ void shift_input_backward_kernel(const scalar_t* __restrict__ go, sca
                                             const double* __restrict__ shifts, ShiftGeometry g,
                                             bool rounded, int64_t chunk) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t plane = blockIdx.x, c = plane % g.channels;
-  const ChannelTaps ct = channel_taps(shifts + c * g.ndim, g, rounded);
-  const index_t size = static_cast<index_t>(g.plane());
-  const index_t begin = static_cast<index_t>(blockIdx.y * chunk);
-  const index_t end = static_cast<index_t>(min(int64_t(size), int64_t(begin) + chunk));
-  const scalar_t* gp = go + plane * g.plane();
-  scalar_t* xp = gx + plane * g.plane();
+  const BlockPlane<acc_t, index_t> b(shifts, g, rounded, chunk);
+  const ChannelTaps& ct = b.ct;
+  const acc_t* t = b.t;
+  const scalar_t* gp = go + b.offset;
+  scalar_t* xp = gx + b.offset;
   const int64_t D = g.size[0], H = g.size[1], W = g.size[2];
-  const acc_t t[3] = {acc_t(ct.axis[0].t), acc_t(ct.axis[1].t), acc_t(ct.axis[2].t)};
-  for (index_t s = begin + threadIdx.x; s < end; s += blockDim.x) {
+  for (index_t s = b.begin + threadIdx.x; s < b.end; s += blockDim.x) {
     if (!ct.finite) {
       xp[s] = quiet_nan<scalar_t>();
       continue;
@@ -157,18 +169,15 @@ __global__ void shift_shifts_backward_kernel(const scalar_t* __restrict__ go,
                                              at::opmath_type<scalar_t>* __restrict__ partial) {
   using acc_t = at::opmath_type<scalar_t>;
   __shared__ acc_t reduce[3][kThreads];
-  const int64_t plane = blockIdx.x, c = plane % g.channels;
-  const ChannelTaps ct = channel_taps(shifts + c * g.ndim, g, /*rounded=*/false);
-  const index_t size = static_cast<index_t>(g.plane());
-  const index_t begin = static_cast<index_t>(blockIdx.y * chunk);
-  const index_t end = static_cast<index_t>(min(int64_t(size), int64_t(begin) + chunk));
-  const scalar_t* gp = go + plane * g.plane();
-  const scalar_t* xp = x + plane * g.plane();
+  const BlockPlane<acc_t, index_t> b(shifts, g, /*rounded=*/false, chunk);
+  const ChannelTaps& ct = b.ct;
+  const acc_t* t = b.t;
+  const scalar_t* gp = go + b.offset;
+  const scalar_t* xp = x + b.offset;
   const int64_t D = g.size[0], H = g.size[1], W = g.size[2];
   const int first = g.first_axis();
-  const acc_t t[3] = {acc_t(ct.axis[0].t), acc_t(ct.axis[1].t), acc_t(ct.axis[2].t)};
   acc_t sums[3] = {0, 0, 0};
-  for (index_t s = begin + threadIdx.x; s < end; s += blockDim.x) {
+  for (index_t s = b.begin + threadIdx.x; s < b.end; s += blockDim.x) {
     if (!ct.finite) {
       sums[2] = quiet_nan<acc_t>();
       sums[1] = sums[0] = sums[2];
@@ -206,7 +215,7 @@ __global__ void shift_shifts_backward_kernel(const scalar_t* __restrict__ go,
     __syncthreads();
   }
   if (threadIdx.x < 3)
-    partial[(plane * gridDim.y + blockIdx.y) * 3 + threadIdx.x] = reduce[threadIdx.x][0];
+    partial[(int64_t(blockIdx.x) * gridDim.y + blockIdx.y) * 3 + threadIdx.x] = reduce[threadIdx.x][0];
 }
 
 at::Tensor shifts_as_double(const at::Tensor& shifts) {

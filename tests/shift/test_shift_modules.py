@@ -212,6 +212,18 @@ def test_quantized_kernel_is_an_integer_gather(ndim, dtype):
 
 
 @pytest.mark.filterwarnings("ignore")
+def test_quantized_from_conv_layer_crops_and_pools():
+    layer = lo.nn.Shift2d.from_conv(nn.Conv2d(3, 3, 5, padding=1, stride=2, groups=3))
+    q = lo.nn.quantized.Shift2d.from_float(layer)
+    assert "stride" not in repr(q) and q.shifts.shape == (3, 2)
+    x = torch.quantize_per_tensor(torch.randn(2, 3, 11, 12), 0.02, 128, torch.quint8)
+    out = q(x)
+    assert out.q_scale() == 0.02 and out.q_zero_point() == 128
+    expected = torch.quantize_per_tensor(layer(x.dequantize()), 0.02, 128, torch.quint8)
+    assert torch.equal(out.int_repr(), expected.int_repr())
+
+
+@pytest.mark.filterwarnings("ignore")
 def test_quantized_bad_input():
     q = torch.quantize_per_tensor(torch.randn(1, 2, 5), 0.1, 0, torch.quint8)
     with pytest.raises(ValueError, match="sparse"):
