@@ -58,8 +58,13 @@ struct TapProfiles {
     }
   }
 
-  // Returns false when the tap has no cell on the grid.
-  bool fill(const DclsGeometry& g, const PaddedAxes& axes, const acc_t* c, const acc_t* sig) {
+  // Fills the profiles and returns the tap's normaliser (from the same
+  // samples, in the same order, as dcls_tap_norm). `on_grid` is false when the
+  // tap has no cell on the grid.
+  DclsTapNorm<acc_t> fill(const DclsGeometry& g, const PaddedAxes& axes, const acc_t* c,
+                          const acc_t* sig, bool& on_grid) {
+    acc_t s[kDclsMaxAxes] = {0, 0, 0}, s_dc[kDclsMaxAxes] = {0, 0, 0}, s_ds[kDclsMaxAxes] = {0, 0, 0};
+    on_grid = true;
     for (int q = 0; q < kDclsMaxAxes; ++q) {
       if (q < axes.off) {
         lo[q] = 0;
@@ -72,15 +77,18 @@ struct TapProfiles {
       int64_t hi;
       dcls_axis_window(g.version, c[a], sig[a], g.D[a], lo[q], hi);
       len[q] = hi - lo[q];
-      if (len[q] == 0) return false;
+      on_grid = on_grid && len[q] > 0;
       for (int64_t j = 0; j < len[q]; ++j) {
-        const DclsAxisSample<acc_t> s = dcls_axis_sample(g.version, lo[q] + j, c[a], sig[a]);
-        phi[q][j] = s.phi;
-        dc[q][j] = s.dc;
-        ds[q][j] = s.dsig;
+        const DclsAxisSample<acc_t> p = dcls_axis_sample(g.version, lo[q] + j, c[a], sig[a]);
+        phi[q][j] = p.phi;
+        dc[q][j] = p.dc;
+        ds[q][j] = p.dsig;
+        s[a] += p.phi;
+        s_dc[a] += p.dc;
+        s_ds[a] += p.dsig;
       }
     }
-    return true;
+    return dcls_norm_from_sums(g.version, g.n, s, s_dc, s_ds);
   }
 };
 
@@ -111,8 +119,9 @@ void construct_cpu_kernel(const DclsGeometry& g, const scalar_t* W, const scalar
       for (int64_t k = 0; k < g.Kc; ++k) {
         acc_t c[kDclsMaxAxes], sig[kDclsMaxAxes];
         dcls_load_tap(g, P, SIG, o, i, k, c, sig);
-        if (!prof.fill(g, axes, c, sig)) continue;
-        const DclsTapNorm<acc_t> norm = dcls_tap_norm(g.version, g.n, c, sig, g.D);
+        bool on_grid;
+        const DclsTapNorm<acc_t> norm = prof.fill(g, axes, c, sig, on_grid);
+        if (!on_grid) continue;
         const acc_t scale = static_cast<acc_t>(W[pair * g.Kc + k]) / norm.N;
         const acc_t* phi2 = prof.phi[2];
         const int64_t len2 = prof.len[2];
@@ -131,6 +140,38 @@ void construct_cpu_kernel(const DclsGeometry& g, const scalar_t* W, const scalar
   });
 }
 
+// Three dot products of a kernel-gradient row with a profile row, in
+// kLanes independent partial sums (so the compiler can vectorise the loop)
+// added in a fixed order: the result does not depend on the thread count.
+constexpr int64_t kLanes = 8;
+
+template <typename scalar_t, typename acc_t>
+inline void row_dots(const scalar_t* row, const acc_t* a, const acc_t* b, const acc_t* c,
+                     int64_t len, acc_t& ra, acc_t& rb, acc_t& rc) {
+  acc_t la[kLanes] = {}, lb[kLanes] = {}, lc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= len; j += kLanes) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const acc_t g = static_cast<acc_t>(row[j + l]);
+      la[l] += g * a[j + l];
+      lb[l] += g * b[j + l];
+      lc[l] += g * c[j + l];
+    }
+  }
+  for (int64_t l = 0; j < len; ++j, ++l) {
+    const acc_t g = static_cast<acc_t>(row[j]);
+    la[l] += g * a[j];
+    lb[l] += g * b[j];
+    lc[l] += g * c[j];
+  }
+  ra = rb = rc = acc_t(0);
+  for (int64_t l = 0; l < kLanes; ++l) {
+    ra += la[l];
+    rb += lb[l];
+    rc += lc[l];
+  }
+}
+
 // Contracts one tap's profile with the kernel gradient G of its (o, i)
 // kernel over the tap's window (nested: last axis, then middle, then first).
 template <typename scalar_t, typename acc_t>
@@ -144,13 +185,8 @@ DclsTapContraction<acc_t> contract_tap(const TapProfiles<acc_t>& prof, const Pad
     acc_t t1 = 0, c1 = 0, s1 = 0, c12 = 0, s12 = 0;
     for (int64_t j1 = 0; j1 < prof.len[1]; ++j1) {
       const scalar_t* row = G + ((prof.lo[0] + j0) * E1 + prof.lo[1] + j1) * E2 + prof.lo[2];
-      acc_t r = 0, rc = 0, rs = 0;
-      for (int64_t j2 = 0; j2 < len2; ++j2) {
-        const acc_t gv = static_cast<acc_t>(row[j2]);
-        r += gv * phi2[j2];
-        rc += gv * dc2[j2];
-        rs += gv * ds2[j2];
-      }
+      acc_t r, rc, rs;
+      row_dots(row, phi2, dc2, ds2, len2, r, rc, rs);
       const acc_t p1 = prof.phi[1][j1];
       t1 += p1 * r;
       c1 += prof.dc[1][j1] * r;
@@ -199,6 +235,59 @@ void sum_over_out_channels(const acc_t* full, scalar_t* out, int n, int64_t Co, 
                    });
 }
 
+// gauss: every tap covers the whole grid, so the taps of one (o, i) kernel
+// are contracted together, each loop over taps a contiguous, vectorisable
+// axpy (no reduction is reordered; per tap the cells are summed in the same
+// nested order as contract_tap). The profiles are tap-minor: for padded axis
+// q, phi[q][u * Kc + k] (likewise dc, ds). `out` receives T, E_c[0..2] and
+// E_sig[0..2] over padded axes, 7 arrays of Kc; `scratch` holds 8 * Kc.
+template <typename scalar_t, typename acc_t>
+void contract_all_taps(const scalar_t* G, const PaddedAxes& axes, int64_t Kc,
+                       acc_t* const* phi, acc_t* const* dc, acc_t* const* ds, acc_t* out,
+                       acc_t* scratch) {
+  const int64_t E0 = axes.E[0], E1 = axes.E[1], E2 = axes.E[2];
+  acc_t *t = out, *c0 = out + Kc, *c1 = out + 2 * Kc, *c2 = out + 3 * Kc;
+  acc_t *s0 = out + 4 * Kc, *s1 = out + 5 * Kc, *s2 = out + 6 * Kc;
+  acc_t *at = scratch, *ac1 = scratch + Kc, *as1 = scratch + 2 * Kc, *ac2 = scratch + 3 * Kc,
+        *as2 = scratch + 4 * Kc, *r = scratch + 5 * Kc, *rc = scratch + 6 * Kc,
+        *rs = scratch + 7 * Kc;
+  std::fill(out, out + 7 * Kc, acc_t(0));
+  for (int64_t u0 = 0; u0 < E0; ++u0) {
+    std::fill(scratch, scratch + 5 * Kc, acc_t(0));
+    for (int64_t u1 = 0; u1 < E1; ++u1) {
+      std::fill(r, r + 3 * Kc, acc_t(0));
+      const scalar_t* row = G + (u0 * E1 + u1) * E2;
+      for (int64_t u2 = 0; u2 < E2; ++u2) {
+        const acc_t gv = static_cast<acc_t>(row[u2]);
+        const acc_t *p = phi[2] + u2 * Kc, *pc = dc[2] + u2 * Kc, *ps = ds[2] + u2 * Kc;
+        for (int64_t k = 0; k < Kc; ++k) {
+          r[k] += gv * p[k];
+          rc[k] += gv * pc[k];
+          rs[k] += gv * ps[k];
+        }
+      }
+      const acc_t *p = phi[1] + u1 * Kc, *pc = dc[1] + u1 * Kc, *ps = ds[1] + u1 * Kc;
+      for (int64_t k = 0; k < Kc; ++k) {
+        at[k] += p[k] * r[k];
+        ac1[k] += pc[k] * r[k];
+        as1[k] += ps[k] * r[k];
+        ac2[k] += p[k] * rc[k];
+        as2[k] += p[k] * rs[k];
+      }
+    }
+    const acc_t *p = phi[0] + u0 * Kc, *pc = dc[0] + u0 * Kc, *ps = ds[0] + u0 * Kc;
+    for (int64_t k = 0; k < Kc; ++k) {
+      t[k] += p[k] * at[k];
+      c0[k] += pc[k] * at[k];
+      s0[k] += ps[k] * at[k];
+      c1[k] += p[k] * ac1[k];
+      s1[k] += p[k] * as1[k];
+      c2[k] += p[k] * ac2[k];
+      s2[k] += p[k] * as2[k];
+    }
+  }
+}
+
 template <typename scalar_t>
 void construct_backward_cpu_kernel(const DclsGeometry& g, const scalar_t* G, const scalar_t* W,
                                    const scalar_t* P, const scalar_t* SIG, scalar_t* gW,
@@ -217,35 +306,99 @@ void construct_backward_cpu_kernel(const DclsGeometry& g, const scalar_t* G, con
     full_p = full.mutable_data_ptr<acc_t>();
     if (SIG) full_sig = full_p + g.n * g.Co * cols;
   }
-  at::parallel_for(0, g.Co * g.Cig, pair_grain(g), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> buffer(9 * axes.max_extent);
-    TapProfiles<acc_t> prof(buffer.data(), axes.max_extent);
-    for (int64_t pair = begin; pair < end; ++pair) {
-      const int64_t o = pair / g.Cig, i = pair % g.Cig;
-      const scalar_t* Gk = G + pair * g.cells;
-      for (int64_t k = 0; k < g.Kc; ++k) {
-        acc_t c[kDclsMaxAxes], sig[kDclsMaxAxes];
-        dcls_load_tap(g, P, SIG, o, i, k, c, sig);
-        DclsTapContraction<acc_t> e{};
-        if (prof.fill(g, axes, c, sig)) e = contract_tap(prof, axes, Gk);
-        const DclsTapNorm<acc_t> norm = dcls_tap_norm(g.version, g.n, c, sig, g.D);
-        const acc_t w = static_cast<acc_t>(W[pair * g.Kc + k]);
-        const DclsTapGrads<acc_t> grads = dcls_tap_grads(g.n, w, norm, e);
-        gW[pair * g.Kc + k] = static_cast<scalar_t>(grads.weight);
-        for (int a = 0; a < g.n; ++a) {
-          if (g.broadcast_p) {
-            const int64_t idx = (a * g.Co + o) * cols + i * g.Kc + k;
-            full_p[idx] = grads.c[a];
-            if (SIG) full_sig[idx] = grads.sig[a];
-          } else {
-            const int64_t idx = dcls_param_index(g, a, o, i, k);
-            gP[idx] = static_cast<scalar_t>(grads.c[a]);
-            if (SIG) gSIG[idx] = static_cast<scalar_t>(grads.sig[a]);
-          }
-        }
+  // Writes one tap's gradients.
+  auto emit = [&](int64_t o, int64_t i, int64_t k, const DclsTapNorm<acc_t>& norm,
+                  const DclsTapContraction<acc_t>& e) {
+    const int64_t t = (o * g.Cig + i) * g.Kc + k;
+    const DclsTapGrads<acc_t> grads = dcls_tap_grads(g.n, static_cast<acc_t>(W[t]), norm, e);
+    gW[t] = static_cast<scalar_t>(grads.weight);
+    for (int a = 0; a < g.n; ++a) {
+      if (g.broadcast_p) {
+        const int64_t idx = (a * g.Co + o) * cols + i * g.Kc + k;
+        full_p[idx] = grads.c[a];
+        if (SIG) full_sig[idx] = grads.sig[a];
+      } else {
+        const int64_t idx = dcls_param_index(g, a, o, i, k);
+        gP[idx] = static_cast<scalar_t>(grads.c[a]);
+        if (SIG) gSIG[idx] = static_cast<scalar_t>(grads.sig[a]);
       }
     }
-  });
+  };
+  if (g.version == DclsVersion::Gauss) {
+    const int64_t Kc = g.Kc;
+    at::parallel_for(0, g.Co * g.Cig, pair_grain(g), [&](int64_t begin, int64_t end) {
+      // Tap-minor profiles of the three padded axes, their per-axis sums, scratch.
+      std::vector<acc_t> buffer(3 * Kc * (axes.E[0] + axes.E[1] + axes.E[2]) + 15 * Kc);
+      acc_t *phi[kDclsMaxAxes], *dc[kDclsMaxAxes], *ds[kDclsMaxAxes];
+      acc_t* next = buffer.data();
+      for (int q = 0; q < kDclsMaxAxes; ++q) {
+        phi[q] = next;
+        dc[q] = next + axes.E[q] * Kc;
+        ds[q] = next + 2 * axes.E[q] * Kc;
+        next += 3 * axes.E[q] * Kc;
+      }
+      acc_t* out = next;
+      acc_t* scratch = next + 7 * Kc;
+      for (int64_t pair = begin; pair < end; ++pair) {
+        const int64_t o = pair / g.Cig, i = pair % g.Cig;
+        for (int q = 0; q < axes.off; ++q) {
+          std::fill(phi[q], phi[q] + Kc, acc_t(1));
+          std::fill(dc[q], dc[q] + Kc, acc_t(0));
+          std::fill(ds[q], ds[q] + Kc, acc_t(0));
+        }
+        for (int64_t k = 0; k < Kc; ++k) {
+          acc_t c[kDclsMaxAxes], sig[kDclsMaxAxes];
+          dcls_load_tap(g, P, SIG, o, i, k, c, sig);
+          for (int a = 0; a < g.n; ++a) {
+            const int q = a + axes.off;
+            for (int64_t u = 0; u < g.D[a]; ++u) {
+              const DclsAxisSample<acc_t> p = dcls_axis_sample(g.version, u, c[a], sig[a]);
+              phi[q][u * Kc + k] = p.phi;
+              dc[q][u * Kc + k] = p.dc;
+              ds[q][u * Kc + k] = p.dsig;
+            }
+          }
+        }
+        contract_all_taps(G + pair * g.cells, axes, Kc, phi, dc, ds, out, scratch);
+        for (int64_t k = 0; k < Kc; ++k) {
+          acc_t s[kDclsMaxAxes], s_dc[kDclsMaxAxes], s_ds[kDclsMaxAxes];
+          DclsTapContraction<acc_t> e;
+          e.T_ = out[k];
+          for (int a = 0; a < kDclsMaxAxes; ++a) e.E_c[a] = e.E_sig[a] = acc_t(0);
+          for (int a = 0; a < g.n; ++a) {
+            const int q = a + axes.off;
+            s[a] = s_dc[a] = s_ds[a] = acc_t(0);
+            for (int64_t u = 0; u < g.D[a]; ++u) {
+              s[a] += phi[q][u * Kc + k];
+              s_dc[a] += dc[q][u * Kc + k];
+              s_ds[a] += ds[q][u * Kc + k];
+            }
+            e.E_c[a] = out[(1 + q) * Kc + k];
+            e.E_sig[a] = out[(4 + q) * Kc + k];
+          }
+          emit(o, i, k, dcls_norm_from_sums(g.version, g.n, s, s_dc, s_ds), e);
+        }
+      }
+    });
+  } else {
+    at::parallel_for(0, g.Co * g.Cig, pair_grain(g), [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> buffer(9 * axes.max_extent);
+      TapProfiles<acc_t> prof(buffer.data(), axes.max_extent);
+      for (int64_t pair = begin; pair < end; ++pair) {
+        const int64_t o = pair / g.Cig, i = pair % g.Cig;
+        const scalar_t* Gk = G + pair * g.cells;
+        for (int64_t k = 0; k < g.Kc; ++k) {
+          acc_t c[kDclsMaxAxes], sig[kDclsMaxAxes];
+          dcls_load_tap(g, P, SIG, o, i, k, c, sig);
+          bool on_grid;
+          const DclsTapNorm<acc_t> norm = prof.fill(g, axes, c, sig, on_grid);
+          DclsTapContraction<acc_t> e{};
+          if (on_grid) e = contract_tap(prof, axes, Gk);
+          emit(o, i, k, norm, e);
+        }
+      }
+    });
+  }
   if (g.broadcast_p) {
     sum_over_out_channels(full_p, gP, g.n, g.Co, cols);
     if (SIG) sum_over_out_channels(full_sig, gSIG, g.n, g.Co, cols);

@@ -222,11 +222,24 @@ def test_compile_fullgraph(version):
     testing.check_compile(f, args)
 
 
+def test_torch_export():
+    D = (5, 4)
+    w, p, s = (t.detach() for t in make_params(D, version="max", broadcast=True))
+
+    class Construct(torch.nn.Module):
+        def forward(self, w, p, s):
+            return lo.dcls_construct(w, p, s, D, "max")
+
+    exported = torch.export.export(Construct(), (w, p, s))
+    assert torch.equal(exported.module()(w, p, s), lo.dcls_construct(w, p, s, D, "max"))
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_thread_count_independent(version):
+    # Enough (o, i) kernels that every version's work splits into several chunks.
     D = (9, 7)
     for broadcast in (False, True):
-        args = make_params(D, co=24, cig=12, kc=6, version=version, broadcast=broadcast, dtype=torch.float32)
+        args = make_params(D, co=48, cig=16, kc=6, version=version, broadcast=broadcast, dtype=torch.float32)
         testing.check_thread_independence(construct(D, version), args)
 
 

@@ -71,6 +71,17 @@ LO_HD void dcls_load_tap(const DclsGeometry& g, const scalar_t* P, const scalar_
   }
 }
 
+// exp in T's precision on host and device (::exp(float) is the double one
+// on the host).
+template <typename T>
+LO_HD T dcls_exp(T x) {
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+  return ::exp(x);
+#else
+  return std::exp(x);
+#endif
+}
+
 // One axis of one tap at grid cell u: the profile value and its one-sided
 // derivatives (from above) with respect to the centre c and to SIG.
 template <typename T>
@@ -116,10 +127,13 @@ LO_HD DclsAxisSample<T> dcls_axis_sample(DclsVersion v, int64_t u, T c, T sig) {
       break;
     }
     case DclsVersion::Gauss: {
+      // gaussian() of interpolation.h and its derivatives from one exp (in
+      // the precision of T: float exp for float on the host too).
       const T d = T(u) - c;
       const T sd = gauss_sigma(sig);
-      s.phi = gaussian(d, sig);
-      s.dc = -gaussian_dd(d, sig);  // d/dc = -d/dd
+      const T z = d / sd;
+      s.phi = dcls_exp(T(-0.5) * z * z);
+      s.dc = d / (sd * sd) * s.phi;  // -gaussian_dd: d/dc = -d/dd
       s.dsig = sign_from_above(sig) * d * d / (sd * sd * sd) * s.phi;
       break;
     }
@@ -176,25 +190,15 @@ struct DclsTapNorm {
   T dN_dsig[kDclsMaxAxes];
 };
 
+// The normaliser from the per-axis sums s_a = sum_u phi_a(u) and their
+// derivatives: N = prod_a s_a + eps, dN/dtheta_a = ds_a/dtheta_a prod_{b!=a} s_b.
 template <typename T>
-LO_HD DclsTapNorm<T> dcls_tap_norm(DclsVersion v, int n, const T* c, const T* sig,
-                                   const int64_t* D) {
+LO_HD DclsTapNorm<T> dcls_norm_from_sums(DclsVersion v, int n, const T* s, const T* ds_dc,
+                                         const T* ds_dsig) {
   DclsTapNorm<T> r;
   r.N = T(1);
   for (int a = 0; a < kDclsMaxAxes; ++a) r.dN_dc[a] = r.dN_dsig[a] = T(0);
   if (!dcls_normalised(v)) return r;
-  T s[kDclsMaxAxes], ds_dc[kDclsMaxAxes], ds_dsig[kDclsMaxAxes];
-  for (int a = 0; a < n; ++a) {
-    int64_t lo, hi;
-    dcls_axis_window(v, c[a], sig[a], D[a], lo, hi);
-    s[a] = ds_dc[a] = ds_dsig[a] = T(0);
-    for (int64_t u = lo; u < hi; ++u) {
-      const DclsAxisSample<T> p = dcls_axis_sample(v, u, c[a], sig[a]);
-      s[a] += p.phi;
-      ds_dc[a] += p.dc;
-      ds_dsig[a] += p.dsig;
-    }
-  }
   T prod = T(1);
   for (int a = 0; a < n; ++a) prod *= s[a];
   r.N = prod + dcls_norm_eps<T>();
@@ -206,6 +210,27 @@ LO_HD DclsTapNorm<T> dcls_tap_norm(DclsVersion v, int n, const T* c, const T* si
     r.dN_dsig[a] = ds_dsig[a] * others;
   }
   return r;
+}
+
+// The normaliser of a tap, summing each axis' profile over its window.
+template <typename T>
+LO_HD DclsTapNorm<T> dcls_tap_norm(DclsVersion v, int n, const T* c, const T* sig,
+                                   const int64_t* D) {
+  T s[kDclsMaxAxes] = {T(0), T(0), T(0)}, ds_dc[kDclsMaxAxes] = {T(0), T(0), T(0)},
+    ds_dsig[kDclsMaxAxes] = {T(0), T(0), T(0)};
+  if (dcls_normalised(v)) {
+    for (int a = 0; a < n; ++a) {
+      int64_t lo, hi;
+      dcls_axis_window(v, c[a], sig[a], D[a], lo, hi);
+      for (int64_t u = lo; u < hi; ++u) {
+        const DclsAxisSample<T> p = dcls_axis_sample(v, u, c[a], sig[a]);
+        s[a] += p.phi;
+        ds_dc[a] += p.dc;
+        ds_dsig[a] += p.dsig;
+      }
+    }
+  }
+  return dcls_norm_from_sums(v, n, s, ds_dc, ds_dsig);
 }
 
 // Contractions of the kernel gradient G with one tap's profile, summed over

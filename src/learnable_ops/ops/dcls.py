@@ -8,6 +8,8 @@ The kernel of a DCLS layer (dilated convolution with learnable spacings) is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from learnable_ops.ops._validate import check_floating, check_same_device, choice, int_tuple
@@ -34,7 +36,7 @@ def dcls_construct(
     weight: torch.Tensor,
     P: torch.Tensor,
     SIG: torch.Tensor | None,
-    dilated_kernel_size,
+    dilated_kernel_size: int | Sequence[int],
     version: str = "gauss",
 ) -> torch.Tensor:
     """Builds the dense DCLS kernel from tap weights, positions and widths.
@@ -106,7 +108,8 @@ def dcls_construct(
         raise ValueError(f"kernel_count (weight.shape[2]) must be >= 1, got {weight.shape[2]}")
     if P.dim() != 4:
         raise ValueError(f"P must have shape (n, out_channels or 1, in_channels / groups, kernel_count), got {tuple(P.shape)}")
-    size = int_tuple(dilated_kernel_size, "dilated_kernel_size", None if not isinstance(dilated_kernel_size, int) else P.shape[0])
+    # One int stands for every axis of P.
+    size = int_tuple(dilated_kernel_size, "dilated_kernel_size", P.shape[0] if isinstance(dilated_kernel_size, int) else None)
     n = len(size)
     if n not in (1, 2, 3):
         raise ValueError(f"dilated_kernel_size must have 1, 2 or 3 entries, got {size}")
