@@ -144,6 +144,37 @@ class VideoBlock(nn.Module):
         return x + self.project(self.conv_t(self.conv_dw(self.expand(x))))
 
 
+class QuantizableInvertedResidual(InvertedResidual):
+    """InvertedResidual whose residual addition eager-mode quantization can handle."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.use_residual:
+            self.skip_add = torch.ao.nn.quantized.FloatFunctional()
+
+    def forward(self, x):
+        return self.skip_add.add(x, self.conv(x)) if self.use_residual else self.conv(x)
+
+
+class QuantizableMobileNetV2Stack(MobileNetV2Stack):
+    """MobileNetV2Stack with Quant/DeQuant stubs and quantizable residuals and pooling."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 8):
+        super().__init__(in_channels, num_classes, width)
+        self.features = nn.Sequential(
+            QuantizableInvertedResidual(width, width, 1, 1),
+            QuantizableInvertedResidual(width, 2 * width, 2, 3),
+            QuantizableInvertedResidual(2 * width, 2 * width, 1, 3),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.quant = torch.ao.quantization.QuantStub()
+        self.dequant = torch.ao.quantization.DeQuantStub()
+
+    def forward(self, x):
+        x = self.pool(self.features(self.stem(self.quant(x))))
+        return self.dequant(self.classifier(x.flatten(1)))
+
+
 MODELS = {
     "convnext_stage": (ConvNeXtStage, (2, 4, 16, 16)),
     "mobilenet_v2_stack": (MobileNetV2Stack, (2, 3, 12, 12)),

@@ -242,6 +242,8 @@ def _shift_why_not(conv) -> str | None:
             f"a shift keeps the channel count, but this conv maps {conv.in_channels} -> "
             f"{conv.out_channels} channels"
         )
+    if conv.groups != conv.in_channels:
+        return f"a shift replaces depthwise convs only (groups == in_channels), got groups={conv.groups}"
     return None
 
 

@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.ao import quantization as tq
 
+from learnable_ops.nn.quantized import quant_mapping as _shift_quant_mapping
+
 __all__ = [
     "FloatFallback",
     "convert",
@@ -43,41 +45,23 @@ __all__ = [
 ]
 
 
-def _learnable_quant_mapping() -> dict:
-    """learnable_ops float layer type -> its quantized counterpart (the sparse shifts)."""
-    from learnable_ops import nn as lo_nn
-
-    return dict(getattr(lo_nn, "quant_mapping", {}))
-
-
 def get_quant_mapping() -> dict:
-    """torch's default static quantization module mapping, plus learnable_ops' shift layers.
+    """torch's default static quantization module mapping, plus learnable_ops' sparse shift layers.
 
     Returns:
         A new dict ``float module type -> quantized module type`` for
         ``torch.ao.quantization.convert(model, mapping=...)``.
     """
-    mapping = tq.get_default_static_quant_module_mappings()
-    mapping.update(_learnable_quant_mapping())
-    return mapping
+    return dict(_shift_quant_mapping)
 
 
-_QUANT_MAPPING: dict | None = None
-
-
-def __getattr__(name: str):
-    # quant_mapping is built on first use, so that importing this module does not
-    # import every layer family.
-    global _QUANT_MAPPING
-    if name == "quant_mapping":
-        if _QUANT_MAPPING is None:
-            _QUANT_MAPPING = get_quant_mapping()
-        return _QUANT_MAPPING
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+quant_mapping = _shift_quant_mapping
+"""torch's default static mapping plus ``learnable_ops.nn.ShiftNd -> learnable_ops.nn.quantized.ShiftNd``
+(the same dict as ``learnable_ops.nn.quantized.quant_mapping``)."""
 
 
 def _mapping(mapping: dict | None) -> dict:
-    return __getattr__("quant_mapping") if mapping is None else mapping
+    return quant_mapping if mapping is None else mapping
 
 
 class FloatFallback(nn.Module):
