@@ -1,0 +1,97 @@
+// Tap-list depthwise convolution: the core shared by the dense depthwise conv
+// (cpp/depthwise.cpp, every cell of a kh x kw kernel is a tap) and the sparse
+// DCLS path (cpp/dcls_sparse.cpp, each learnable tap expands to at most 2^n
+// integer corner taps).
+//
+// For channel c, tap t has an integer offset (u, v) inside the kernel extent
+// [0, kh) x [0, kw) and a weight w[c, t]; with stride (sh, sw) and leading
+// padding (pt, pl) >= 0,
+//   out[n, c, i, j] = bias[c] + sum_t w[c, t] * x[n, c, i*sh - pt + u_t, j*sw - pl + v_t]
+// (x = 0 outside the input). This is F.conv2d's cross-correlation with the
+// dense kernel K[c, u, v] = sum of the weights of the taps at (u, v).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include <ATen/ATen.h>
+
+namespace learnable_ops {
+
+struct TapConvGeometry {
+  int64_t N, C, H, W;    // input
+  int64_t Ho, Wo;        // output
+  int64_t kh, kw;        // extent of the tap offsets: 0 <= u < kh, 0 <= v < kw
+  int64_t sh, sw;        // stride
+  int64_t pt, pl;        // leading (top, left) zero padding, >= 0
+  bool dense = false;    // the taps are the full kh x kw grid in row-major order
+};
+
+// Output size of a correlation with kernel extent k, stride s and paddings
+// (before, after) along one axis.
+inline int64_t tap_conv_out_size(int64_t size, int64_t k, int64_t s, int64_t before, int64_t after) {
+  return (size + before + after - k) / s + 1;
+}
+
+// CPU kernels. x/grad_out: (N, C, H, W) and (N, C, Ho, Wo) of one floating
+// dtype (any layout); offsets: (C, T, 2) int64, or (1, T, 2) when every
+// channel has the same taps, on the CPU for the CPU backend and on x's device
+// for the CUDA one; weights: (C, T) in the opmath dtype of x (double for
+// double, float otherwise), on x's device.
+at::Tensor tap_conv_forward_cpu(const at::Tensor& x, const at::Tensor& offsets,
+                                const at::Tensor& weights, const std::optional<at::Tensor>& bias,
+                                const TapConvGeometry& g);
+// The adjoint with respect to x: (N, C, H, W) in grad_out's dtype.
+at::Tensor tap_conv_backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& offsets,
+                                       const at::Tensor& weights, const TapConvGeometry& g);
+// corr[c, t] = sum_{n,i,j} grad_out[n,c,i,j] * x[n, c, i*sh - pt + u_t, j*sw - pl + v_t]
+// (the gradient of the tap weights) and gbias[c] = sum grad_out[:, c]; both in
+// the opmath dtype, each channel summed in a fixed order (thread-count independent).
+std::tuple<at::Tensor, at::Tensor> tap_conv_correlation_cpu(const at::Tensor& grad_out,
+                                                            const at::Tensor& x,
+                                                            const at::Tensor& offsets,
+                                                            const TapConvGeometry& g);
+
+// One device's implementation of the three tap-conv primitives, so the op
+// logic (checks, tap construction, chain rule) is written once and registered
+// for CPU here and for CUDA in cuda/*.cu.
+struct TapConvBackend {
+  at::Tensor (*forward)(const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                        const TapConvGeometry&);
+  at::Tensor (*backward_input)(const at::Tensor&, const at::Tensor&, const at::Tensor&, const TapConvGeometry&);
+  std::tuple<at::Tensor, at::Tensor> (*correlation)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                    const TapConvGeometry&);
+};
+
+#ifdef LEARNABLE_OPS_WITH_CUDA
+at::Tensor tap_conv_forward_cuda(const at::Tensor& x, const at::Tensor& offsets, const at::Tensor& weights,
+                                 const std::optional<at::Tensor>& bias, const TapConvGeometry& g);
+at::Tensor tap_conv_backward_input_cuda(const at::Tensor& grad_out, const at::Tensor& offsets,
+                                        const at::Tensor& weights, const TapConvGeometry& g);
+std::tuple<at::Tensor, at::Tensor> tap_conv_correlation_cuda(const at::Tensor& grad_out, const at::Tensor& x,
+                                                             const at::Tensor& offsets, const TapConvGeometry& g);
+#endif
+
+// The ops, device-independent (defined in cpp/depthwise.cpp and cpp/dcls_sparse.cpp).
+at::Tensor depthwise_conv2d_impl(const at::Tensor& input, const at::Tensor& weight,
+                                 const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                 at::IntArrayRef padding, const TapConvBackend& be);
+at::Tensor depthwise_conv2d_backward_input_impl(const at::Tensor& grad_output, const at::Tensor& weight,
+                                                at::IntArrayRef input_size, at::IntArrayRef stride,
+                                                at::IntArrayRef padding, const TapConvBackend& be);
+std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight_impl(const at::Tensor& grad_output,
+                                                                         const at::Tensor& input,
+                                                                         at::IntArrayRef kernel_size,
+                                                                         at::IntArrayRef stride,
+                                                                         at::IntArrayRef padding,
+                                                                         const TapConvBackend& be);
+at::Tensor dcls_sparse_depthwise_impl(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& P,
+                                      const std::optional<at::Tensor>& bias, at::IntArrayRef dilated_kernel_size,
+                                      at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view version,
+                                      const TapConvBackend& be);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dcls_sparse_depthwise_backward_impl(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& P,
+    at::IntArrayRef dilated_kernel_size, at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view version,
+    bool input_grad, const TapConvBackend& be);
+
+}  // namespace learnable_ops

@@ -1,0 +1,527 @@
+// depthwise_conv2d and the tap-list conv core on CUDA (the sparse DCLS path in
+// cuda/dcls_sparse.cu runs on the same kernels).
+//
+// Design: a tiled shared-memory direct convolution.
+// * Forward: a block computes a tile of one (n, c) plane (several small planes
+//   per block when the plane is small); the input tile plus its halo and the
+//   channel's taps are staged in shared memory as fp32 (fp64 for double).
+//   Each thread owns one output column and kRows consecutive output rows, so a
+//   warp reads consecutive shared-memory words (no bank conflicts). For dense
+//   kernels with stride 1 along H the thread keeps a kRows-deep register window
+//   of its input column and slides it down the kernel rows: one shared load
+//   per kRows FMAs.
+// * Input gradient: stride 1 is the same kernel on grad_output with the taps
+//   flipped; other strides use the transposed form, a gather over the taps that
+//   land on each input element (no atomics).
+// * Weight gradient: every block correlates a tile of grad_output with the
+//   matching input tile for up to kTapsPerBlock taps, summed over a chunk of
+//   the batch in registers, and writes per-block partial sums; a second kernel
+//   adds the partials of each (channel, tap) in a fixed order. Deterministic,
+//   no atomics.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include "learnable_ops/checks.h"
+#include "learnable_ops/cuda_utils.cuh"
+#include "learnable_ops/tap_conv.h"
+
+namespace learnable_ops {
+namespace {
+
+constexpr int kRows = 4;              // output rows per thread in the forward kernel
+constexpr int kThreads = 256;
+constexpr int kTapsPerThread = 4;     // weight gradient: taps per thread
+constexpr int kTapsPerBlock = kThreads * kTapsPerThread;
+constexpr size_t kSmemLimit = 48 * 1024;
+
+struct Geo {
+  int64_t N, C, H, W, Ho, Wo;
+  int kh, kw, sh, sw, pt, pl, T;
+};
+
+Geo make_geo(const TapConvGeometry& g, int64_t T) {
+  TORCH_CHECK(g.kh <= 4096 && g.kw <= 4096 && g.pt <= 4096 && g.pl <= 4096 && T < (int64_t(1) << 30),
+              "tap conv: kernel extent or padding too large for the CUDA kernels");
+  return {g.N, g.C, g.H, g.W, g.Ho, g.Wo, int(g.kh), int(g.kw), int(g.sh), int(g.sw), int(g.pt), int(g.pl), int(T)};
+}
+
+int next_pow2(int64_t v) {
+  int p = 1;
+  while (p < v && p < (1 << 20)) p <<= 1;
+  return p;
+}
+
+// ---------------------------------------------------------------------------
+// Forward (and stride-1 input gradient).
+// ---------------------------------------------------------------------------
+struct FwdTile {
+  int bx, by, bz;       // threads: columns, row groups, planes
+  int th, tw, ih, iw;   // output tile and input tile (with halo)
+  int tiles_h, tiles_w;
+  size_t plane_bytes;   // shared memory per plane
+};
+
+FwdTile fwd_tile(const Geo& g, size_t acc_size, bool dense) {
+  FwdTile t;
+  t.bx = std::min(32, next_pow2(g.Wo));
+  t.by = std::min<int>(next_pow2((g.Ho + kRows - 1) / kRows), kThreads / t.bx);
+  for (;;) {
+    t.th = t.by * kRows;
+    t.tw = t.bx;
+    t.ih = (t.th - 1) * g.sh + g.kh;
+    t.iw = (t.tw - 1) * g.sw + g.kw;
+    t.plane_bytes = (size_t(t.ih) * t.iw + g.T) * acc_size + (dense ? 0 : size_t(g.T) * sizeof(int));
+    if (t.plane_bytes <= kSmemLimit || t.by == 1) break;
+    t.by /= 2;
+  }
+  TORCH_CHECK(t.plane_bytes <= kSmemLimit, "depthwise conv: kernel ", g.kh, "x", g.kw, " with stride ", g.sh,
+              " needs more shared memory than the CUDA kernel supports");
+  const int64_t planes = g.N * g.C;
+  // blockDim.z is at most 64.
+  t.bz = int(std::max<int64_t>(1, std::min<int64_t>({int64_t(kThreads / (t.bx * t.by)), int64_t(64),
+                                                      int64_t(kSmemLimit / t.plane_bytes), planes})));
+  t.tiles_h = int((g.Ho + t.th - 1) / t.th);
+  t.tiles_w = int((g.Wo + t.tw - 1) / t.tw);
+  TORCH_CHECK(int64_t(t.tiles_h) * t.tiles_w <= 65535, "depthwise conv: output plane ", g.Ho, "x", g.Wo,
+              " is too large for the CUDA tiling");
+  return t;
+}
+
+template <typename scalar_t, typename acc_t, bool kDense, bool kUnitStrideH, bool kFlip>
+__global__ void __launch_bounds__(kThreads)
+    tap_forward_kernel(const scalar_t* __restrict__ x, const acc_t* __restrict__ w,
+                       const int64_t* __restrict__ off, int64_t off_cstride, const acc_t* __restrict__ bias,
+                       scalar_t* __restrict__ y, Geo g, FwdTile t) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int plane_elems = t.ih * t.iw;
+  acc_t* s_in = reinterpret_cast<acc_t*>(smem_raw) + size_t(threadIdx.z) * (plane_elems + g.T);
+  acc_t* s_w = s_in + plane_elems;
+  int* s_off = reinterpret_cast<int*>(reinterpret_cast<acc_t*>(smem_raw) + size_t(t.bz) * (plane_elems + g.T)) +
+               size_t(threadIdx.z) * g.T;
+
+  const int64_t planes = g.N * g.C;
+  const int64_t p = int64_t(blockIdx.x) * t.bz + threadIdx.z;
+  const bool active = p < planes;
+  const int tile_h = blockIdx.y / t.tiles_w, tile_w = blockIdx.y % t.tiles_w;
+  const int64_t oh0 = int64_t(tile_h) * t.th, ow0 = int64_t(tile_w) * t.tw;
+  const int64_t c = p % g.C;
+  const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+  const int nthreads = blockDim.x * blockDim.y;
+
+  if (active) {
+    const scalar_t* xp = x + p * g.H * g.W;
+    const int64_t iy0 = oh0 * g.sh - g.pt, ix0 = ow0 * g.sw - g.pl;
+    for (int e = tid; e < plane_elems; e += nthreads) {
+      const int r = e / t.iw, col = e - r * t.iw;
+      const int64_t iy = iy0 + r, ix = ix0 + col;
+      s_in[e] = (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) ? static_cast<acc_t>(xp[iy * g.W + ix]) : acc_t(0);
+    }
+    for (int k = tid; k < g.T; k += nthreads) {
+      if (kDense) {
+        s_w[k] = w[c * g.T + (kFlip ? g.T - 1 - k : k)];
+      } else {
+        s_w[k] = w[c * g.T + k];
+        const int64_t* o = off + c * off_cstride + 2 * int64_t(k);
+        s_off[k] = int(o[0]) * t.iw + int(o[1]);
+      }
+    }
+  }
+  __syncthreads();
+  if (!active) return;
+
+  const int j = threadIdx.x;
+  const int i0 = threadIdx.y * kRows;
+  const acc_t b0 = bias ? bias[c] : acc_t(0);
+  acc_t acc[kRows];
+#pragma unroll
+  for (int q = 0; q < kRows; ++q) acc[q] = b0;
+
+  if (kDense && kUnitStrideH) {
+    for (int v = 0; v < g.kw; ++v) {
+      const acc_t* col = s_in + j * g.sw + v;
+      acc_t win[kRows];
+#pragma unroll
+      for (int q = 0; q < kRows; ++q) win[q] = col[(i0 + q) * t.iw];
+      for (int u = 0; u < g.kh; ++u) {
+        const acc_t wt = s_w[u * g.kw + v];
+#pragma unroll
+        for (int q = 0; q < kRows; ++q) acc[q] += wt * win[q];
+#pragma unroll
+        for (int q = 0; q + 1 < kRows; ++q) win[q] = win[q + 1];
+        if (u + 1 < g.kh) win[kRows - 1] = col[(i0 + kRows + u) * t.iw];
+      }
+    }
+  } else {
+    const int row_step = g.sh * t.iw;
+    for (int k = 0; k < g.T; ++k) {
+      const int so = kDense ? (k / g.kw) * t.iw + (k % g.kw) : s_off[k];
+      const acc_t wt = s_w[k];
+      const acc_t* base = s_in + so + j * g.sw + i0 * row_step;
+#pragma unroll
+      for (int q = 0; q < kRows; ++q) acc[q] += wt * base[q * row_step];
+    }
+  }
+
+  const int64_t oj = ow0 + j;
+  if (oj >= g.Wo) return;
+  scalar_t* yp = y + p * g.Ho * g.Wo;
+#pragma unroll
+  for (int q = 0; q < kRows; ++q) {
+    const int64_t oi = oh0 + i0 + q;
+    if (oi < g.Ho) yp[oi * g.Wo + oj] = static_cast<scalar_t>(acc[q]);
+  }
+}
+
+void launch_forward(const at::Tensor& x, const at::Tensor& offsets, const at::Tensor& weights,
+                    const at::Tensor& bias_acc, at::Tensor& out, const Geo& g, bool dense, bool flip) {
+  const bool unit_h = g.sh == 1;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tap_conv_forward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const FwdTile t = fwd_tile(g, sizeof(acc_t), dense);
+    const dim3 block(t.bx, t.by, t.bz);
+    const int64_t groups = (g.N * g.C + t.bz - 1) / t.bz;
+    TORCH_CHECK(groups <= int64_t(INT32_MAX), "depthwise conv: too many planes for one launch");
+    const dim3 grid(unsigned(groups), unsigned(t.tiles_h * t.tiles_w));
+    const size_t smem = t.plane_bytes * t.bz;
+    const acc_t* bp = bias_acc.defined() ? bias_acc.const_data_ptr<acc_t>() : nullptr;
+    const int64_t* op = dense ? nullptr : offsets.const_data_ptr<int64_t>();
+    const int64_t ocs = dense ? 0 : (offsets.size(0) == 1 ? 0 : offsets.size(1) * 2);
+    auto go = [&](auto kernel) {
+      kernel<<<grid, block, smem, current_stream()>>>(x.const_data_ptr<scalar_t>(), weights.const_data_ptr<acc_t>(),
+                                                      op, ocs, bp, out.mutable_data_ptr<scalar_t>(), g, t);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    if (!dense) {
+      go(tap_forward_kernel<scalar_t, acc_t, false, false, false>);
+    } else if (unit_h) {
+      if (flip) go(tap_forward_kernel<scalar_t, acc_t, true, true, true>);
+      else go(tap_forward_kernel<scalar_t, acc_t, true, true, false>);
+    } else {
+      if (flip) go(tap_forward_kernel<scalar_t, acc_t, true, false, true>);
+      else go(tap_forward_kernel<scalar_t, acc_t, true, false, false>);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Input gradient, transposed form (any stride and padding): one thread per
+// input element gathers the taps that read it.
+// ---------------------------------------------------------------------------
+template <typename scalar_t, typename acc_t, bool kDense>
+__global__ void __launch_bounds__(kThreads)
+    tap_backward_input_kernel(const scalar_t* __restrict__ go, const acc_t* __restrict__ w,
+                              const int64_t* __restrict__ off, int64_t off_cstride, scalar_t* __restrict__ gx,
+                              Geo g) {
+  const int64_t total = g.N * g.C * g.H * g.W;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t ix = e % g.W, iy = (e / g.W) % g.H, p = e / (g.W * g.H);
+    const int64_t c = p % g.C;
+    const scalar_t* gp = go + p * g.Ho * g.Wo;
+    acc_t acc = 0;
+    for (int k = 0; k < g.T; ++k) {
+      int64_t u, v;
+      if (kDense) {
+        u = k / g.kw;
+        v = k % g.kw;
+      } else {
+        u = off[c * off_cstride + 2 * k];
+        v = off[c * off_cstride + 2 * k + 1];
+      }
+      const int64_t ny = iy + g.pt - u, nx = ix + g.pl - v;
+      if (ny < 0 || nx < 0 || ny % g.sh != 0 || nx % g.sw != 0) continue;
+      const int64_t oi = ny / g.sh, oj = nx / g.sw;
+      if (oi >= g.Ho || oj >= g.Wo) continue;
+      acc += w[c * g.T + k] * static_cast<acc_t>(gp[oi * g.Wo + oj]);
+    }
+    gx[e] = static_cast<scalar_t>(acc);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Weight gradient: per-block partial sums, then a fixed-order reduction.
+// ---------------------------------------------------------------------------
+struct CorrTile {
+  int th, tw, ih, iw, tiles_h, tiles_w, tap_chunks, batch_chunks, batch_per_chunk;
+  size_t smem;
+};
+
+CorrTile corr_tile(const Geo& g, size_t acc_size, bool dense) {
+  CorrTile t;
+  t.tw = int(std::min<int64_t>(g.Wo, 64));
+  t.th = int(std::min<int64_t>(g.Ho, std::max(1, 2048 / t.tw)));
+  const int taps_in_block = std::min(g.T, kTapsPerBlock);
+  for (;;) {
+    t.ih = (t.th - 1) * g.sh + g.kh;
+    t.iw = (t.tw - 1) * g.sw + g.kw;
+    t.smem = (size_t(t.th) * t.tw + size_t(t.ih) * t.iw) * acc_size + (dense ? 0 : taps_in_block * sizeof(int));
+    if (t.smem <= kSmemLimit) break;
+    if (t.th > 1) t.th = (t.th + 1) / 2;
+    else if (t.tw > 1) t.tw = (t.tw + 1) / 2;
+    else break;
+  }
+  TORCH_CHECK(t.smem <= kSmemLimit, "depthwise conv weight gradient: kernel ", g.kh, "x", g.kw,
+              " needs more shared memory than the CUDA kernel supports");
+  t.tiles_h = int((g.Ho + t.th - 1) / t.th);
+  t.tiles_w = int((g.Wo + t.tw - 1) / t.tw);
+  t.tap_chunks = (g.T + kTapsPerBlock - 1) / kTapsPerBlock;
+  const int64_t base = g.C * t.tiles_h * t.tiles_w * t.tap_chunks;
+  const int64_t want = 4 * int64_t(multiprocessor_count());
+  t.batch_chunks = int(std::max<int64_t>(1, std::min<int64_t>(g.N, (want + base - 1) / base)));
+  t.batch_per_chunk = int((g.N + t.batch_chunks - 1) / t.batch_chunks);
+  t.batch_chunks = int((g.N + t.batch_per_chunk - 1) / t.batch_per_chunk);
+  TORCH_CHECK(int64_t(t.tiles_h) * t.tiles_w * t.batch_chunks <= 65535 && t.tap_chunks <= 65535,
+              "depthwise conv weight gradient: input too large for the CUDA tiling");
+  return t;
+}
+
+// grid: x = channel, y = tile * batch_chunks + batch chunk, z = tap chunk.
+// partial[(c * parts + part) * T + k], part = y.
+template <typename scalar_t, typename acc_t, bool kDense>
+__global__ void __launch_bounds__(kThreads)
+    tap_correlation_kernel(const scalar_t* __restrict__ go, const scalar_t* __restrict__ x,
+                           const int64_t* __restrict__ off, int64_t off_cstride, acc_t* __restrict__ partial,
+                           Geo g, CorrTile t) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  acc_t* s_go = reinterpret_cast<acc_t*>(smem_raw);
+  acc_t* s_x = s_go + t.th * t.tw;
+  int* s_off = reinterpret_cast<int*>(s_x + t.ih * t.iw);
+
+  const int64_t c = blockIdx.x;
+  const int part = blockIdx.y;
+  const int tile = part / t.batch_chunks, chunk = part % t.batch_chunks;
+  const int tile_h = tile / t.tiles_w, tile_w = tile % t.tiles_w;
+  const int64_t oh0 = int64_t(tile_h) * t.th, ow0 = int64_t(tile_w) * t.tw;
+  const int tap0 = blockIdx.z * kTapsPerBlock;
+  const int ntaps = min(kTapsPerBlock, g.T - tap0);
+  const int tid = threadIdx.x;
+
+  if (!kDense) {
+    for (int k = tid; k < ntaps; k += blockDim.x) {
+      const int64_t* o = off + c * off_cstride + 2 * int64_t(tap0 + k);
+      s_off[k] = int(o[0]) * t.iw + int(o[1]);
+    }
+  }
+  int so[kTapsPerThread];
+#pragma unroll
+  for (int m = 0; m < kTapsPerThread; ++m) so[m] = -1;
+
+  acc_t acc[kTapsPerThread];
+#pragma unroll
+  for (int m = 0; m < kTapsPerThread; ++m) acc[m] = 0;
+
+  const int64_t n_begin = int64_t(chunk) * t.batch_per_chunk;
+  const int64_t n_end = std::min<int64_t>(g.N, n_begin + t.batch_per_chunk);
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const int64_t p = n * g.C + c;
+    __syncthreads();
+    const scalar_t* gp = go + p * g.Ho * g.Wo;
+    for (int e = tid; e < t.th * t.tw; e += blockDim.x) {
+      const int r = e / t.tw, col = e - r * t.tw;
+      const int64_t oi = oh0 + r, oj = ow0 + col;
+      s_go[e] = (oi < g.Ho && oj < g.Wo) ? static_cast<acc_t>(gp[oi * g.Wo + oj]) : acc_t(0);
+    }
+    const scalar_t* xp = x + p * g.H * g.W;
+    const int64_t iy0 = oh0 * g.sh - g.pt, ix0 = ow0 * g.sw - g.pl;
+    for (int e = tid; e < t.ih * t.iw; e += blockDim.x) {
+      const int r = e / t.iw, col = e - r * t.iw;
+      const int64_t iy = iy0 + r, ix = ix0 + col;
+      s_x[e] = (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) ? static_cast<acc_t>(xp[iy * g.W + ix]) : acc_t(0);
+    }
+    __syncthreads();
+    if (n == n_begin) {
+#pragma unroll
+      for (int m = 0; m < kTapsPerThread; ++m) {
+        const int k = tid + m * kThreads;
+        if (k < ntaps) so[m] = kDense ? ((tap0 + k) / g.kw) * t.iw + (tap0 + k) % g.kw : s_off[k];
+      }
+    }
+#pragma unroll
+    for (int m = 0; m < kTapsPerThread; ++m) {
+      if (so[m] < 0) continue;
+      acc_t s = 0;
+      for (int i = 0; i < t.th; ++i) {
+        const acc_t* grow = s_go + i * t.tw;
+        const acc_t* xrow = s_x + i * g.sh * t.iw + so[m];
+        for (int jj = 0; jj < t.tw; ++jj) s += grow[jj] * xrow[jj * g.sw];
+      }
+      acc[m] += s;
+    }
+  }
+  const int parts = gridDim.y;
+#pragma unroll
+  for (int m = 0; m < kTapsPerThread; ++m) {
+    const int k = tid + m * kThreads;
+    if (k < ntaps) partial[(c * parts + part) * int64_t(g.T) + tap0 + k] = acc[m];
+  }
+}
+
+template <typename acc_t>
+__global__ void reduce_partials_kernel(const acc_t* __restrict__ partial, acc_t* __restrict__ out, int64_t C,
+                                       int parts, int T) {
+  const int64_t total = C * T;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = e / T, k = e % T;
+    acc_t s = 0;
+    for (int part = 0; part < parts; ++part) s += partial[(c * parts + part) * int64_t(T) + k];
+    out[e] = s;
+  }
+}
+
+// Bias gradient: one block per channel, a fixed-order tree reduction.
+template <typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kThreads)
+    channel_sum_kernel(const scalar_t* __restrict__ go, acc_t* __restrict__ out, int64_t N, int64_t C,
+                       int64_t plane) {
+  __shared__ acc_t s[kThreads];
+  const int64_t c = blockIdx.x;
+  acc_t acc = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    const scalar_t* gp = go + (n * C + c) * plane;
+    for (int64_t e = threadIdx.x; e < plane; e += blockDim.x) acc += static_cast<acc_t>(gp[e]);
+  }
+  s[threadIdx.x] = acc;
+  __syncthreads();
+  for (int width = kThreads / 2; width > 0; width /= 2) {
+    if (threadIdx.x < width) s[threadIdx.x] += s[threadIdx.x + width];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[c] = s[0];
+}
+
+void check_offsets(const at::Tensor& offsets, const at::Tensor& x, const TapConvGeometry& g) {
+  if (g.dense) return;
+  TORCH_CHECK(offsets.scalar_type() == at::kLong && offsets.dim() == 3 &&
+                  (offsets.size(0) == g.C || offsets.size(0) == 1) && offsets.size(2) == 2 &&
+                  offsets.is_contiguous() && offsets.device() == x.device(),
+              "tap offsets must be a contiguous (C or 1, T, 2) int64 tensor on the input's device");
+}
+
+}  // namespace
+
+at::Tensor tap_conv_forward_cuda(const at::Tensor& x, const at::Tensor& offsets, const at::Tensor& weights,
+                                 const std::optional<at::Tensor>& bias, const TapConvGeometry& g) {
+  check_offsets(offsets, x, g);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor xc = x.contiguous();
+  at::Tensor out = at::empty({g.N, g.C, g.Ho, g.Wo}, xc.options());
+  if (out.numel() == 0) return out;
+  const Geo geo = make_geo(g, offsets.size(1));
+  const at::Tensor w = weights.contiguous();
+  at::Tensor b;
+  if (bias.has_value()) b = bias->to(w.scalar_type()).contiguous();
+  launch_forward(xc, offsets, w, b, out, geo, g.dense, false);
+  return out;
+}
+
+at::Tensor tap_conv_backward_input_cuda(const at::Tensor& grad_out, const at::Tensor& offsets,
+                                        const at::Tensor& weights, const TapConvGeometry& g) {
+  check_offsets(offsets, grad_out, g);
+  const c10::cuda::CUDAGuard guard(grad_out.device());
+  const at::Tensor go = grad_out.contiguous();
+  at::Tensor gx = at::empty({g.N, g.C, g.H, g.W}, go.options());
+  if (gx.numel() == 0) return gx;
+  if (go.numel() == 0) return gx.zero_();
+  const at::Tensor w = weights.contiguous();
+  if (g.sh == 1 && g.sw == 1 && g.pt <= g.kh - 1 && g.pl <= g.kw - 1) {
+    // The adjoint of a stride-1 correlation is the correlation with the flipped taps.
+    TapConvGeometry t = g;
+    t.H = g.Ho;
+    t.W = g.Wo;
+    t.Ho = g.H;
+    t.Wo = g.W;
+    t.pt = g.kh - 1 - g.pt;
+    t.pl = g.kw - 1 - g.pl;
+    at::Tensor flipped = offsets;
+    if (!g.dense)
+      flipped = at::stack({(g.kh - 1) - offsets.select(2, 0), (g.kw - 1) - offsets.select(2, 1)}, 2).contiguous();
+    launch_forward(go, flipped, w, at::Tensor(), gx, make_geo(t, offsets.size(1)), g.dense, g.dense);
+    return gx;
+  }
+  const Geo geo = make_geo(g, offsets.size(1));
+  const int64_t ocs = g.dense ? 0 : (offsets.size(0) == 1 ? 0 : offsets.size(1) * 2);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(), "tap_conv_backward_input_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const unsigned blocks = grid_stride_blocks(gx.numel(), kThreads);
+    const int64_t* op = g.dense ? nullptr : offsets.const_data_ptr<int64_t>();
+    if (g.dense)
+      tap_backward_input_kernel<scalar_t, acc_t, true><<<blocks, kThreads, 0, current_stream()>>>(
+          go.const_data_ptr<scalar_t>(), w.const_data_ptr<acc_t>(), op, ocs, gx.mutable_data_ptr<scalar_t>(), geo);
+    else
+      tap_backward_input_kernel<scalar_t, acc_t, false><<<blocks, kThreads, 0, current_stream()>>>(
+          go.const_data_ptr<scalar_t>(), w.const_data_ptr<acc_t>(), op, ocs, gx.mutable_data_ptr<scalar_t>(), geo);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return gx;
+}
+
+std::tuple<at::Tensor, at::Tensor> tap_conv_correlation_cuda(const at::Tensor& grad_out, const at::Tensor& x,
+                                                             const at::Tensor& offsets, const TapConvGeometry& g) {
+  check_offsets(offsets, x, g);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const auto acc_dtype = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const int64_t T = offsets.size(1);
+  at::Tensor corr = at::zeros({g.C, T}, x.options().dtype(acc_dtype));
+  at::Tensor gbias = at::zeros({g.C}, x.options().dtype(acc_dtype));
+  if (g.N == 0 || g.Ho == 0 || g.Wo == 0 || g.C == 0 || T == 0) return {corr, gbias};
+  const at::Tensor go = grad_out.contiguous(), xc = x.contiguous();
+  const Geo geo = make_geo(g, T);
+  const int64_t ocs = g.dense ? 0 : (offsets.size(0) == 1 ? 0 : T * 2);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "tap_conv_correlation_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const CorrTile t = corr_tile(geo, sizeof(acc_t), g.dense);
+    const int parts = t.tiles_h * t.tiles_w * t.batch_chunks;
+    at::Tensor partial = at::empty({g.C, parts, T}, x.options().dtype(acc_dtype));
+    TORCH_CHECK(g.C <= int64_t(INT32_MAX), "too many channels");
+    const dim3 grid(unsigned(g.C), unsigned(parts), unsigned(t.tap_chunks));
+    const int64_t* op = g.dense ? nullptr : offsets.const_data_ptr<int64_t>();
+    if (g.dense)
+      tap_correlation_kernel<scalar_t, acc_t, true><<<grid, kThreads, t.smem, current_stream()>>>(
+          go.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(), op, ocs, partial.mutable_data_ptr<acc_t>(),
+          geo, t);
+    else
+      tap_correlation_kernel<scalar_t, acc_t, false><<<grid, kThreads, t.smem, current_stream()>>>(
+          go.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(), op, ocs, partial.mutable_data_ptr<acc_t>(),
+          geo, t);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    reduce_partials_kernel<acc_t><<<grid_stride_blocks(g.C * T, kThreads), kThreads, 0, current_stream()>>>(
+        partial.const_data_ptr<acc_t>(), corr.mutable_data_ptr<acc_t>(), g.C, parts, int(T));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    channel_sum_kernel<scalar_t, acc_t><<<unsigned(g.C), kThreads, 0, current_stream()>>>(
+        go.const_data_ptr<scalar_t>(), gbias.mutable_data_ptr<acc_t>(), g.N, g.C, g.Ho * g.Wo);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {corr, gbias};
+}
+
+namespace {
+
+const TapConvBackend kCudaBackend{&tap_conv_forward_cuda, &tap_conv_backward_input_cuda, &tap_conv_correlation_cuda};
+
+at::Tensor depthwise_conv2d_cuda(const at::Tensor& input, const at::Tensor& weight,
+                                 const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                 at::IntArrayRef padding) {
+  return depthwise_conv2d_impl(input, weight, bias, stride, padding, kCudaBackend);
+}
+at::Tensor depthwise_conv2d_backward_input_cuda(const at::Tensor& grad_output, const at::Tensor& weight,
+                                                at::IntArrayRef input_size, at::IntArrayRef stride,
+                                                at::IntArrayRef padding) {
+  return depthwise_conv2d_backward_input_impl(grad_output, weight, input_size, stride, padding, kCudaBackend);
+}
+std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight_cuda(const at::Tensor& grad_output,
+                                                                         const at::Tensor& input,
+                                                                         at::IntArrayRef kernel_size,
+                                                                         at::IntArrayRef stride,
+                                                                         at::IntArrayRef padding) {
+  return depthwise_conv2d_backward_weight_impl(grad_output, input, kernel_size, stride, padding, kCudaBackend);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(learnable_ops, CUDA, m) {
+  m.impl("depthwise_conv2d", &depthwise_conv2d_cuda);
+  m.impl("depthwise_conv2d_backward_input", &depthwise_conv2d_backward_input_cuda);
+  m.impl("depthwise_conv2d_backward_weight", &depthwise_conv2d_backward_weight_cuda);
+}
+
+}  // namespace learnable_ops

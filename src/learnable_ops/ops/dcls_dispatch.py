@@ -1,0 +1,97 @@
+"""Which implementation a depthwise DCLS layer should run: ``choose_method``.
+
+Three paths compute the same function (they differ only by float rounding):
+
+* ``'sparse'``: :func:`learnable_ops.dcls_sparse_depthwise`, tap by tap, no dense
+  kernel (bilinear versions ``v0``/``v1`` only);
+* ``'dense'``: ``dcls_construct`` + :func:`learnable_ops.depthwise_conv2d` (the
+  native large-kernel depthwise conv);
+* ``'construct'``: ``dcls_construct`` + ``torch.nn.functional.conv{1,2,3}d``
+  (ATen/oneDNN on CPU, cuDNN on CUDA); the only path for non-depthwise layers.
+
+The thresholds below are measurements (``benchmarks/depthwise.py``), documented
+in ``docs/depthwise.md``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+METHODS = ("auto", "dense", "sparse", "construct")
+"""Values of the DCLS modules' ``method`` argument."""
+
+SPARSE_TAP_RATIO = {"cpu": 1.0, "cuda": 0.5}
+"""The sparse path is chosen when ``Kc * 2^n <= ratio * prod(D)``.
+
+CPU: the sparse and the dense path run the same vectorised tap loop, so their
+cost follows the number of taps (``Kc * 2^n`` corners against ``prod(D)``
+cells), and the sparse one skips the construction as well. Measured (2 shared
+threads, 8x96x56x56, D=17, fwd+bwd, conv alone): Kc=34 (136 corners) 0.63x the
+dense conv; Kc=72 (288 corners, as many as the 289 cells) 0.84x. Ratio 1 is
+therefore on the safe side.
+
+CUDA: provisional 0.5 until the GPU run of ``benchmarks/depthwise.py``: the
+dense kernel keeps a register window along each kernel column (one shared
+load per 4 FMAs) while the sparse kernel reads shared memory once per FMA.
+"""
+
+MIN_DENSE_AREA = {"cpu": 1, "cuda": 49}
+"""Below this kernel area a depthwise layer uses ``'construct'`` (the framework conv).
+
+CPU: ours is faster forward+backward at every size measured (2 shared threads,
+8x96x56x56, ratio ours/torch: 3x3 0.29x, 5x5 0.21x, 7x7 0.17x; 17x17 0.07x at
+32x96x56x56), because ATen's depthwise backward is slow; oneDNN's forward alone
+is on par at 5x5 and 7x7. So 'dense' always.
+CUDA: provisional (cuDNN is fast up to 7x7); to be set from the GPU run.
+"""
+
+
+def is_depthwise(in_channels: int, out_channels: int, groups: int) -> bool:
+    """``groups == in_channels == out_channels``."""
+    return groups == in_channels == out_channels
+
+
+def choose_method(
+    kernel_count: int,
+    dilated_kernel_size,
+    in_channels: int,
+    out_channels: int,
+    groups: int,
+    version: str,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    spatial_size=None,
+) -> str:
+    """The fastest correct path for a DCLS layer: ``'sparse'``, ``'dense'`` or ``'construct'``.
+
+    Args:
+        kernel_count: ``Kc``, taps per kernel.
+        dilated_kernel_size: ``D``, a tuple of n ints.
+        in_channels, out_channels, groups: the layer's.
+        version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'``.
+        device: where the layer runs.
+        dtype: the compute dtype (all three paths accumulate in fp32 for
+            float16/bfloat16; it does not change the choice today).
+        spatial_size: input spatial size (unused today: the measured ratios held
+            from 7x7 to 56x56 planes).
+
+    Returns:
+        ``'sparse'`` for a depthwise v0/v1 layer with few enough corner taps,
+        ``'dense'`` for other depthwise layers with a kernel of at least
+        :data:`MIN_DENSE_AREA` cells, and ``'construct'`` otherwise
+        (non-depthwise layers, 3D, small kernels).
+    """
+    D = tuple(int(d) for d in dilated_kernel_size)
+    n = len(D)
+    kind = torch.device(device).type
+    kind = kind if kind in SPARSE_TAP_RATIO else "cuda"
+    if not is_depthwise(in_channels, out_channels, groups) or n not in (1, 2):
+        return "construct"
+    area = math.prod(D)
+    if version in ("v0", "v1") and kernel_count * 2**n <= SPARSE_TAP_RATIO[kind] * area:
+        return "sparse"
+    if area >= MIN_DENSE_AREA[kind]:
+        return "dense"
+    return "construct"
