@@ -399,5 +399,6 @@ def test_cuda_opcheck_gradcheck_compile():
     we = torch.randn_like(w).requires_grad_()
     op = torch.ops.learnable_ops.diff_conv2d.default
     testing.check_opcheck(op, (x, w, None, we, None, [2, 1], [1, 2], 2, [1, 2], False))
-    testing.check_gradcheck(lambda x, w: lo.diff_conv2d(x, w, groups=2, dilation=(2, 1)), [x, w])
+    # cuDNN's weight-gradient algorithms may sum in a nondeterministic order.
+    testing.check_gradcheck(lambda x, w: lo.diff_conv2d(x, w, groups=2, dilation=(2, 1)), [x, w], nondet_tol=1e-10)
     testing.check_compile(lambda x, w: lo.diff_conv2d(x, w, groups=2).tanh(), [x, w])

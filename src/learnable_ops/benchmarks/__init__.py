@@ -5,4 +5,4 @@ Each family has a module here with a ``cases(device, size)`` function; the
 :mod:`learnable_ops.benchmarks.runner`.
 """
 
-FAMILIES = ("pad", "shift", "dcls", "dcls_layers", "depthwise", "convnext")
+FAMILIES = ("pad", "shift", "dcls", "dcls_layers", "depthwise", "convnext", "diffconv")

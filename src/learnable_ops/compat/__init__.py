@@ -1,6 +1,7 @@
-"""Compatibility with the original implementations: checkpoint loaders, and drop-in layers for
-their users (import the submodule, e.g. ``learnable_ops.compat.torchshifts``)."""
+"""Compatibility with the original implementations: checkpoint loaders, and drop-in APIs for
+their users (:mod:`learnable_ops.compat.torchshifts`, :mod:`learnable_ops.compat.diff_conv2d`)."""
 
 from learnable_ops.compat.dcls import load_dcls_state_dict
+from learnable_ops.compat import diff_conv2d
 
-__all__ = ["load_dcls_state_dict"]
+__all__ = ["diff_conv2d", "load_dcls_state_dict"]
