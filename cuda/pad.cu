@@ -88,8 +88,7 @@ __global__ void pad_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* _
 
 // Polynomial mode: each output is the tensor product of the per-axis
 // extrapolation rules (lagrange.h), weights computed in double, summed in
-// opmath. Interior outputs take a single term. 64-bit indices: lagrange.h
-// works in int64_t, and this mode is not on anyone's hot path.
+// opmath. Interior outputs take a single term.
 template <typename scalar_t>
 __global__ void pad_polynomial_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
                                       int64_t rows, PadGeometry<int64_t> g) {
@@ -161,16 +160,18 @@ at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_vi
   if (x.numel() == 0) return out.zero_();
   const int64_t rows = plan.batch * plan.out[0] * plan.out[1];
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pad_cuda", [&] {
-    const dim3 grid = row_grid(plan.out[2], rows);
     if (plan.mode == PadMode::Polynomial) {
-      pad_polynomial_kernel<scalar_t><<<grid, kThreads, 0, current_stream()>>>(
+      pad_polynomial_kernel<scalar_t><<<row_grid(plan.out[2], rows), kThreads, 0, current_stream()>>>(
           x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
-    } else if (fits_int32(plan, x.numel(), total)) {
-      pad_forward_kernel<scalar_t, int32_t><<<grid, kThreads, 0, current_stream()>>>(
-          x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), int32_t(rows), geometry<int32_t>(plan));
     } else {
-      pad_forward_kernel<scalar_t, int64_t><<<grid, kThreads, 0, current_stream()>>>(
-          x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
+      const dim3 grid = row_grid(plan.out[2], rows);
+      if (fits_int32(plan, x.numel(), total)) {
+        pad_forward_kernel<scalar_t, int32_t><<<grid, kThreads, 0, current_stream()>>>(
+            x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), int32_t(rows), geometry<int32_t>(plan));
+      } else {
+        pad_forward_kernel<scalar_t, int64_t><<<grid, kThreads, 0, current_stream()>>>(
+            x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
+      }
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -194,16 +195,18 @@ at::Tensor pad_backward_cuda(const at::Tensor& grad_output, at::IntArrayRef inpu
   if (gy.numel() == 0) return gx.zero_();
   const int64_t rows = plan.batch * plan.in[0] * plan.in[1];
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gy.scalar_type(), "pad_backward_cuda", [&] {
-    const dim3 grid = row_grid(plan.in[2], rows);
     if (plan.mode == PadMode::Polynomial) {
-      pad_polynomial_backward_kernel<scalar_t><<<grid, kThreads, 0, current_stream()>>>(
+      pad_polynomial_backward_kernel<scalar_t><<<row_grid(plan.in[2], rows), kThreads, 0, current_stream()>>>(
           gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
-    } else if (fits_int32(plan, total, gy.numel())) {
-      pad_backward_kernel<scalar_t, int32_t><<<grid, kThreads, 0, current_stream()>>>(
-          gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), int32_t(rows), geometry<int32_t>(plan));
     } else {
-      pad_backward_kernel<scalar_t, int64_t><<<grid, kThreads, 0, current_stream()>>>(
-          gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
+      const dim3 grid = row_grid(plan.in[2], rows);
+      if (fits_int32(plan, total, gy.numel())) {
+        pad_backward_kernel<scalar_t, int32_t><<<grid, kThreads, 0, current_stream()>>>(
+            gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), int32_t(rows), geometry<int32_t>(plan));
+      } else {
+        pad_backward_kernel<scalar_t, int64_t><<<grid, kThreads, 0, current_stream()>>>(
+            gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
+      }
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

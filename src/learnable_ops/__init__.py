@@ -24,7 +24,7 @@ from learnable_ops.ops import (
     shift,
 )
 
-from learnable_ops import nn  # noqa: E402  (layers; import after the ops they use)
+from learnable_ops import nn  # noqa: E402  (layers; imported after the ops they use)
 from learnable_ops import compat, dcls  # noqa: E402
 from learnable_ops.convert import ConversionReport, convert  # noqa: E402
 from learnable_ops.nn import sparsity_loss  # noqa: E402
@@ -39,7 +39,9 @@ __all__ = [
     "SPARSE_VERSIONS",
     "ConversionReport",
     "build_info",
+    "compat",
     "convert",
+    "dcls",
     "dcls_construct",
     "dcls_sparse_depthwise",
     "depthwise_conv1d",
