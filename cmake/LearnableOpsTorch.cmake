@@ -19,6 +19,18 @@ if(_n GREATER 2)
 endif()
 list(APPEND CMAKE_PREFIX_PATH "${_torch_prefix}")
 
+# Compile with the C++ standard torch itself was built with (C++20 from torch
+# 2.12 on, C++17 before): mixing standards across torch's inline code is an
+# ODR hazard that shows up as crashes when a c10::Error is thrown.
+string(REGEX MATCH "^([0-9]+)\\.([0-9]+)" _ "${LEARNABLE_OPS_TORCH_VERSION}")
+if(CMAKE_MATCH_1 GREATER 2 OR (CMAKE_MATCH_1 EQUAL 2 AND CMAKE_MATCH_2 GREATER_EQUAL 12))
+  set(LEARNABLE_OPS_CXX_STANDARD 20)
+else()
+  set(LEARNABLE_OPS_CXX_STANDARD 17)
+endif()
+set(CMAKE_CXX_STANDARD ${LEARNABLE_OPS_CXX_STANDARD})
+set(CMAKE_CXX_STANDARD_REQUIRED ON)
+
 set(LEARNABLE_OPS_CUDA OFF)
 set(LEARNABLE_OPS_CUDA_ARCHS "")
 if(NOT LEARNABLE_OPS_WITH_CUDA STREQUAL "OFF")
@@ -54,7 +66,7 @@ if(LEARNABLE_OPS_CUDA)
   endforeach()
   set(CMAKE_CUDA_ARCHITECTURES ${LEARNABLE_OPS_CUDA_ARCHS})
   enable_language(CUDA)
-  set(CMAKE_CUDA_STANDARD 20)
+  set(CMAKE_CUDA_STANDARD ${LEARNABLE_OPS_CXX_STANDARD})
   # Torch's CMake config adds its own -gencode flags unless told the list is set.
   set(TORCH_CUDA_ARCH_LIST "$ENV{TORCH_CUDA_ARCH_LIST}")
 endif()
@@ -65,4 +77,4 @@ if(LEARNABLE_OPS_CUDA)
   string(REGEX REPLACE "-gencode[= ]arch=compute_[0-9a-z]+,code=[a-z_0-9\\[\\],]+" ""
          CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS}")
 endif()
-message(STATUS "learnable_ops: torch ${LEARNABLE_OPS_TORCH_VERSION}, CUDA kernels: ${LEARNABLE_OPS_CUDA} ${LEARNABLE_OPS_CUDA_ARCHS}")
+message(STATUS "learnable_ops: torch ${LEARNABLE_OPS_TORCH_VERSION}, C++${LEARNABLE_OPS_CXX_STANDARD}, CUDA kernels: ${LEARNABLE_OPS_CUDA} ${LEARNABLE_OPS_CUDA_ARCHS}")

@@ -206,11 +206,16 @@ void construct_backward_cpu_kernel(const DclsGeometry& g, const scalar_t* G, con
   using acc_t = at::opmath_type<scalar_t>;
   const PaddedAxes axes = padded_axes(g);
   const int64_t cols = g.Cig * g.Kc;
-  // Broadcast P: per-output-channel contributions first, summed in a fixed order below.
-  std::vector<acc_t> full_p, full_sig;
+  // Broadcast P: per-output-channel contributions first (a parameter-sized
+  // buffer, allocated through ATen so memory profilers see it), summed in a
+  // fixed order below.
+  at::Tensor full;
+  acc_t *full_p = nullptr, *full_sig = nullptr;
   if (g.broadcast_p) {
-    full_p.assign(g.n * g.Co * cols, acc_t(0));
-    if (SIG) full_sig.assign(g.n * g.Co * cols, acc_t(0));
+    full = at::empty({SIG ? 2 : 1, g.n * g.Co * cols},
+                     at::TensorOptions().dtype(c10::CppTypeToScalarType<acc_t>::value));
+    full_p = full.mutable_data_ptr<acc_t>();
+    if (SIG) full_sig = full_p + g.n * g.Co * cols;
   }
   at::parallel_for(0, g.Co * g.Cig, pair_grain(g), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> buffer(9 * axes.max_extent);
@@ -242,8 +247,8 @@ void construct_backward_cpu_kernel(const DclsGeometry& g, const scalar_t* G, con
     }
   });
   if (g.broadcast_p) {
-    sum_over_out_channels(full_p.data(), gP, g.n, g.Co, cols);
-    if (SIG) sum_over_out_channels(full_sig.data(), gSIG, g.n, g.Co, cols);
+    sum_over_out_channels(full_p, gP, g.n, g.Co, cols);
+    if (SIG) sum_over_out_channels(full_sig, gSIG, g.n, g.Co, cols);
   }
 }
 

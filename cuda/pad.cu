@@ -1,5 +1,6 @@
 // pad: CUDA kernels. The index maps come from the shared padding.h, the
-// argument checks and plan from pad_plan.h, exactly as on the CPU.
+// polynomial weights from lagrange.h, the argument checks and plan from
+// pad_plan.h, exactly as on the CPU.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
@@ -11,35 +12,49 @@
 namespace learnable_ops {
 namespace {
 
+template <typename I>
 struct PadGeometry {
-  int64_t in[3], out[3], before[3];
+  I in[3], out[3], before[3], order[3], step[3];
   PadMode mode;
 };
 
-PadGeometry geometry(const PadPlan& plan) {
-  PadGeometry g;
+template <typename I>
+PadGeometry<I> geometry(const PadPlan& plan) {
+  PadGeometry<I> g;
   for (int a = 0; a < 3; ++a) {
-    g.in[a] = plan.in[a];
-    g.out[a] = plan.out[a];
-    g.before[a] = plan.before[a];
+    g.in[a] = static_cast<I>(plan.in[a]);
+    g.out[a] = static_cast<I>(plan.out[a]);
+    g.before[a] = static_cast<I>(plan.before[a]);
+    g.order[a] = static_cast<I>(plan.order[a]);
+    g.step[a] = static_cast<I>(plan.step[a]);
   }
   g.mode = plan.mode;
   return g;
 }
 
-template <typename scalar_t>
+// 32-bit index arithmetic (several times cheaper modulo) when every index,
+// including the preimage enumeration's far bounds, fits comfortably.
+bool fits_int32(const PadPlan& plan, int64_t in_numel, int64_t out_numel) {
+  constexpr int64_t kLimit = int64_t(1) << 29;
+  int64_t extent = 0;
+  for (int a = 0; a < 3; ++a)
+    extent = std::max(extent, plan.in[a] + plan.out[a] + std::abs(plan.before[a]));
+  return in_numel < kLimit && out_numel < kLimit && 4 * extent < kLimit;
+}
+
+template <typename scalar_t, typename I>
 __global__ void pad_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
-                                   int64_t rows, PadGeometry g) {
+                                   I rows, PadGeometry<I> g) {
   // Blocks tile (row, column): the row decomposition is uniform per block.
-  const int64_t ow = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const I ow = blockIdx.x * I(blockDim.x) + threadIdx.x;
   if (ow >= g.out[2]) return;
-  const int64_t iw = pad_index(ow - g.before[2], g.in[2], g.mode);
-  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
-    const int64_t oh = row % g.out[1];
-    const int64_t od = (row / g.out[1]) % g.out[0];
-    const int64_t b = row / (g.out[1] * g.out[0]);
-    const int64_t ih = pad_index(oh - g.before[1], g.in[1], g.mode);
-    const int64_t id = pad_index(od - g.before[0], g.in[0], g.mode);
+  const I iw = pad_index_t<I>(ow - g.before[2], g.in[2], g.mode);
+  for (I row = blockIdx.y; row < rows; row += gridDim.y) {
+    const I oh = row % g.out[1];
+    const I od = (row / g.out[1]) % g.out[0];
+    const I b = row / (g.out[1] * g.out[0]);
+    const I ih = pad_index_t<I>(oh - g.before[1], g.in[1], g.mode);
+    const I id = pad_index_t<I>(od - g.before[0], g.in[0], g.mode);
     y[row * g.out[2] + ow] = (iw < 0 || ih < 0 || id < 0)
                                  ? scalar_t(0)
                                  : x[((b * g.in[0] + id) * g.in[1] + ih) * g.in[2] + iw];
@@ -48,9 +63,62 @@ __global__ void pad_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __r
 
 // One thread per input element gathers every output that copied it, in a
 // fixed order: deterministic, no atomics.
-template <typename scalar_t>
+template <typename scalar_t, typename I>
 __global__ void pad_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* __restrict__ gx,
-                                    int64_t rows, PadGeometry g) {
+                                    I rows, PadGeometry<I> g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const I iw = blockIdx.x * I(blockDim.x) + threadIdx.x;
+  if (iw >= g.in[2]) return;
+  for (I row = blockIdx.y; row < rows; row += gridDim.y) {
+    const I ih = row % g.in[1];
+    const I id = (row / g.in[1]) % g.in[0];
+    const I b = row / (g.in[1] * g.in[0]);
+    acc_t acc = 0;
+    const scalar_t* base = gy + b * g.out[0] * g.out[1] * g.out[2];
+    for_each_preimage_t<I>(id, g.in[0], g.before[0], g.out[0], g.mode, [&](I od) {
+      for_each_preimage_t<I>(ih, g.in[1], g.before[1], g.out[1], g.mode, [&](I oh) {
+        const scalar_t* grow = base + (od * g.out[1] + oh) * g.out[2];
+        for_each_preimage_t<I>(iw, g.in[2], g.before[2], g.out[2], g.mode,
+                               [&](I ow) { acc += static_cast<acc_t>(grow[ow]); });
+      });
+    });
+    gx[row * g.in[2] + iw] = static_cast<scalar_t>(acc);
+  }
+}
+
+// Polynomial mode: each output is the tensor product of the per-axis
+// extrapolation rules (lagrange.h), weights computed in double, summed in
+// opmath. Interior outputs take a single term. 64-bit indices: lagrange.h
+// works in int64_t, and this mode is not on anyone's hot path.
+template <typename scalar_t>
+__global__ void pad_polynomial_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
+                                      int64_t rows, PadGeometry<int64_t> g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t ow = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (ow >= g.out[2]) return;
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+    const int64_t oh = row % g.out[1];
+    const int64_t od = (row / g.out[1]) % g.out[0];
+    const int64_t b = row / (g.out[1] * g.out[0]);
+    const scalar_t* base = x + b * g.in[0] * g.in[1] * g.in[2];
+    acc_t acc = 0;
+    for_each_polynomial_source(od - g.before[0], g.in[0], g.order[0], g.step[0], [&](int64_t id, double wd) {
+      for_each_polynomial_source(oh - g.before[1], g.in[1], g.order[1], g.step[1], [&](int64_t ih, double wh) {
+        const scalar_t* xrow = base + (id * g.in[1] + ih) * g.in[2];
+        for_each_polynomial_source(ow - g.before[2], g.in[2], g.order[2], g.step[2], [&](int64_t iw, double ww) {
+          acc += static_cast<acc_t>(wd * wh * ww) * static_cast<acc_t>(xrow[iw]);
+        });
+      });
+    });
+    y[row * g.out[2] + ow] = static_cast<scalar_t>(acc);
+  }
+}
+
+// Exact adjoint: one thread per input element gathers its weighted preimages
+// in a fixed order (deterministic, no atomics).
+template <typename scalar_t>
+__global__ void pad_polynomial_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* __restrict__ gx,
+                                               int64_t rows, PadGeometry<int64_t> g) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t iw = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (iw >= g.in[2]) return;
@@ -58,13 +126,14 @@ __global__ void pad_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* _
     const int64_t ih = row % g.in[1];
     const int64_t id = (row / g.in[1]) % g.in[0];
     const int64_t b = row / (g.in[1] * g.in[0]);
-    acc_t acc = 0;
     const scalar_t* base = gy + b * g.out[0] * g.out[1] * g.out[2];
-    for_each_preimage(id, g.in[0], g.before[0], g.out[0], g.mode, [&](int64_t od) {
-      for_each_preimage(ih, g.in[1], g.before[1], g.out[1], g.mode, [&](int64_t oh) {
-        const scalar_t* row = base + (od * g.out[1] + oh) * g.out[2];
-        for_each_preimage(iw, g.in[2], g.before[2], g.out[2], g.mode,
-                          [&](int64_t ow) { acc += static_cast<acc_t>(row[ow]); });
+    acc_t acc = 0;
+    for_each_polynomial_preimage(id, g.in[0], g.before[0], g.out[0], g.order[0], g.step[0], true, [&](int64_t od, double wd) {
+      for_each_polynomial_preimage(ih, g.in[1], g.before[1], g.out[1], g.order[1], g.step[1], true, [&](int64_t oh, double wh) {
+        const scalar_t* grow = base + (od * g.out[1] + oh) * g.out[2];
+        for_each_polynomial_preimage(iw, g.in[2], g.before[2], g.out[2], g.order[2], g.step[2], true, [&](int64_t ow, double ww) {
+          acc += static_cast<acc_t>(wd * wh * ww) * static_cast<acc_t>(grow[ow]);
+        });
       });
     });
     gx[row * g.in[2] + iw] = static_cast<scalar_t>(acc);
@@ -79,9 +148,11 @@ dim3 row_grid(int64_t width, int64_t rows) {
               static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
 }
 
-at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_view mode_name) {
+at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_view mode_name,
+                    at::OptionalIntArrayRef order, at::OptionalIntArrayRef dilation) {
   check_floating(input, "input");
-  const PadPlan plan = make_pad_plan(input.sizes(), pad, parse_pad_mode(std::string(mode_name)));
+  const PadPlan plan =
+      make_pad_plan(input.sizes(), pad, parse_pad_mode(std::string(mode_name)), order, dilation);
   const c10::cuda::CUDAGuard guard(input.device());
   const at::Tensor x = input.contiguous();
   at::Tensor out = at::empty(plan.out_shape, x.options());
@@ -90,18 +161,28 @@ at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_vi
   if (x.numel() == 0) return out.zero_();
   const int64_t rows = plan.batch * plan.out[0] * plan.out[1];
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pad_cuda", [&] {
-    pad_forward_kernel<scalar_t><<<row_grid(plan.out[2], rows), kThreads, 0, current_stream()>>>(
-        x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), rows, geometry(plan));
+    const dim3 grid = row_grid(plan.out[2], rows);
+    if (plan.mode == PadMode::Polynomial) {
+      pad_polynomial_kernel<scalar_t><<<grid, kThreads, 0, current_stream()>>>(
+          x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
+    } else if (fits_int32(plan, x.numel(), total)) {
+      pad_forward_kernel<scalar_t, int32_t><<<grid, kThreads, 0, current_stream()>>>(
+          x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), int32_t(rows), geometry<int32_t>(plan));
+    } else {
+      pad_forward_kernel<scalar_t, int64_t><<<grid, kThreads, 0, current_stream()>>>(
+          x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
+    }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
 }
 
 at::Tensor pad_backward_cuda(const at::Tensor& grad_output, at::IntArrayRef input_size,
-                             at::IntArrayRef pad, c10::string_view mode_name) {
+                             at::IntArrayRef pad, c10::string_view mode_name,
+                             at::OptionalIntArrayRef order, at::OptionalIntArrayRef dilation) {
   check_floating(grad_output, "grad_output");
-  const PadPlan plan =
-      make_pad_plan(input_size, pad, parse_pad_mode(std::string(mode_name)), "input_size");
+  const PadPlan plan = make_pad_plan(input_size, pad, parse_pad_mode(std::string(mode_name)),
+                                     order, dilation, "input_size");
   TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef(plan.out_shape),
                     "grad_output must have shape ", at::IntArrayRef(plan.out_shape), ", got ",
                     grad_output.sizes());
@@ -113,8 +194,17 @@ at::Tensor pad_backward_cuda(const at::Tensor& grad_output, at::IntArrayRef inpu
   if (gy.numel() == 0) return gx.zero_();
   const int64_t rows = plan.batch * plan.in[0] * plan.in[1];
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gy.scalar_type(), "pad_backward_cuda", [&] {
-    pad_backward_kernel<scalar_t><<<row_grid(plan.in[2], rows), kThreads, 0, current_stream()>>>(
-        gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, geometry(plan));
+    const dim3 grid = row_grid(plan.in[2], rows);
+    if (plan.mode == PadMode::Polynomial) {
+      pad_polynomial_backward_kernel<scalar_t><<<grid, kThreads, 0, current_stream()>>>(
+          gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
+    } else if (fits_int32(plan, total, gy.numel())) {
+      pad_backward_kernel<scalar_t, int32_t><<<grid, kThreads, 0, current_stream()>>>(
+          gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), int32_t(rows), geometry<int32_t>(plan));
+    } else {
+      pad_backward_kernel<scalar_t, int64_t><<<grid, kThreads, 0, current_stream()>>>(
+          gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
+    }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return gx;

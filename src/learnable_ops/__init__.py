@@ -9,21 +9,34 @@ moves content towards higher indices, ``out[i] = x(i - s)``):
 """
 
 from learnable_ops._ext import build_info, ops_with_kernels
-from learnable_ops import nn
-from learnable_ops.convert import ConversionReport, convert
-from learnable_ops.nn import sparsity_loss
-from learnable_ops.ops import DCLS_VERSIONS, PAD_MODES, SHIFT_MODES, dcls_construct, pad, shift
+from learnable_ops.ops import (
+    DCLS_VERSIONS,
+    EXTRAPOLATION_MODES,
+    PAD_MODES,
+    SHIFT_MODES,
+    dcls_construct,
+    diff_conv2d,
+    pad,
+    shift,
+)
+
+from learnable_ops import nn  # noqa: E402  (layers; import after the ops they use)
+from learnable_ops import compat, dcls  # noqa: E402
+from learnable_ops.convert import ConversionReport, convert  # noqa: E402
+from learnable_ops.nn import sparsity_loss  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DCLS_VERSIONS",
+    "EXTRAPOLATION_MODES",
     "PAD_MODES",
     "SHIFT_MODES",
     "ConversionReport",
     "build_info",
     "convert",
     "dcls_construct",
+    "diff_conv2d",
     "nn",
     "ops_with_kernels",
     "pad",

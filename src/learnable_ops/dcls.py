@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import nn
 
-from learnable_ops.nn.dcls import DCLS_VERSIONS, _DclsBase
-from learnable_ops.ops._validate import choice
+from learnable_ops.nn.dcls import _DclsBase
+from learnable_ops.ops.dcls import normalize_dcls_version
 
 __all__ = [
     "dcls_layers",
@@ -113,7 +113,9 @@ def clamp_positions(model: nn.Module) -> None:
         layer.clamp_parameters()
 
 
-def clamp_positions_after_step(optimizer: torch.optim.Optimizer, model: nn.Module):
+def clamp_positions_after_step(
+    optimizer: torch.optim.Optimizer, model: nn.Module
+) -> torch.utils.hooks.RemovableHandle:
     """Runs :func:`clamp_positions` after every ``optimizer.step()`` (as ConvNeXt-dcls does).
 
     Returns:
@@ -265,7 +267,7 @@ def round_positions(model: nn.Module, version: str = "v1") -> None:
     delay recipe evaluates. Permanent; see :func:`rounded_positions` for a
     temporary switch.
     """
-    version = choice(version, "version", DCLS_VERSIONS)
+    version = normalize_dcls_version(version)
     layers = list(dcls_layers(model))
     for P in _unique(layer.P for layer in layers):
         P.round_()

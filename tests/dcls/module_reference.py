@@ -1,54 +1,21 @@
-"""Slow, obviously correct float64 references for the DCLS layers (used by the module tests).
+"""Slow, obviously correct float64 references for whole DCLS layers (used by the module tests).
 
-``reference_construct`` spells out the issue's formulas tap by tap and axis by
-axis, ``P[a]`` driving kernel axis ``a``; ``reference_kernel`` and
-``reference_forward`` build whole layers from it with numpy.pad for padding.
+``reference_kernel`` and ``reference_forward`` build a layer's kernel and output from
+``reference.reference_construct`` (the formulas, ``P[a]`` driving kernel axis ``a``),
+looping over the dense taps of the mixed variants one by one, with numpy.pad for padding.
 """
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reference import reference_construct
+
 NUMPY_MODE = {
     "zeros": "constant", "constant": "constant", "reflect": "reflect", "replicate": "edge", "border": "edge",
     "edge": "edge", "circular": "wrap", "periodic": "wrap", "wrap": "wrap", "symmetric": "symmetric",
 }
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-
-
-def reference_construct(weight, P, SIG, dilated_kernel_size, version):
-    """K[o, i, u] = sum_k W[o, i, k] phi_k(u) with c_a = P[a] + floor(D_a / 2) on axis a."""
-    D = tuple(dilated_kernel_size)
-    n = len(D)
-    co, cig, kc = weight.shape
-    P = P.expand(n, co, cig, kc)
-    SIG = None if SIG is None else SIG.expand(n, co, cig, kc)
-    grid = torch.meshgrid(*[torch.arange(d, dtype=weight.dtype) for d in D], indexing="ij")
-    kernel = weight.new_zeros((co, cig) + D)
-    view = (co, cig) + (1,) * n
-    for k in range(kc):
-        phi = weight.new_ones((co, cig) + D)
-        for a in range(n):
-            c = (P[a, :, :, k] + D[a] // 2).reshape(view)
-            u = grid[a]
-            if version == "v0":
-                f = torch.floor(c)
-                r = c - f
-                phi = phi * ((1 - r) * (u == f) + r * (u == f + 1))
-            elif version == "v1":
-                phi = phi * torch.relu(1 - (u - c).abs())
-            elif version == "max":
-                s = SIG[a, :, :, k].abs().reshape(view) + 1
-                phi = phi * torch.relu(s - (u - c).abs())
-            elif version == "gauss":
-                sigma = SIG[a, :, :, k].abs().reshape(view) + 0.27
-                phi = phi * torch.exp(-0.5 * ((u - c) / sigma) ** 2)
-            else:
-                raise ValueError(version)
-        if version != "v0":
-            phi = phi / (phi.sum(dim=tuple(range(2, 2 + n)), keepdim=True) + 1e-7)
-        kernel = kernel + weight[:, :, k].reshape(view) * phi
-    return kernel
 
 
 def reference_kernel(layer):

@@ -45,8 +45,9 @@ inline PadMode parse_pad_mode(const std::string& mode, const char* name = "mode"
   if (mode == "periodic" || mode == "circular" || mode == "wrap") return PadMode::Periodic;
   if (mode == "reflect") return PadMode::Reflect;
   if (mode == "symmetric") return PadMode::Symmetric;
+  if (mode == "polynomial") return PadMode::Polynomial;
   TORCH_CHECK_VALUE(false, "unknown ", name, " '", mode,
-                    "'; valid modes are: zeros, border, periodic, reflect, symmetric "
+                    "'; valid modes are: zeros, border, periodic, reflect, symmetric, polynomial "
                     "(aliases: constant, replicate/edge, circular/wrap)");
   return PadMode::Zeros;
 }

@@ -21,6 +21,9 @@
 #include <cmath>
 #include <cstdint>
 
+// The *_t templates take the index type: kernels use int32_t when every size
+// fits, which makes the modulo arithmetic several times cheaper on a GPU.
+
 #include "learnable_ops/macros.h"
 
 namespace learnable_ops {
@@ -31,33 +34,39 @@ enum class PadMode : int32_t {
   Periodic = 2,
   Reflect = 3,
   Symmetric = 4,
+  // Not an index map: a linear combination of samples (see lagrange.h). The
+  // index functions below treat it as zeros; its kernels use lagrange.h.
+  Polynomial = 5,
 };
 
 // Floor modulo: result in [0, m) for m > 0, for any sign of a.
-LO_HD int64_t floor_mod(int64_t a, int64_t m) {
-  const int64_t r = a % m;
+template <typename I>
+LO_HD I floor_mod_t(I a, I m) {
+  const I r = a % m;
   return r < 0 ? r + m : r;
 }
 
 // Input index that padded coordinate p reads, or -1 for a zero.
-LO_HD int64_t pad_index(int64_t p, int64_t n, PadMode mode) {
+template <typename I>
+LO_HD I pad_index_t(I p, I n, PadMode mode) {
   if (p >= 0 && p < n) return p;
   switch (mode) {
     case PadMode::Zeros:
+    case PadMode::Polynomial:
       return -1;
     case PadMode::Border:
       return p < 0 ? 0 : n - 1;
     case PadMode::Periodic:
-      return floor_mod(p, n);
+      return floor_mod_t(p, n);
     case PadMode::Reflect: {
       if (n == 1) return 0;
-      const int64_t period = 2 * n - 2;
-      const int64_t q = floor_mod(p, period);
+      const I period = 2 * n - 2;
+      const I q = floor_mod_t(p, period);
       return q < n ? q : period - q;
     }
     case PadMode::Symmetric: {
-      const int64_t period = 2 * n;
-      const int64_t q = floor_mod(p, period);
+      const I period = 2 * n;
+      const I q = floor_mod_t(p, period);
       return q < n ? q : period - 1 - q;
     }
   }
@@ -89,21 +98,20 @@ LO_HD int64_t equivalent_shift(double shift, int64_t n, PadMode mode) {
 
 // Calls f(o) for every output index o in [0, out_len) with
 // pad_index(o - before, n, mode) == j, in increasing order of o.
-template <typename F>
-LO_HD void for_each_preimage(int64_t j, int64_t n, int64_t before,
-                             int64_t out_len, PadMode mode, F&& f) {
+template <typename I, typename F>
+LO_HD void for_each_preimage_t(I j, I n, I before, I out_len, PadMode mode, F&& f) {
   // Output range covered by padded coordinates [lo, hi).
-  auto range = [&](int64_t lo, int64_t hi) {
-    int64_t a = lo + before, b = hi + before;
+  auto range = [&](I lo, I hi) {
+    I a = lo + before, b = hi + before;
     if (a < 0) a = 0;
     if (b > out_len) b = out_len;
-    for (int64_t o = a; o < b; ++o) f(o);
+    for (I o = a; o < b; ++o) f(o);
   };
   // Output indices o = before + r + k * period, for residues r (ascending).
-  auto lattice = [&](int64_t r1, int64_t r2, int64_t period) {
+  auto lattice = [&](I r1, I r2, I period) {
     // Smallest o >= 0 on each residue class.
-    int64_t o1 = floor_mod(before + r1, period);
-    int64_t o2 = r2 < 0 ? out_len : floor_mod(before + r2, period);
+    I o1 = floor_mod_t(before + r1, period);
+    I o2 = r2 < 0 ? out_len : floor_mod_t(before + r2, period);
     while (o1 < out_len || o2 < out_len) {
       if (o1 <= o2) {
         f(o1);
@@ -117,12 +125,13 @@ LO_HD void for_each_preimage(int64_t j, int64_t n, int64_t before,
   };
   switch (mode) {
     case PadMode::Zeros:
+    case PadMode::Polynomial:
       range(j, j + 1);
       return;
     case PadMode::Border: {
-      const int64_t big = out_len + (before < 0 ? -before : before) + n + 1;
-      const int64_t lo = j == 0 ? -big : j;
-      const int64_t hi = j == n - 1 ? n + big : j + 1;
+      const I big = out_len + (before < 0 ? -before : before) + n + 1;
+      const I lo = j == 0 ? -big : j;
+      const I hi = j == n - 1 ? n + big : j + 1;
       range(lo, hi);
       return;
     }
@@ -135,17 +144,26 @@ LO_HD void for_each_preimage(int64_t j, int64_t n, int64_t before,
               out_len + (before > 0 ? before : -before) + 1);
         return;
       }
-      const int64_t period = 2 * n - 2;
-      const int64_t mirror = period - j;  // == j at both edges
+      const I period = 2 * n - 2;
+      const I mirror = period - j;  // == j at both edges
       lattice(j, (mirror == j || mirror == period) ? -1 : mirror, period);
       return;
     }
     case PadMode::Symmetric: {
-      const int64_t period = 2 * n;
+      const I period = 2 * n;
       lattice(j, period - 1 - j, period);
       return;
     }
   }
+}
+
+// 64-bit entry points (the index type of every host-side caller).
+LO_HD int64_t floor_mod(int64_t a, int64_t m) { return floor_mod_t<int64_t>(a, m); }
+LO_HD int64_t pad_index(int64_t p, int64_t n, PadMode mode) { return pad_index_t<int64_t>(p, n, mode); }
+template <typename F>
+LO_HD void for_each_preimage(int64_t j, int64_t n, int64_t before, int64_t out_len, PadMode mode,
+                             F&& f) {
+  for_each_preimage_t<int64_t>(j, n, before, out_len, mode, static_cast<F&&>(f));
 }
 
 }  // namespace learnable_ops

@@ -61,7 +61,9 @@ def _convert_sigma(SIG: torch.Tensor, axis_map, shift: float) -> torch.Tensor:
     return out
 
 
-def load_dcls_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True):
+def load_dcls_state_dict(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True
+) -> tuple[list[str], list[str]]:
     """Loads a state_dict saved by DCLS 0.1.x so that outputs are identical.
 
     ``module`` is a learnable_ops DCLS layer, or any model containing them, built

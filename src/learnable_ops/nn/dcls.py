@@ -22,10 +22,11 @@ from torch import nn
 
 import learnable_ops
 from learnable_ops.ops._validate import choice, int_tuple
+from learnable_ops.ops.dcls import DCLS_VERSIONS, normalize_dcls_version
+from learnable_ops.ops.dcls import DCLS_VERSIONS_WITH_SIG as _SIG_VERSIONS
 from learnable_ops.ops.pad import PAD_MODE_ALIASES, PAD_MODES, normalize_pad_mode
 
 __all__ = [
-    "DCLS_VERSIONS",
     "DCLS_METHODS",
     "Dcls1d",
     "Dcls2d",
@@ -35,14 +36,9 @@ __all__ = [
     "Dcls2dK1d",
 ]
 
-DCLS_VERSIONS = ("v0", "v1", "max", "gauss")
-"""Interpolation versions: multilinear (``v0``), normalised triangle (``v1``),
-normalised triangle of learnable half-width (``max``), normalised Gaussian (``gauss``)."""
-
 DCLS_METHODS = ("auto", "construct", "dense", "sparse")
-"""Forward methods of :class:`Dcls1d` and :class:`Dcls2d` (see their ``method`` argument)."""
+"""Forward methods of :class:`Dcls1d`, :class:`Dcls2d` and :class:`Dcls3d` (see their ``method`` argument)."""
 
-_SIG_VERSIONS = ("gauss", "max")
 _SIG_INIT = {"gauss": 0.23, "max": 0.0}
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular") + tuple(
     m for m in PAD_MODES + tuple(PAD_MODE_ALIASES) if m not in ("zeros", "reflect", "replicate", "circular")
@@ -93,8 +89,8 @@ class _DclsBase(nn.Module):
         padding_mode: str = "zeros",
         version: str = "gauss",
         method: str = "auto",
-        device=None,
-        dtype=None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         in_channels = _positive_int(in_channels, "in_channels")
@@ -123,7 +119,7 @@ class _DclsBase(nn.Module):
             padding = _positive(int_tuple(padding, "padding", spatial_dims), "padding", minimum=0)
         self.padding = padding
         self.padding_mode = choice(padding_mode, "padding_mode", _PADDING_MODES)
-        self.version = choice(version, "version", DCLS_VERSIONS)
+        self.version = normalize_dcls_version(version)
         self.method = choice(method, "method", DCLS_METHODS)
         self._spatial_dims = spatial_dims
         self._kernel_cache = None
@@ -216,19 +212,15 @@ class _DclsBase(nn.Module):
     def construct_kernel(self) -> torch.Tensor:
         """Builds the dense kernel from ``weight``, ``P`` and ``SIG`` (never cached).
 
-        The construction runs in float32 when the parameters are float16 or
-        bfloat16 (and in float64 for float64 parameters); the kernel is returned
-        in ``weight``'s dtype.
+        :func:`learnable_ops.dcls_construct` runs in float32 for float16 and
+        bfloat16 parameters and returns the kernel in ``weight``'s dtype.
 
         Returns:
             ``(out_channels, in_channels // groups, *kernel_size)``.
         """
-        version = choice(self.version, "version", DCLS_VERSIONS)
+        version = normalize_dcls_version(self.version)
         P, SIG = self._check_parameters(version)
-        weight = self.weight
-        compute = torch.promote_types(weight.dtype, torch.float32)
-        W, P = weight.to(compute), P.to(compute)
-        SIG = None if SIG is None else SIG.to(compute)
+        W = self.weight
         co, cig = W.shape[0], W.shape[1]
         if self.dense_kernel_size:
             # Every dense tap has its own Kc positions along the learned axis:
@@ -238,7 +230,7 @@ class _DclsBase(nn.Module):
             P = P.reshape(P.shape[0], P.shape[1], rows, self.kernel_count)
             SIG = None if SIG is None else SIG.reshape(P.shape)
         kernel = learnable_ops.dcls_construct(W, P, SIG, self.dilated_kernel_size, version)
-        return kernel.reshape((co, cig) + self.kernel_size).to(weight.dtype)
+        return kernel.reshape((co, cig) + self.kernel_size)
 
     def invalidate_kernel_cache(self) -> None:
         """Drops the eval-mode kernel cache.
@@ -409,6 +401,29 @@ class _DclsNd(_DclsBase):
 
     _dims: int
 
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_count: int,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] | str = 0,
+        dilated_kernel_size: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        version: str = "gauss",
+        method: str = "auto",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(
+            spatial_dims=self._dims, learned_dims=self._dims, in_channels=in_channels, out_channels=out_channels,
+            kernel_count=kernel_count, stride=stride, padding=padding, dilated_kernel_size=dilated_kernel_size,
+            groups=groups, bias=bias, padding_mode=padding_mode, version=version, method=method,
+            device=device, dtype=dtype,
+        )
+
     @classmethod
     def from_conv(cls, conv: nn.Module, dilated_kernel_size=None, version: str = "v1"):
         """A DCLS layer whose taps sit on ``conv``'s own grid, with its weights copied.
@@ -426,7 +441,7 @@ class _DclsNd(_DclsBase):
             conv: an ``nn.Conv{1,2,3}d`` of this class's dimensionality.
             dilated_kernel_size: ``D`` per axis, at least the conv's span and of
                 the same parity; default the span ``(k - 1) * dilation + 1``.
-            version: one of :data:`DCLS_VERSIONS`.
+            version: one of :data:`learnable_ops.DCLS_VERSIONS`.
 
         Returns:
             The layer, on ``conv``'s device and dtype and in its training mode.
@@ -473,185 +488,320 @@ class _DclsNd(_DclsBase):
         return layer.train(conv.training)
 
 
-_COMMON_ARGS = """
+class Dcls1d(_DclsNd):
+    """1-D DCLS convolution: ``kernel_count`` taps per channel pair at learnable positions.
+
+    ``y = conv1d(x, K)`` with the dense kernel ``K[o, i, u] = sum_k W[o, i, k] phi_k(u)``,
+    ``u`` in ``0..D-1``, built by :func:`learnable_ops.dcls_construct`. The signature and
+    parameters are DCLS 0.1.x's, plus ``method``.
+
+    Args:
         in_channels: input channels ``Ci``.
         out_channels: output channels ``Co``.
-        kernel_count: taps per (output, input) channel pair, ``Kc >= 1``."""
-_TAIL_ARGS = """
+        kernel_count: taps per (output, input) channel pair, ``Kc >= 1``.
+        stride: int or 1-tuple.
+        padding: int, 1-tuple, ``'same'`` (stride 1) or ``'valid'``.
+        dilated_kernel_size: ``D``, the size of the dense kernel (int or 1-tuple).
         groups: as in ``nn.Conv2d``; ``Ci`` and ``Co`` must be multiples.
         bias: adds a learnable ``(Co,)`` bias.
         padding_mode: ``zeros``, ``reflect``, ``replicate``, ``circular``, or any mode of
             :func:`learnable_ops.pad` (``symmetric``, ``border``, ``periodic``, ...).
-            Non-zero modes pad with :func:`learnable_ops.pad`, which accepts any amount."""
-_VERSION_ARG = """
-        version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'`` (see :data:`DCLS_VERSIONS`);
-            ``SIG`` exists only for ``'max'`` and ``'gauss'``."""
-_METHOD_ARG = """
+            Non-zero modes pad with :func:`learnable_ops.pad`, which accepts any amount.
+        version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'`` (see ``learnable_ops.DCLS_VERSIONS``);
+            ``SIG`` exists only for ``'max'`` and ``'gauss'``.
         method: how the forward convolves. ``'construct'`` builds the dense kernel and
             runs ``F.conv``. ``'dense'`` (a fast large-kernel depthwise path) and
             ``'sparse'`` (a tap-wise path) are reserved for faster kernels; until they
             exist they run the same construct + ``F.conv`` path, and ``'auto'`` chooses
-            ``'construct'``."""
-_FACTORY_ARGS = """
-        device, dtype: factory arguments of the parameters."""
-_ATTRS = """
+            ``'construct'``.
+        device: device of the parameters.
+        dtype: dtype of the parameters.
+
     Attributes:
-        weight: ``(Co, Ci/g, {dense}Kc)``.
-        P: positions ``({n}, Co, Ci/g, {dense}Kc)``, or ``({n}, 1, Ci/g, {dense}Kc)``
-            to share them across output channels; ``P[a]`` drives kernel axis ``{axis}``,
-            the tap's centre is ``P[a] + floor(D_a/2)`` cells from the kernel's first cell.
+        weight: ``(Co, Ci/g, Kc)``.
+        P: positions ``(1, Co, Ci/g, Kc)``, or ``(1, 1, Ci/g, Kc)``
+            to share them across output channels; ``P[a]`` drives kernel axis ``a``; the
+            tap's centre is ``P[a] + floor(D_a/2)`` cells from the kernel's first cell.
             May be the same ``nn.Parameter`` as another layer's ``P``.
         SIG: like ``P``, only for ``'max'`` (half-width ``|SIG| + 1``) and ``'gauss'``
             (sigma ``|SIG| + 0.27``); ``None`` otherwise.
-        bias: ``(Co,)`` or ``None``."""
+        bias: ``(Co,)`` or ``None``.
 
+    Shape:
+        input ``(N, Ci, L)`` or ``(Ci, L)``; output ``(N, Co, L_out)``,
+        ``L_out = floor((L + 2 padding - D) / stride) + 1``.
 
-class Dcls1d(_DclsNd):
+    Example:
+        >>> layer = Dcls1d(4, 8, kernel_count=3, dilated_kernel_size=9, padding=4)
+        >>> layer(torch.randn(2, 4, 20)).shape
+        torch.Size([2, 8, 20])
+    """
+
     _dims = 1
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_count: int,
-        stride=1,
-        padding=0,
-        dilated_kernel_size=1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        version: str = "gauss",
-        method: str = "auto",
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            spatial_dims=1, learned_dims=1, in_channels=in_channels, out_channels=out_channels,
-            kernel_count=kernel_count, stride=stride, padding=padding, dilated_kernel_size=dilated_kernel_size,
-            groups=groups, bias=bias, padding_mode=padding_mode, version=version, method=method,
-            device=device, dtype=dtype,
-        )
 
 
 class Dcls2d(_DclsNd):
-    _dims = 2
+    """2-D DCLS convolution: ``kernel_count`` taps per channel pair at learnable 2-D positions.
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_count: int,
-        stride=1,
-        padding=0,
-        dilated_kernel_size=1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        version: str = "gauss",
-        method: str = "auto",
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            spatial_dims=2, learned_dims=2, in_channels=in_channels, out_channels=out_channels,
-            kernel_count=kernel_count, stride=stride, padding=padding, dilated_kernel_size=dilated_kernel_size,
-            groups=groups, bias=bias, padding_mode=padding_mode, version=version, method=method,
-            device=device, dtype=dtype,
-        )
+    ``y = conv2d(x, K)`` with ``K[o, i, u0, u1] = sum_k W[o, i, k] phi_k(u0, u1)`` on the
+    ``D0 x D1`` grid. ``P[0]`` moves taps along rows (height), ``P[1]`` along columns,
+    in every version; non-square and even ``D`` are supported.
+
+    Args:
+        in_channels: input channels ``Ci``.
+        out_channels: output channels ``Co``.
+        kernel_count: taps per (output, input) channel pair, ``Kc >= 1``.
+        stride: int or pair.
+        padding: int, pair, ``'same'`` (stride 1) or ``'valid'``.
+        dilated_kernel_size: ``(D0, D1)`` or an int for both.
+        groups: as in ``nn.Conv2d``; ``Ci`` and ``Co`` must be multiples.
+        bias: adds a learnable ``(Co,)`` bias.
+        padding_mode: ``zeros``, ``reflect``, ``replicate``, ``circular``, or any mode of
+            :func:`learnable_ops.pad` (``symmetric``, ``border``, ``periodic``, ...).
+            Non-zero modes pad with :func:`learnable_ops.pad`, which accepts any amount.
+        version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'`` (see ``learnable_ops.DCLS_VERSIONS``);
+            ``SIG`` exists only for ``'max'`` and ``'gauss'``.
+        method: how the forward convolves. ``'construct'`` builds the dense kernel and
+            runs ``F.conv``. ``'dense'`` (a fast large-kernel depthwise path) and
+            ``'sparse'`` (a tap-wise path) are reserved for faster kernels; until they
+            exist they run the same construct + ``F.conv`` path, and ``'auto'`` chooses
+            ``'construct'``.
+        device: device of the parameters.
+        dtype: dtype of the parameters.
+
+    Attributes:
+        weight: ``(Co, Ci/g, Kc)``.
+        P: positions ``(2, Co, Ci/g, Kc)``, or ``(2, 1, Ci/g, Kc)``
+            to share them across output channels; ``P[a]`` drives kernel axis ``a``; the
+            tap's centre is ``P[a] + floor(D_a/2)`` cells from the kernel's first cell.
+            May be the same ``nn.Parameter`` as another layer's ``P``.
+        SIG: like ``P``, only for ``'max'`` (half-width ``|SIG| + 1``) and ``'gauss'``
+            (sigma ``|SIG| + 0.27``); ``None`` otherwise.
+        bias: ``(Co,)`` or ``None``.
+
+    Shape:
+        input ``(N, Ci, H, W)`` or ``(Ci, H, W)``; output ``(N, Co, H_out, W_out)`` as for
+        ``nn.Conv2d`` with ``kernel_size = dilated_kernel_size``.
+
+    Example:
+        >>> layer = Dcls2d(8, 8, kernel_count=5, dilated_kernel_size=7, padding=3, groups=8)
+        >>> layer(torch.randn(1, 8, 16, 16)).shape
+        torch.Size([1, 8, 16, 16])
+    """
+
+    _dims = 2
 
 
 class Dcls3d(_DclsNd):
+    """3-D DCLS convolution: taps at learnable 3-D positions (``P[a]`` drives axis ``a``).
+
+    Args:
+        in_channels: input channels ``Ci``.
+        out_channels: output channels ``Co``.
+        kernel_count: taps per (output, input) channel pair, ``Kc >= 1``.
+        stride: int or triple.
+        padding: int, triple, ``'same'`` (stride 1) or ``'valid'``.
+        dilated_kernel_size: ``(D0, D1, D2)`` or an int for all.
+        groups: as in ``nn.Conv2d``; ``Ci`` and ``Co`` must be multiples.
+        bias: adds a learnable ``(Co,)`` bias.
+        padding_mode: ``zeros``, ``reflect``, ``replicate``, ``circular``, or any mode of
+            :func:`learnable_ops.pad` (``symmetric``, ``border``, ``periodic``, ...).
+            Non-zero modes pad with :func:`learnable_ops.pad`, which accepts any amount.
+        version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'`` (see ``learnable_ops.DCLS_VERSIONS``);
+            ``SIG`` exists only for ``'max'`` and ``'gauss'``.
+        method: how the forward convolves. ``'construct'`` builds the dense kernel and
+            runs ``F.conv``. ``'dense'`` (a fast large-kernel depthwise path) and
+            ``'sparse'`` (a tap-wise path) are reserved for faster kernels; until they
+            exist they run the same construct + ``F.conv`` path, and ``'auto'`` chooses
+            ``'construct'``.
+        device: device of the parameters.
+        dtype: dtype of the parameters.
+
+    Attributes:
+        weight: ``(Co, Ci/g, Kc)``.
+        P: positions ``(3, Co, Ci/g, Kc)``, or ``(3, 1, Ci/g, Kc)``
+            to share them across output channels; ``P[a]`` drives kernel axis ``a``; the
+            tap's centre is ``P[a] + floor(D_a/2)`` cells from the kernel's first cell.
+            May be the same ``nn.Parameter`` as another layer's ``P``.
+        SIG: like ``P``, only for ``'max'`` (half-width ``|SIG| + 1``) and ``'gauss'``
+            (sigma ``|SIG| + 0.27``); ``None`` otherwise.
+        bias: ``(Co,)`` or ``None``.
+
+    Shape:
+        input ``(N, Ci, D, H, W)`` or unbatched; output as for ``nn.Conv3d`` with
+        ``kernel_size = dilated_kernel_size``.
+    """
+
     _dims = 3
 
+
+class _DclsN_1d(_DclsBase):
+    """Dense leading kernel axes, positions learned along the last axis only."""
+
+    _dims: int
+
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
         kernel_count: int,
-        stride=1,
-        padding=0,
-        dilated_kernel_size=1,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] | str = 0,
+        dense_kernel_size: int | Sequence[int] = 1,
+        dilated_kernel_size: int | Sequence[int] = 1,
         groups: int = 1,
         bias: bool = True,
         padding_mode: str = "zeros",
         version: str = "gauss",
-        device=None,
-        dtype=None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(
-            spatial_dims=3, learned_dims=3, in_channels=in_channels, out_channels=out_channels,
-            kernel_count=kernel_count, stride=stride, padding=padding, dilated_kernel_size=dilated_kernel_size,
-            groups=groups, bias=bias, padding_mode=padding_mode, version=version,
-            device=device, dtype=dtype,
-        )
-
-
-class Dcls2_1d(_DclsBase):
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_count: int,
-        stride=1,
-        padding=0,
-        dense_kernel_size=1,
-        dilated_kernel_size=1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        version: str = "gauss",
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            spatial_dims=2, learned_dims=1, in_channels=in_channels, out_channels=out_channels,
+            spatial_dims=self._dims, learned_dims=1, in_channels=in_channels, out_channels=out_channels,
             kernel_count=kernel_count, stride=stride, padding=padding, dilated_kernel_size=dilated_kernel_size,
             dense_kernel_size=dense_kernel_size, groups=groups, bias=bias, padding_mode=padding_mode,
             version=version, device=device, dtype=dtype,
         )
 
 
-class Dcls3_1d(_DclsBase):
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_count: int,
-        stride=1,
-        padding=0,
-        dense_kernel_size=1,
-        dilated_kernel_size=1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        version: str = "gauss",
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            spatial_dims=3, learned_dims=1, in_channels=in_channels, out_channels=out_channels,
-            kernel_count=kernel_count, stride=stride, padding=padding, dilated_kernel_size=dilated_kernel_size,
-            dense_kernel_size=dense_kernel_size, groups=groups, bias=bias, padding_mode=padding_mode,
-            version=version, device=device, dtype=dtype,
-        )
+class Dcls2_1d(_DclsN_1d):
+    """2-D convolution with a dense first axis and learnable positions along the last.
+
+    Kernel ``K[o, i, d, u] = sum_k W[o, i, d, k] phi_{o,i,d,k}(u)``: for each of the
+    ``dense_kernel_size`` rows ``d`` the taps have their own positions along the last
+    (width) axis, e.g. neurons x time for delay learning. The gauss width is
+    ``|SIG| + 0.27`` as in every other layer (the unreleased DCLS ``Dcls2_1d`` used
+    ``|SIG| + 1``; :func:`learnable_ops.compat.load_dcls_state_dict` converts).
+
+    Args:
+        in_channels: input channels ``Ci``.
+        out_channels: output channels ``Co``.
+        kernel_count: taps per (output, input) channel pair, ``Kc >= 1``.
+        stride: int or pair.
+        padding: int, pair, ``'same'`` (stride 1) or ``'valid'``.
+        dense_kernel_size: ``d0``, the kernel's height (int or 1-tuple).
+        dilated_kernel_size: ``D``, the kernel's width (int or 1-tuple).
+        groups: as in ``nn.Conv2d``; ``Ci`` and ``Co`` must be multiples.
+        bias: adds a learnable ``(Co,)`` bias.
+        padding_mode: ``zeros``, ``reflect``, ``replicate``, ``circular``, or any mode of
+            :func:`learnable_ops.pad` (``symmetric``, ``border``, ``periodic``, ...).
+            Non-zero modes pad with :func:`learnable_ops.pad`, which accepts any amount.
+        version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'`` (see ``learnable_ops.DCLS_VERSIONS``);
+            ``SIG`` exists only for ``'max'`` and ``'gauss'``.
+        device: device of the parameters.
+        dtype: dtype of the parameters.
+
+    Attributes:
+        weight: ``(Co, Ci/g, d0, Kc)``.
+        P: positions ``(1, Co, Ci/g, d0, Kc)``, or ``(1, 1, Ci/g, d0, Kc)``
+            to share them across output channels; ``P[a]`` drives kernel axis 1 (the last); the
+            tap's centre is ``P[a] + floor(D_a/2)`` cells from the kernel's first cell.
+            May be the same ``nn.Parameter`` as another layer's ``P``.
+        SIG: like ``P``, only for ``'max'`` (half-width ``|SIG| + 1``) and ``'gauss'``
+            (sigma ``|SIG| + 0.27``); ``None`` otherwise.
+        bias: ``(Co,)`` or ``None``.
+
+    Shape:
+        input ``(N, Ci, H, W)``; output as for ``nn.Conv2d`` with ``kernel_size = (d0, D)``.
+    """
+
+    _dims = 2
+
+
+class Dcls3_1d(_DclsN_1d):
+    """3-D convolution with two dense leading axes and learnable positions along the last.
+
+    Kernel ``K[o, i, d0, d1, u] = sum_k W[o, i, d0, d1, k] phi_{o,i,d0,d1,k}(u)``.
+
+    Args:
+        in_channels: input channels ``Ci``.
+        out_channels: output channels ``Co``.
+        kernel_count: taps per (output, input) channel pair, ``Kc >= 1``.
+        stride: int or triple.
+        padding: int, triple, ``'same'`` (stride 1) or ``'valid'``.
+        dense_kernel_size: ``(d0, d1)`` or an int for both.
+        dilated_kernel_size: ``D``, the size of the last kernel axis.
+        groups: as in ``nn.Conv2d``; ``Ci`` and ``Co`` must be multiples.
+        bias: adds a learnable ``(Co,)`` bias.
+        padding_mode: ``zeros``, ``reflect``, ``replicate``, ``circular``, or any mode of
+            :func:`learnable_ops.pad` (``symmetric``, ``border``, ``periodic``, ...).
+            Non-zero modes pad with :func:`learnable_ops.pad`, which accepts any amount.
+        version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'`` (see ``learnable_ops.DCLS_VERSIONS``);
+            ``SIG`` exists only for ``'max'`` and ``'gauss'``.
+        device: device of the parameters.
+        dtype: dtype of the parameters.
+
+    Attributes:
+        weight: ``(Co, Ci/g, d0, d1, Kc)``.
+        P: positions ``(1, Co, Ci/g, d0, d1, Kc)``, or ``(1, 1, Ci/g, d0, d1, Kc)``
+            to share them across output channels; ``P[a]`` drives kernel axis 2 (the last); the
+            tap's centre is ``P[a] + floor(D_a/2)`` cells from the kernel's first cell.
+            May be the same ``nn.Parameter`` as another layer's ``P``.
+        SIG: like ``P``, only for ``'max'`` (half-width ``|SIG| + 1``) and ``'gauss'``
+            (sigma ``|SIG| + 0.27``); ``None`` otherwise.
+        bias: ``(Co,)`` or ``None``.
+
+    Shape:
+        input ``(N, Ci, T, H, W)``; output as for ``nn.Conv3d`` with ``kernel_size = (d0, d1, D)``.
+    """
+
+    _dims = 3
 
 
 class Dcls2dK1d(_DclsBase):
+    """A 1-D learnable-spacing kernel applied by a 2-D convolution.
+
+    The kernel lies along input axis ``flat_dim``: ``(D, 1)`` (vertical, along the
+    height) for ``flat_dim=0`` and ``(1, D)`` (horizontal, along the width) for
+    ``flat_dim=1``. This is what DCLS 0.1.x computes (its README calls ``flat_dim=0``
+    a ``(1, D)`` kernel, which its code does not do), so its checkpoints load unchanged.
+    For "same" output pad along the kernel's axis only, e.g. ``padding=(D // 2, 0)``
+    for ``flat_dim=0``.
+
+    Args:
+        in_channels: input channels ``Ci``.
+        out_channels: output channels ``Co``.
+        kernel_count: taps per (output, input) channel pair, ``Kc >= 1``.
+        stride: int or pair.
+        padding: int, pair, ``'same'`` or ``'valid'``.
+        dilated_kernel_size: ``D`` (int or 1-tuple).
+        groups: as in ``nn.Conv2d``; ``Ci`` and ``Co`` must be multiples.
+        bias: adds a learnable ``(Co,)`` bias.
+        padding_mode: ``zeros``, ``reflect``, ``replicate``, ``circular``, or any mode of
+            :func:`learnable_ops.pad` (``symmetric``, ``border``, ``periodic``, ...).
+            Non-zero modes pad with :func:`learnable_ops.pad`, which accepts any amount.
+        version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'`` (see ``learnable_ops.DCLS_VERSIONS``);
+            ``SIG`` exists only for ``'max'`` and ``'gauss'``.
+        flat_dim: 0 or 1, the axis the kernel lies along (see above).
+        device: device of the parameters.
+        dtype: dtype of the parameters.
+
+    Attributes:
+        weight: ``(Co, Ci/g, Kc)``.
+        P: positions ``(1, Co, Ci/g, Kc)``, or ``(1, 1, Ci/g, Kc)``
+            to share them across output channels; ``P[a]`` drives kernel axis ``flat_dim``; the
+            tap's centre is ``P[a] + floor(D_a/2)`` cells from the kernel's first cell.
+            May be the same ``nn.Parameter`` as another layer's ``P``.
+        SIG: like ``P``, only for ``'max'`` (half-width ``|SIG| + 1``) and ``'gauss'``
+            (sigma ``|SIG| + 0.27``); ``None`` otherwise.
+        bias: ``(Co,)`` or ``None``.
+    """
+
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
         kernel_count: int,
-        stride=1,
-        padding=0,
-        dilated_kernel_size=1,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] | str = 0,
+        dilated_kernel_size: int | Sequence[int] = 1,
         groups: int = 1,
         bias: bool = True,
         padding_mode: str = "zeros",
         version: str = "v1",
         flat_dim: int = 0,
-        device=None,
-        dtype=None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         if isinstance(flat_dim, bool) or flat_dim not in (0, 1):
             raise ValueError(f"flat_dim must be 0 (kernel along the height) or 1 (along the width), got {flat_dim!r}")
@@ -671,112 +821,3 @@ class Dcls2dK1d(_DclsBase):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", flat_dim={self.flat_dim}"
-
-
-Dcls1d.__doc__ = f"""1-D DCLS convolution: ``kernel_count`` taps per channel pair at learnable positions.
-
-    ``y = conv1d(x, K)`` with the dense kernel ``K[o, i, u] = sum_k W[o, i, k] phi_k(u)``,
-    ``u`` in ``0..D-1``, built by :func:`learnable_ops.dcls_construct`. The signature and
-    parameters are DCLS 0.1.x's, plus ``method``.
-
-    Args:{_COMMON_ARGS}
-        stride: int or 1-tuple.
-        padding: int, 1-tuple, ``'same'`` (stride 1) or ``'valid'``.
-        dilated_kernel_size: ``D``, the size of the dense kernel (int or 1-tuple).{_TAIL_ARGS}{_VERSION_ARG}{_METHOD_ARG}{_FACTORY_ARGS}
-{_ATTRS.format(n=1, dense='', axis='a')}
-
-    Shape:
-        input ``(N, Ci, L)`` or ``(Ci, L)``; output ``(N, Co, L_out)``,
-        ``L_out = floor((L + 2 padding - D) / stride) + 1``.
-
-    Example:
-        >>> layer = Dcls1d(4, 8, kernel_count=3, dilated_kernel_size=9, padding=4)
-        >>> layer(torch.randn(2, 4, 20)).shape
-        torch.Size([2, 8, 20])
-    """
-
-Dcls2d.__doc__ = f"""2-D DCLS convolution: ``kernel_count`` taps per channel pair at learnable 2-D positions.
-
-    ``y = conv2d(x, K)`` with ``K[o, i, u0, u1] = sum_k W[o, i, k] phi_k(u0, u1)`` on the
-    ``D0 x D1`` grid. ``P[0]`` moves taps along rows (height), ``P[1]`` along columns,
-    in every version; non-square and even ``D`` are supported.
-
-    Args:{_COMMON_ARGS}
-        stride: int or pair.
-        padding: int, pair, ``'same'`` (stride 1) or ``'valid'``.
-        dilated_kernel_size: ``(D0, D1)`` or an int for both.{_TAIL_ARGS}{_VERSION_ARG}{_METHOD_ARG}{_FACTORY_ARGS}
-{_ATTRS.format(n=2, dense='', axis='a')}
-
-    Shape:
-        input ``(N, Ci, H, W)`` or ``(Ci, H, W)``; output ``(N, Co, H_out, W_out)`` as for
-        ``nn.Conv2d`` with ``kernel_size = dilated_kernel_size``.
-
-    Example:
-        >>> layer = Dcls2d(8, 8, kernel_count=5, dilated_kernel_size=7, padding=3, groups=8)
-        >>> layer(torch.randn(1, 8, 16, 16)).shape
-        torch.Size([1, 8, 16, 16])
-    """
-
-Dcls3d.__doc__ = f"""3-D DCLS convolution: taps at learnable 3-D positions (``P[a]`` drives axis ``a``).
-
-    Args:{_COMMON_ARGS}
-        stride: int or triple.
-        padding: int, triple, ``'same'`` (stride 1) or ``'valid'``.
-        dilated_kernel_size: ``(D0, D1, D2)`` or an int for all.{_TAIL_ARGS}{_VERSION_ARG}{_FACTORY_ARGS}
-{_ATTRS.format(n=3, dense='', axis='a')}
-
-    Shape:
-        input ``(N, Ci, D, H, W)`` or unbatched; output as for ``nn.Conv3d`` with
-        ``kernel_size = dilated_kernel_size``.
-    """
-
-Dcls2_1d.__doc__ = f"""2-D convolution with a dense first axis and learnable positions along the last.
-
-    Kernel ``K[o, i, d, u] = sum_k W[o, i, d, k] phi_{{o,i,d,k}}(u)``: for each of the
-    ``dense_kernel_size`` rows ``d`` the taps have their own positions along the last
-    (width) axis, e.g. neurons x time for delay learning. The gauss width is
-    ``|SIG| + 0.27`` as in every other layer (the unreleased DCLS ``Dcls2_1d`` used
-    ``|SIG| + 1``; :func:`learnable_ops.compat.load_dcls_state_dict` converts).
-
-    Args:{_COMMON_ARGS}
-        stride: int or pair.
-        padding: int, pair, ``'same'`` (stride 1) or ``'valid'``.
-        dense_kernel_size: ``d0``, the kernel's height (int or 1-tuple).
-        dilated_kernel_size: ``D``, the kernel's width (int or 1-tuple).{_TAIL_ARGS}{_VERSION_ARG}{_FACTORY_ARGS}
-{_ATTRS.format(n=1, dense='d0, ', axis='1 (the last)')}
-
-    Shape:
-        input ``(N, Ci, H, W)``; output as for ``nn.Conv2d`` with ``kernel_size = (d0, D)``.
-    """
-
-Dcls3_1d.__doc__ = f"""3-D convolution with two dense leading axes and learnable positions along the last.
-
-    Kernel ``K[o, i, d0, d1, u] = sum_k W[o, i, d0, d1, k] phi_{{o,i,d0,d1,k}}(u)``.
-
-    Args:{_COMMON_ARGS}
-        stride: int or triple.
-        padding: int, triple, ``'same'`` (stride 1) or ``'valid'``.
-        dense_kernel_size: ``(d0, d1)`` or an int for both.
-        dilated_kernel_size: ``D``, the size of the last kernel axis.{_TAIL_ARGS}{_VERSION_ARG}{_FACTORY_ARGS}
-{_ATTRS.format(n=1, dense='d0, d1, ', axis='2 (the last)')}
-
-    Shape:
-        input ``(N, Ci, T, H, W)``; output as for ``nn.Conv3d`` with ``kernel_size = (d0, d1, D)``.
-    """
-
-Dcls2dK1d.__doc__ = f"""A 1-D learnable-spacing kernel applied by a 2-D convolution.
-
-    The kernel lies along input axis ``flat_dim``: ``(D, 1)`` (vertical, along the
-    height) for ``flat_dim=0`` and ``(1, D)`` (horizontal, along the width) for
-    ``flat_dim=1``. This is what DCLS 0.1.x computes (its README calls ``flat_dim=0``
-    a ``(1, D)`` kernel, which its code does not do), so its checkpoints load unchanged.
-    For "same" output pad along the kernel's axis only, e.g. ``padding=(D // 2, 0)``
-    for ``flat_dim=0``.
-
-    Args:{_COMMON_ARGS}
-        stride: int or pair.
-        padding: int, pair, ``'same'`` or ``'valid'``.
-        dilated_kernel_size: ``D`` (int or 1-tuple).{_TAIL_ARGS}{_VERSION_ARG}
-        flat_dim: 0 or 1, the axis the kernel lies along (see above).{_FACTORY_ARGS}
-{_ATTRS.format(n=1, dense='', axis='flat_dim')}
-    """

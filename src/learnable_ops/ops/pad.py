@@ -1,4 +1,4 @@
-"""``learnable_ops.pad``: N-d padding in five modes, any amount, with cropping."""
+"""``learnable_ops.pad``: N-d padding in five index modes and polynomial extrapolation, any amount, with cropping."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from learnable_ops.ops._validate import check_floating, check_rank, choice, int_
 
 PAD_MODES = ("zeros", "border", "periodic", "reflect", "symmetric")
 """Padding modes of the shared index maps (numpy.pad's constant, edge, wrap, reflect, symmetric)."""
+
+EXTRAPOLATION_MODES = ("polynomial",)
+"""Padding modes that extrapolate (a weighted sum of samples rather than a copy); they take ``order``."""
 
 PAD_MODE_ALIASES = {
     "constant": "zeros",
@@ -23,7 +26,7 @@ PAD_MODE_ALIASES = {
 
 def normalize_pad_mode(mode: str, name: str = "mode") -> str:
     """The canonical name of a padding mode; raises ``ValueError`` listing the valid ones."""
-    return choice(mode, name, PAD_MODES, PAD_MODE_ALIASES)
+    return choice(mode, name, PAD_MODES + EXTRAPOLATION_MODES, PAD_MODE_ALIASES)
 
 
 def pad_output_shape(shape: Sequence[int], pad: Sequence[int]) -> list[int]:
@@ -41,22 +44,63 @@ def pad_output_shape(shape: Sequence[int], pad: Sequence[int]) -> list[int]:
     return out
 
 
-def pad(input: torch.Tensor, pad: Sequence[int], mode: str = "zeros") -> torch.Tensor:
+def _per_axis(value, name: str, nsp: int, lowest: int) -> list[int] | None:
+    if value is None:
+        return None
+    values = int_tuple(value, name, None)
+    if len(values) == 1:
+        values = values * nsp
+    if len(values) != nsp:
+        raise ValueError(f"{name} must be an int or have {nsp} entries (one per spatial dimension), got {len(values)}")
+    for v in values:
+        if v < lowest:
+            raise ValueError(f"{name} must be >= {lowest}, got {value}")
+    return list(values)
+
+
+def pad(
+    input: torch.Tensor,
+    pad: Sequence[int],
+    mode: str = "zeros",
+    order: int | Sequence[int] | None = None,
+    dilation: int | Sequence[int] | None = None,
+) -> torch.Tensor:
     """Pads (or crops) every spatial dimension of ``input``.
 
     Unlike :func:`torch.nn.functional.pad`, every mode accepts any amount,
     including pads several times larger than the input, and ``symmetric`` is
-    available. Each mode equals :func:`numpy.pad` exactly: ``zeros``
+    available. Each index mode equals :func:`numpy.pad` exactly: ``zeros``
     (numpy "constant"), ``border`` ("edge"), ``periodic`` ("wrap"),
     ``reflect`` and ``symmetric``. Negative amounts crop. The backward pass is
     the exact adjoint (a sum over every output that copied an input element).
+
+    Mode ``polynomial`` extrapolates: along each padded dimension, the value
+    ``d`` samples outside an edge is the polynomial of degree ``order``
+    through the ``order + 1`` samples nearest to that edge, evaluated there,
+    i.e. ``sum_i l_i(-d) * x[edge + i]`` with ``l_i`` the Lagrange basis on
+    the nodes ``0..order`` (for ``order=2``, ``d=1``: ``3, -3, 1``). There is
+    no natural default degree for a pad on its own, so ``order`` is required
+    here; :func:`learnable_ops.diff_conv2d` uses ``order = K - 1`` for a
+    ``K``-wide kernel. Dimensions are extended one after the other, so corners
+    are tensor products of the two edge rules. With ``dilation`` ``s``, each
+    residue class modulo ``s`` is extrapolated on its own grid (the samples a
+    convolution of dilation ``s`` combines): nodes are ``s`` apart. A padded
+    dimension needs at least ``dilation * (order + 1)`` samples. High orders
+    amplify noise (the absolute weights for one sample at distance 1, 2, 3 sum
+    to 7 for order 2, 129 for order 4 at ``d=2``, 2815 for order 6 at ``d=3``).
+    The backward pass is the exact adjoint (the transpose of these weights).
 
     Args:
         input: ``(N, C, W)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)``, floating point.
         pad: ``2 * (input.dim() - 2)`` ints in :func:`torch.nn.functional.pad`'s
             order: ``(W_before, W_after, H_before, H_after, D_before, D_after)``.
-        mode: one of :data:`PAD_MODES`; the torch/numpy names ``constant``,
-            ``replicate``, ``edge``, ``circular`` and ``wrap`` are accepted too.
+        mode: one of :data:`PAD_MODES` or ``"polynomial"``; the torch/numpy names
+            ``constant``, ``replicate``, ``edge``, ``circular`` and ``wrap`` are
+            accepted too.
+        order: ``polynomial`` mode only (required there): the degree, an int or
+            one per spatial dimension in dimension order (``(D,) H, W``).
+        dilation: ``polynomial`` mode only: the grid step, an int or one per
+            spatial dimension in dimension order; default 1.
 
     Returns:
         ``(N, C, *[size + before + after])``, contiguous, of ``input``'s dtype.
@@ -78,40 +122,57 @@ def pad(input: torch.Tensor, pad: Sequence[int], mode: str = "zeros") -> torch.T
                 f"pad ({amounts[2 * k]}, {amounts[2 * k + 1]}) crops dimension {dim} of size "
                 f"{input.shape[dim]} to nothing; the output must keep at least one element"
             )
-    return torch.ops.learnable_ops.pad.default(input, list(amounts), mode)
+    if mode not in EXTRAPOLATION_MODES:
+        if order is not None or dilation is not None:
+            raise ValueError(f"order and dilation apply to mode 'polynomial' only, got mode {mode!r}")
+        return torch.ops.learnable_ops.pad.default(input, list(amounts), mode)
+    if order is None:
+        raise ValueError(
+            "order is required for mode 'polynomial': the degree of the extrapolating polynomial, "
+            "which passes through the order + 1 samples nearest to each edge"
+        )
+    orders = _per_axis(order, "order", nsp, 0)
+    steps = _per_axis(dilation, "dilation", nsp, 1) or [1] * nsp
+    for k in range(nsp):
+        dim = 2 + k
+        before, after = amounts[2 * (nsp - 1 - k)], amounts[2 * (nsp - 1 - k) + 1]
+        need = steps[k] * (orders[k] + 1)
+        if (before > 0 or after > 0) and input.shape[dim] < need:
+            raise ValueError(
+                f"input has size {input.shape[dim]} on dimension {dim}; polynomial padding of order "
+                f"{orders[k]} with dilation {steps[k]} needs at least {need} samples there"
+            )
+    return torch.ops.learnable_ops.pad.default(input, list(amounts), mode, orders, steps)
 
 
 @torch.library.register_fake("learnable_ops::pad")
-def _pad_fake(input, pad, mode):
+def _pad_fake(input, pad, mode, order=None, dilation=None):
     return input.new_empty(pad_output_shape(input.shape, pad))
 
 
 @torch.library.register_fake("learnable_ops::pad_backward")
-def _pad_backward_fake(grad_output, input_size, pad, mode):
+def _pad_backward_fake(grad_output, input_size, pad, mode, order=None, dilation=None):
     return grad_output.new_empty(input_size)
 
 
 def _pad_setup_context(ctx, inputs, output):
-    input, pad, mode = inputs
+    input, pad, mode, order, dilation = inputs
     ctx.input_size = list(input.shape)
-    ctx.pad = pad
-    ctx.mode = mode
+    ctx.args = (pad, mode, order, dilation)
 
 
 def _pad_backward(ctx, grad_output):
-    grad = torch.ops.learnable_ops.pad_backward.default(grad_output, ctx.input_size, ctx.pad, ctx.mode)
-    return grad, None, None
+    grad = torch.ops.learnable_ops.pad_backward.default(grad_output, ctx.input_size, *ctx.args)
+    return grad, None, None, None, None
 
 
 def _pad_backward_setup_context(ctx, inputs, output):
-    _, _, pad, mode = inputs
-    ctx.pad = pad
-    ctx.mode = mode
+    ctx.args = tuple(inputs[2:])
 
 
 def _pad_backward_backward(ctx, grad_grad_input):
     # pad_backward is linear in grad_output and its adjoint is pad itself.
-    return torch.ops.learnable_ops.pad.default(grad_grad_input, ctx.pad, ctx.mode), None, None, None
+    return torch.ops.learnable_ops.pad.default(grad_grad_input, *ctx.args), None, None, None, None, None
 
 
 torch.library.register_autograd("learnable_ops::pad", _pad_backward, setup_context=_pad_setup_context)

@@ -1,0 +1,321 @@
+// diff_conv2d: DiffConv2d (padding-free convolution by polynomial extrapolation).
+//
+// DiffConv2d's output equals a valid convolution of the input padded by
+// polynomial extrapolation (the pad op's `polynomial` mode, order K - 1 per
+// axis, on the dilated grid). We never build that padded copy. Instead:
+//
+//   out          = conv(zero-padded x, w) + bias           (ATen: cuDNN / oneDNN)
+//   out[strip s] = conv(P_s, w_edge) + bias_edge           (overwrites the strip)
+//
+// where the strips (top, bottom, left, right) partition the boundary outputs
+// (those whose window leaves the image) and P_s is the polynomially padded
+// input window of a strip, built by the pad op from a thin slice of x. The big
+// convolution has exactly F.conv2d(padding='same')'s arguments, so time and
+// memory stay those of a plain conv; the strips cost O(perimeter * K) values
+// and O(perimeter * K^2) MACs per channel pair.
+//
+// Backward: ATen's convolution backward of the whole output, then per strip
+// the difference between what the strip really computed and what the
+// zero-padded conv assumed. With P_s = Z_s + E_s (Z_s the zero-padded window,
+// E_s the extrapolated ring) and no edge weight, that difference is
+// conv(E_s, w): its weight gradient comes from E_s (P_s with the interior
+// zeroed), its input gradient is E^T of the ring part of the strip's
+// convT(g) (P^T applied after zeroing the interior). With
+// keep_img_grad_at_invalid false, the strip instead removes its zero-padded
+// contribution Z^T convT(g) (a crop). With an edge weight, both terms are
+// explicit. Every step is the exact adjoint of the forward.
+//
+// The op is a composition of ATen convolutions and the pad op, which dispatch
+// on the device themselves, so one implementation is registered for CPU and
+// CUDA; the device kernels are the pad op's (cpp/pad.cpp, cuda/pad.cu).
+#include <array>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#include "learnable_ops/checks.h"
+
+namespace learnable_ops {
+namespace {
+
+// Boundary outputs along one axis: front [0, front_end), back [back_start, out).
+struct AxisGeometry {
+  int64_t n, kernel, dilation, stride, order, pad, out, front_end, back_start;
+};
+
+AxisGeometry axis_geometry(int64_t n, int64_t kernel, int64_t dilation, int64_t stride, int64_t order) {
+  AxisGeometry g{n, kernel, dilation, stride, order, 0, 0, 0, 0};
+  g.pad = (kernel / 2) * dilation;
+  g.out = (n - 1) / stride + 1;
+  // Output o reads image samples [o * stride - pad, o * stride + pad].
+  const int64_t first_inner = (g.pad + stride - 1) / stride;
+  const int64_t inner_end = n - 1 - g.pad >= 0 ? (n - 1 - g.pad) / stride + 1 : 0;
+  g.front_end = std::min(first_inner, g.out);
+  g.back_start = std::max(g.front_end, std::min(inner_end, g.out));
+  return g;
+}
+
+struct Box {
+  int64_t begin[2], end[2];  // output rows, columns
+};
+
+// Top and bottom strips span all columns; left and right the rows between.
+std::vector<Box> boundary_boxes(const AxisGeometry& h, const AxisGeometry& w) {
+  std::vector<Box> boxes;
+  if (h.front_end > 0) boxes.push_back({{0, 0}, {h.front_end, w.out}});
+  if (h.back_start < h.out) boxes.push_back({{h.back_start, 0}, {h.out, w.out}});
+  if (h.front_end < h.back_start) {
+    if (w.front_end > 0) boxes.push_back({{h.front_end, 0}, {h.back_start, w.front_end}});
+    if (w.back_start < w.out) boxes.push_back({{h.front_end, w.back_start}, {h.back_start, w.out}});
+  }
+  return boxes;
+}
+
+// The input window of a box: a slice of the image and the pad (F.pad order,
+// negative crops) that turns it into exactly the samples the box's
+// convolution reads. The slice always holds the extrapolation nodes.
+struct Window {
+  int64_t slice_begin[2], slice_len[2];
+  std::vector<int64_t> pad;
+  // Image samples of the window: [inner_begin, +inner_len) in window (padded)
+  // coordinates, starting at image index inner_image_begin.
+  int64_t inner_begin[2], inner_len[2], inner_image_begin[2];
+};
+
+Window box_window(const Box& box, const AxisGeometry* axes) {
+  Window win;
+  int64_t before[2], after[2];
+  for (int a = 0; a < 2; ++a) {
+    const AxisGeometry& g = axes[a];
+    const int64_t start = box.begin[a] * g.stride - g.pad;
+    const int64_t end = (box.end[a] - 1) * g.stride + g.pad + 1;
+    const int64_t nodes = (g.order + 1) * g.dilation;
+    int64_t s = start, e = end;
+    if (start < 0) s = 0, e = std::max(e, nodes);
+    if (end > g.n) e = g.n, s = std::min(s, g.n - nodes);
+    s = std::max<int64_t>(s, 0);
+    e = std::min(e, g.n);
+    win.slice_begin[a] = s;
+    win.slice_len[a] = e - s;
+    before[a] = s - start;
+    after[a] = end - e;
+    const int64_t lo = std::max<int64_t>(start, 0), hi = std::min(end, g.n);
+    win.inner_begin[a] = lo - start;
+    win.inner_len[a] = hi - lo;
+    win.inner_image_begin[a] = lo;
+  }
+  win.pad = {before[1], after[1], before[0], after[0]};
+  return win;
+}
+
+at::Tensor call_pad(const at::Tensor& x, at::IntArrayRef pad, c10::string_view mode,
+                    at::OptionalIntArrayRef order, at::OptionalIntArrayRef dilation) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("learnable_ops::pad", "")
+                       .typed<at::Tensor(const at::Tensor&, at::IntArrayRef, c10::string_view,
+                                         at::OptionalIntArrayRef, at::OptionalIntArrayRef)>();
+  return op.call(x, pad, mode, order, dilation);
+}
+
+at::Tensor call_pad_backward(const at::Tensor& grad, at::IntArrayRef input_size, at::IntArrayRef pad,
+                             c10::string_view mode, at::OptionalIntArrayRef order,
+                             at::OptionalIntArrayRef dilation) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("learnable_ops::pad_backward", "")
+                       .typed<at::Tensor(const at::Tensor&, c10::SymIntArrayRef, at::IntArrayRef,
+                                         c10::string_view, at::OptionalIntArrayRef,
+                                         at::OptionalIntArrayRef)>();
+  return op.call(grad, c10::fromIntArrayRefSlow(input_size), pad, mode, order, dilation);
+}
+
+struct Setup {
+  AxisGeometry axes[2];
+  std::array<int64_t, 2> stride, dilation, order, padding;
+  int64_t groups;
+};
+
+Setup check_and_plan(const at::Tensor& input, const at::Tensor& weight,
+                     const std::optional<at::Tensor>& edge_weight, at::IntArrayRef stride,
+                     at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order) {
+  check_floating(input, "input");
+  check_same_dtype(input, "input", weight, "weight");
+  check_same_device(input, "input", weight, "weight");
+  TORCH_CHECK_VALUE(input.dim() == 4, "input must be a 4D tensor (N, C, H, W), got shape ",
+                    input.sizes());
+  TORCH_CHECK_VALUE(weight.dim() == 4, "weight must be a 4D tensor (C_out, C_in / groups, kH, kW), got shape ",
+                    weight.sizes());
+  TORCH_CHECK_VALUE(groups >= 1 && input.size(1) % groups == 0 && weight.size(0) % groups == 0 &&
+                        weight.size(1) * groups == input.size(1),
+                    "groups=", groups, " does not fit input channels ", input.size(1),
+                    " and weight of shape ", weight.sizes());
+  if (edge_weight.has_value()) {
+    check_same_dtype(input, "input", *edge_weight, "edge_weight");
+    check_same_device(input, "input", *edge_weight, "edge_weight");
+    TORCH_CHECK_VALUE(edge_weight->sizes() == weight.sizes(), "edge_weight must have the shape of weight ",
+                      weight.sizes(), ", got ", edge_weight->sizes());
+  }
+  TORCH_CHECK_VALUE(stride.size() == 2 && dilation.size() == 2 && order.size() == 2,
+                    "stride, dilation and order must have 2 entries each");
+  Setup s;
+  s.groups = groups;
+  for (int a = 0; a < 2; ++a) {
+    const int64_t k = weight.size(2 + a), n = input.size(2 + a);
+    const char* axis = a == 0 ? "height" : "width";
+    TORCH_CHECK_VALUE(k % 2 == 1, "kernel size must be odd along both axes, got ", weight.size(2),
+                      "x", weight.size(3));
+    TORCH_CHECK_VALUE(stride[a] >= 1 && dilation[a] >= 1, "stride and dilation must be >= 1");
+    TORCH_CHECK_VALUE(order[a] >= 0 && order[a] <= k - 1, "order must be in [0, ", k - 1,
+                      "] along the ", axis, " (kernel size ", k, "), got ", order[a]);
+    const int64_t span = (k - 1) * dilation[a] + 1, nodes = (order[a] + 1) * dilation[a];
+    TORCH_CHECK_VALUE(n >= span && (k == 1 || n >= nodes), "input ", axis, " ", n,
+                      " is smaller than the kernel: ", k, " taps with dilation ", dilation[a],
+                      " span ", span, " and extrapolating with order ", order[a], " needs ", nodes);
+    s.axes[a] = axis_geometry(n, k, dilation[a], stride[a], order[a]);
+    s.stride[a] = stride[a];
+    s.dilation[a] = dilation[a];
+    s.order[a] = order[a];
+    s.padding[a] = s.axes[a].pad;
+  }
+  return s;
+}
+
+at::Tensor window_slice(const at::Tensor& x, const Window& win) {
+  return x.narrow(2, win.slice_begin[0], win.slice_len[0]).narrow(3, win.slice_begin[1], win.slice_len[1]);
+}
+
+// The image part of a window-shaped tensor, and the same samples of the image.
+at::Tensor window_inner(const at::Tensor& t, const Window& win) {
+  return t.narrow(2, win.inner_begin[0], win.inner_len[0]).narrow(3, win.inner_begin[1], win.inner_len[1]);
+}
+at::Tensor image_inner(const at::Tensor& x, const Window& win) {
+  return x.narrow(2, win.inner_image_begin[0], win.inner_len[0])
+      .narrow(3, win.inner_image_begin[1], win.inner_len[1]);
+}
+
+at::Tensor box_view(const at::Tensor& t, const Box& box) {
+  return t.narrow(2, box.begin[0], box.end[0] - box.begin[0]).narrow(3, box.begin[1], box.end[1] - box.begin[1]);
+}
+
+at::Tensor diff_conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
+                              const std::optional<at::Tensor>& bias,
+                              const std::optional<at::Tensor>& edge_weight,
+                              const std::optional<at::Tensor>& edge_bias, at::IntArrayRef stride,
+                              at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order,
+                              bool keep_img_grad_at_invalid) {
+  const Setup s = check_and_plan(input, weight, edge_weight, stride, dilation, groups, order);
+  // Contiguous whatever the input's memory format (a no-op for NCHW inputs).
+  at::Tensor out =
+      at::convolution(input, weight, bias, s.stride, s.padding, s.dilation, false, {0, 0}, groups).contiguous();
+  if (out.numel() == 0) return out;
+  const at::Tensor& strip_weight = edge_weight.has_value() ? *edge_weight : weight;
+  const std::optional<at::Tensor>& strip_bias = edge_bias.has_value() ? edge_bias : bias;
+  for (const Box& box : boundary_boxes(s.axes[0], s.axes[1])) {
+    const Window win = box_window(box, s.axes);
+    const at::Tensor poly = call_pad(window_slice(input, win), win.pad, "polynomial", s.order, s.dilation);
+    box_view(out, box).copy_(
+        at::convolution(poly, strip_weight, strip_bias, s.stride, {0, 0}, s.dilation, false, {0, 0}, groups));
+  }
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> diff_conv2d_backward_kernel(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    const std::optional<at::Tensor>& edge_weight, bool has_edge_bias, at::IntArrayRef stride,
+    at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order, bool keep_img_grad_at_invalid,
+    std::array<bool, 5> output_mask) {
+  const Setup s = check_and_plan(input, weight, edge_weight, stride, dilation, groups, order);
+  const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
+  const bool need_edge_weight = output_mask[3] && edge_weight.has_value();
+  const bool need_edge_bias = output_mask[4] && has_edge_bias;
+  at::Tensor grad_input, grad_weight, grad_bias, grad_edge_weight, grad_edge_bias;
+  const std::vector<int64_t> bias_sizes{weight.size(0)};
+  std::tie(grad_input, grad_weight, grad_bias) = at::convolution_backward(
+      grad_output, input, weight, bias_sizes, s.stride, s.padding, s.dilation, false, {0, 0}, groups,
+      {need_input, need_weight, need_bias});
+  if (need_input) grad_input = grad_input.contiguous();
+  if (need_weight) grad_weight = grad_weight.contiguous();
+  if (need_edge_weight) grad_edge_weight = at::zeros_like(*edge_weight, at::MemoryFormat::Contiguous);
+  if (need_edge_bias) grad_edge_bias = at::zeros({weight.size(0)}, grad_output.options());
+  if (grad_output.numel() == 0 || input.numel() == 0)
+    return {grad_input, grad_weight, grad_bias, grad_edge_weight, grad_edge_bias};
+
+  auto conv_backward = [&](const at::Tensor& g, const at::Tensor& x, const at::Tensor& w, bool need_x,
+                           bool need_w) {
+    return at::convolution_backward(g, x, w, std::nullopt, s.stride, {0, 0}, s.dilation, false, {0, 0},
+                                    groups, {need_x, need_w, false});
+  };
+  for (const Box& box : boundary_boxes(s.axes[0], s.axes[1])) {
+    const Window win = box_window(box, s.axes);
+    const at::Tensor x_box = window_slice(input, win);
+    const at::Tensor g_box = box_view(grad_output, box);
+    at::Tensor poly = call_pad(x_box, win.pad, "polynomial", s.order, s.dilation);
+    // Gradient w.r.t. the window of the ring part of the strip (keep) and of the
+    // zero-padded part that the main backward counted (both, or the latter only).
+    at::Tensor g_ring, g_zero;
+    if (edge_weight.has_value()) {
+      at::Tensor g_poly, g_edge_w, g_w;
+      std::tie(g_poly, g_edge_w, std::ignore) =
+          conv_backward(g_box, poly, *edge_weight, need_input && keep_img_grad_at_invalid, need_edge_weight);
+      if (need_edge_weight) grad_edge_weight.add_(g_edge_w);
+      // Remove what the main backward counted for these outputs.
+      at::Tensor zero = at::zeros_like(poly);
+      window_inner(zero, win).copy_(window_inner(poly, win));
+      std::tie(g_zero, g_w, std::ignore) = conv_backward(g_box, zero, weight, need_input, need_weight);
+      if (need_weight) grad_weight.sub_(g_w);
+      if (need_input && keep_img_grad_at_invalid) g_ring = g_poly;
+    } else {
+      window_inner(poly, win).zero_();  // poly - zero-padded: the extrapolated ring only
+      at::Tensor g_w;
+      std::tie(g_zero, g_w, std::ignore) = conv_backward(g_box, poly, weight, need_input, need_weight);
+      if (need_weight) grad_weight.add_(g_w);
+      if (need_input && keep_img_grad_at_invalid) g_ring = g_zero;  // its image part cancels below
+    }
+    if (need_input) {
+      if (g_ring.defined() && g_ring.is_same(g_zero)) {
+        // E^T(g) = P^T(g with the image part zeroed); Z^T(g) - Z^T(g) cancels.
+        window_inner(g_ring, win).zero_();
+        window_slice(grad_input, win).add_(
+            call_pad_backward(g_ring, x_box.sizes(), win.pad, "polynomial", s.order, s.dilation));
+      } else {
+        image_inner(grad_input, win).sub_(window_inner(g_zero, win));
+        if (g_ring.defined())
+          window_slice(grad_input, win).add_(
+              call_pad_backward(g_ring, x_box.sizes(), win.pad, "polynomial", s.order, s.dilation));
+      }
+    }
+    if (has_edge_bias && (need_bias || need_edge_bias)) {
+      const at::Tensor g_sum = g_box.sum({0, 2, 3});
+      if (need_bias) grad_bias.sub_(g_sum);
+      if (need_edge_bias) grad_edge_bias.add_(g_sum);
+    }
+  }
+  return {grad_input, grad_weight, grad_bias, grad_edge_weight, grad_edge_bias};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
+  m.def(
+      "diff_conv2d(Tensor input, Tensor weight, Tensor? bias, Tensor? edge_weight, Tensor? edge_bias, "
+      "int[2] stride, int[2] dilation, int groups, int[2] order, bool keep_img_grad_at_invalid) -> Tensor");
+  m.def(
+      "diff_conv2d_backward(Tensor grad_output, Tensor input, Tensor weight, Tensor? edge_weight, "
+      "bool has_edge_bias, int[2] stride, int[2] dilation, int groups, int[2] order, "
+      "bool keep_img_grad_at_invalid, bool[5] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(learnable_ops, CPU, m) {
+  m.impl("diff_conv2d", &diff_conv2d_kernel);
+  m.impl("diff_conv2d_backward", &diff_conv2d_backward_kernel);
+}
+
+TORCH_LIBRARY_IMPL(learnable_ops, CUDA, m) {
+  m.impl("diff_conv2d", &diff_conv2d_kernel);
+  m.impl("diff_conv2d_backward", &diff_conv2d_backward_kernel);
+}
+
+}  // namespace learnable_ops

@@ -1,0 +1,213 @@
+"""``learnable_ops.diff_conv2d``: padding-free convolution by polynomial extrapolation (DiffConv2d)."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from learnable_ops.ops._validate import check_floating, check_rank, check_same_device, check_tensor, int_tuple
+
+_warned_half_precision = False
+
+
+def _pair(value, name: str, lowest: int) -> tuple[int, int]:
+    pair = int_tuple(value, name, 2)
+    for v in pair:
+        if v < lowest:
+            raise ValueError(f"{name} must be >= {lowest}, got {value}")
+    return pair
+
+
+def resolve_order(order, kernel_size: tuple[int, int]) -> tuple[int, int]:
+    """Per-axis extrapolation degree: ``K - 1`` by default; validated against the kernel size."""
+    if order is None:
+        return (kernel_size[0] - 1, kernel_size[1] - 1)
+    orders = int_tuple(order, "order", 2)
+    for axis, (q, k) in enumerate(zip(orders, kernel_size)):
+        if q < 0 or q >= k:
+            raise ValueError(
+                f"order must be in [0, K - 1] on each axis; got {order} for a kernel of size "
+                f"{tuple(kernel_size)} ({'height' if axis == 0 else 'width'} K = {k}); pass one order per axis"
+            )
+    return orders
+
+
+def _check_vector(t, name: str, channels: int, like: torch.Tensor) -> None:
+    if t is None:
+        return
+    check_tensor(t, name)
+    if t.shape != (channels,):
+        raise ValueError(f"{name} must have shape ({channels},), got {tuple(t.shape)}")
+    if t.dtype != like.dtype:
+        raise TypeError(f"{name} must have dtype {like.dtype}, got {t.dtype}")
+
+
+def diff_conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    keep_img_grad_at_invalid: bool = True,
+    edge_weight: torch.Tensor | None = None,
+    order: int | tuple[int, int] | None = None,
+    edge_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """DiffConv2d: a 'same'-size convolution without padding artefacts.
+
+    Every output whose ``kH x kW`` window (on the dilated grid) lies inside the
+    image is an ordinary convolution output. Every other ("boundary") output
+    applies the kernel to the polynomial of degree ``order`` (per axis; default
+    ``K - 1``) through the nearest samples: this is DiffConv2d's transformed
+    kernel ``L_r @ k @ L_s^T`` applied to the nearest fully valid window, and
+    equals padding the input by Lagrange extrapolation (see
+    :func:`learnable_ops.pad`, mode ``polynomial``) followed by a valid
+    convolution. With dilation ``d`` each residue class modulo ``d`` is
+    extrapolated on its own grid (the samples the dilated kernel combines).
+
+    High degrees amplify noise: the absolute extrapolation weights sum to 7,
+    129 and 2815 for K = 3, 5, 7, so corner outputs on rough data can reach
+    ~1e6 at K = 7 and float32 drifts by ~0.1 there. Lower ``order`` to tame
+    it; half precision with K >= 5 (order >= 4) warns once.
+
+    Args:
+        input: ``(N, C_in, H, W)``, floating point.
+        weight: ``(C_out, C_in / groups, kH, kW)``; ``kH`` and ``kW`` odd.
+        bias: ``(C_out,)`` or None.
+        stride: int or ``(sH, sW)``; the output is ``((H - 1) // sH + 1, (W - 1) // sW + 1)``.
+        dilation: int or ``(dH, dW)``.
+        groups: as in :func:`torch.nn.functional.conv2d`.
+        keep_img_grad_at_invalid: if False, boundary outputs contribute nothing
+            to the gradient of ``input`` (they still do to the weights').
+        edge_weight: ``(C_out, C_in / groups, kH, kW)`` or None: if given,
+            boundary outputs use it instead of ``weight`` (explicit boundary
+            handling); interior outputs are unchanged.
+        order: extrapolation degree, an int or ``(order_H, order_W)``, each in
+            ``[0, K - 1]``; default ``K - 1`` (DiffConv2d).
+        edge_bias: ``(C_out,)`` or None: if given, boundary outputs add it
+            instead of ``bias``.
+
+    Returns:
+        ``(N, C_out, H_out, W_out)``, contiguous.
+
+    Raises:
+        ValueError: an even kernel, an image smaller than the (dilated) kernel or
+            than ``dilation * (order + 1)`` along an axis, ``order >= K``, or a
+            shape mismatch (``edge_weight``, ``bias``, groups).
+    """
+    check_floating(input, "input")
+    check_rank(input, "input", (4,), "a 4D tensor (N, C_in, H, W)")
+    check_tensor(weight, "weight")
+    check_rank(weight, "weight", (4,), "a 4D tensor (C_out, C_in / groups, kH, kW)")
+    if weight.dtype != input.dtype:
+        raise TypeError(f"weight must have the dtype of input ({input.dtype}), got {weight.dtype}")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    c_out, c_in_per_group, kh, kw = weight.shape
+    if input.shape[1] != c_in_per_group * groups or c_out % groups != 0:
+        raise ValueError(
+            f"weight of shape {tuple(weight.shape)} with groups={groups} does not fit input with "
+            f"{input.shape[1]} channels (need C_in = weight.shape[1] * groups and C_out divisible by groups)"
+        )
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(
+            f"kernel size must be odd along both axes (the kernel is centred on its output), got {kh}x{kw}"
+        )
+    strides = _pair(stride, "stride", 1)
+    dilations = _pair(dilation, "dilation", 1)
+    orders = resolve_order(order, (kh, kw))
+    for axis, name in ((0, "height"), (1, "width")):
+        n, k, d, q = input.shape[2 + axis], weight.shape[2 + axis], dilations[axis], orders[axis]
+        span, nodes = (k - 1) * d + 1, (q + 1) * d
+        if n < span or (k > 1 and n < nodes):
+            raise ValueError(
+                f"input {name} {n} is smaller than the kernel: {k} taps with dilation {d} span {span}, "
+                f"and extrapolating with order {q} needs {nodes} samples"
+            )
+    if edge_weight is not None:
+        check_tensor(edge_weight, "edge_weight")
+        if edge_weight.shape != weight.shape:
+            raise ValueError(f"edge_weight must have the shape of weight {tuple(weight.shape)}, got {tuple(edge_weight.shape)}")
+        if edge_weight.dtype != weight.dtype:
+            raise TypeError(f"edge_weight must have dtype {weight.dtype}, got {edge_weight.dtype}")
+    _check_vector(bias, "bias", c_out, input)
+    _check_vector(edge_bias, "edge_bias", c_out, input)
+    check_same_device(("input", input), ("weight", weight), ("bias", bias), ("edge_weight", edge_weight), ("edge_bias", edge_bias))
+    if input.dtype in (torch.float16, torch.bfloat16) and max(orders) >= 4:
+        _warn_half_precision(input.dtype, orders)
+    return torch.ops.learnable_ops.diff_conv2d.default(
+        input, weight, bias, edge_weight, edge_bias, list(strides), list(dilations), groups, list(orders),
+        bool(keep_img_grad_at_invalid),
+    )
+
+
+def _warn_half_precision(dtype, orders) -> None:
+    global _warned_half_precision
+    if _warned_half_precision:
+        return
+    _warned_half_precision = True
+    warnings.warn(
+        f"diff_conv2d in {dtype} with extrapolation order {max(orders)} (kernel size >= 5): the "
+        "extrapolation weights sum to 129 (K=5) and 2815 (K=7) in absolute value, so boundary outputs lose "
+        "most of their precision; use float32, or lower `order`",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _out_size(n: int, stride: int) -> int:
+    return (n - 1) // stride + 1
+
+
+@torch.library.register_fake("learnable_ops::diff_conv2d")
+def _diff_conv2d_fake(input, weight, bias, edge_weight, edge_bias, stride, dilation, groups, order, keep):
+    return input.new_empty(
+        (input.shape[0], weight.shape[0], _out_size(input.shape[2], stride[0]), _out_size(input.shape[3], stride[1]))
+    )
+
+
+@torch.library.register_fake("learnable_ops::diff_conv2d_backward")
+def _diff_conv2d_backward_fake(grad_output, input, weight, edge_weight, has_edge_bias, stride, dilation, groups, order, keep, output_mask):
+    channels = weight.shape[0]
+    return (
+        input.new_empty(input.shape) if output_mask[0] else None,
+        weight.new_empty(weight.shape) if output_mask[1] else None,
+        weight.new_empty((channels,)) if output_mask[2] else None,
+        weight.new_empty(weight.shape) if output_mask[3] and edge_weight is not None else None,
+        weight.new_empty((channels,)) if output_mask[4] and has_edge_bias else None,
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    input, weight, bias, edge_weight, edge_bias, stride, dilation, groups, order, keep = inputs
+    ctx.save_for_backward(input, weight, edge_weight)
+    ctx.has_edge_bias = edge_bias is not None
+    ctx.args = (stride, dilation, groups, order, keep)
+
+
+def _backward(ctx, grad_output):
+    input, weight, edge_weight = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    mask = [need[0], need[1], need[2], need[3], need[4]]
+    grads = torch.ops.learnable_ops.diff_conv2d_backward.default(
+        grad_output, input, weight, edge_weight, ctx.has_edge_bias, *ctx.args, mask
+    )
+    return (*grads, None, None, None, None, None)
+
+
+def _backward_setup_context(ctx, inputs, output):
+    pass
+
+
+def _double_backward(ctx, *grads):
+    raise NotImplementedError(
+        "diff_conv2d does not support double backward (create_graph=True through its backward)"
+    )
+
+
+torch.library.register_autograd("learnable_ops::diff_conv2d", _backward, setup_context=_setup_context)
+torch.library.register_autograd(
+    "learnable_ops::diff_conv2d_backward", _double_backward, setup_context=_backward_setup_context
+)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One consolidated run on the GPU machine: build, CUDA tests, benchmarks.
+#   tools/gpu-run.sh "<pytest args>" "<bench families>"
+# Writes logs and JSON to $OUT (the device tool's output folder) when set.
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+python3 -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])"
+python3 -m pip list 2>/dev/null | grep -iE "^(timm|torchvision|pytest|expecttest|hypothesis|scikit-build-core|pybind11|cmake|ninja|numpy|matplotlib|scikit-learn|tqdm|torchao) " | tr '\n' ' '; echo
+start=$(date +%s)
+if ! python3 -m pip install --no-build-isolation --no-deps -v . > "$OUT/build.log" 2>&1; then
+  tail -80 "$OUT/build.log"; echo "BUILD FAILED"; exit 1
+fi
+echo "== build: $(( $(date +%s) - start ))s"
+grep -E "learnable_ops: torch|warning" "$OUT/build.log" | grep -v "torch/include" | head -20
+cd /tmp && python3 -m learnable_ops info; cd - > /dev/null
+# Run tests against the installed package (not the source tree, which has no _C).
+mkdir -p /tmp/t && cp -r tests /tmp/t/ && cp pyproject.toml /tmp/t/ && cp -r docs README.md /tmp/t/ 2>/dev/null
+(cd /tmp/t && timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${1:-tests} -q -x -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -40)
+echo "== tests: $(( $(date +%s) - start ))s"
+for fam in ${2:-}; do
+  (cd /tmp && timeout ${BENCH_TIMEOUT:-200} python3 -m learnable_ops bench --family "$fam" --device cuda --out "$OUT" --min-run-time ${MIN_RUN:-0.3} 2>&1 | tail -30)
+done
+echo "== total: $(( $(date +%s) - start ))s"
