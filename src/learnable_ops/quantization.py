@@ -256,7 +256,9 @@ def _make_quantizer(x86, quantizer_module):
     return LearnableOpsX86Quantizer().set_global(x86.get_default_x86_inductor_quantization_config())
 
 
-def quantize_pt2e(model: nn.Module, example_inputs: tuple, calibrate: Callable[[nn.Module], None]):
+def quantize_pt2e(
+    model: nn.Module, example_inputs: tuple, calibrate: Callable[[nn.Module], None], dynamic_shapes=None
+):
     """PT2E static quantization: export, annotate, calibrate, convert.
 
     The exported graph keeps learnable_ops' own ops; convolutions and linears
@@ -267,6 +269,8 @@ def quantize_pt2e(model: nn.Module, example_inputs: tuple, calibrate: Callable[[
         model: a float model in eval mode.
         example_inputs: a tuple of example inputs for ``torch.export``.
         calibrate: called with the prepared graph module; runs representative data through it.
+        dynamic_shapes: passed to :func:`torch.export.export`, e.g. ``({0: torch.export.Dim("batch")},)``
+            for a graph that accepts any batch size (the default specialises to the example's shapes).
 
     Returns:
         The quantized ``torch.fx.GraphModule`` (run it as is, or ``torch.compile`` it
@@ -282,7 +286,7 @@ def quantize_pt2e(model: nn.Module, example_inputs: tuple, calibrate: Callable[[
             "install torchao (pip install torchao) to use it"
         )
     flow, x86, quantizer_module = flows
-    exported = torch.export.export(model, tuple(example_inputs)).module()
+    exported = torch.export.export(model, tuple(example_inputs), dynamic_shapes=dynamic_shapes).module()
     prepared = flow.prepare_pt2e(exported, _make_quantizer(x86, quantizer_module))
     with torch.no_grad():
         calibrate(prepared)
