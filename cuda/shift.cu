@@ -80,7 +80,8 @@ __global__ void shift_forward_kernel(const scalar_t* __restrict__ x, scalar_t* _
   const acc_t* t = b.t;
   const scalar_t* xp = x + b.offset;
   scalar_t* yp = y + b.offset;
-  const int64_t D = g.size[0], H = g.size[1], W = g.size[2];
+  const index_t D = g.size[0], H = g.size[1], W = g.size[2];
+  const index_t fd = ct.axis[0].f, fh = ct.axis[1].f, fw = ct.axis[2].f;
   for (index_t s = b.begin + threadIdx.x; s < b.end; s += blockDim.x) {
     if (!ct.finite) {
       yp[s] = quiet_nan<scalar_t>();
@@ -89,23 +90,23 @@ __global__ void shift_forward_kernel(const scalar_t* __restrict__ x, scalar_t* _
     index_t d, h, w;
     unravel(s, g, d, h, w);
     if constexpr (!kActive) {
-      const int64_t id = pad_index(d - ct.axis[0].f, D, g.padding);
-      const int64_t ih = pad_index(h - ct.axis[1].f, H, g.padding);
-      const int64_t iw = pad_index(w - ct.axis[2].f, W, g.padding);
+      const index_t id = pad_index_t<index_t>(d - fd, D, g.padding);
+      const index_t ih = pad_index_t<index_t>(h - fh, H, g.padding);
+      const index_t iw = pad_index_t<index_t>(w - fw, W, g.padding);
       yp[s] = (id < 0 || ih < 0 || iw < 0) ? scalar_t(0) : xp[(id * H + ih) * W + iw];
     } else {
       acc_t acc = 0;
       for (int kd = 0; kd < (t[0] != acc_t(0) ? 2 : 1); ++kd) {
-        const int64_t id = pad_index(d - ct.axis[0].f - kd, D, g.padding);
+        const index_t id = pad_index_t<index_t>(d - fd - kd, D, g.padding);
         if (id < 0) continue;
         const acc_t wd = kd ? t[0] : acc_t(1) - t[0];
         for (int kh = 0; kh < (t[1] != acc_t(0) ? 2 : 1); ++kh) {
-          const int64_t ih = pad_index(h - ct.axis[1].f - kh, H, g.padding);
+          const index_t ih = pad_index_t<index_t>(h - fh - kh, H, g.padding);
           if (ih < 0) continue;
           const acc_t wh = kh ? t[1] : acc_t(1) - t[1];
           const scalar_t* row = xp + (id * H + ih) * W;
           for (int kw = 0; kw < (t[2] != acc_t(0) ? 2 : 1); ++kw) {
-            const int64_t iw = pad_index(w - ct.axis[2].f - kw, W, g.padding);
+            const index_t iw = pad_index_t<index_t>(w - fw - kw, W, g.padding);
             if (iw < 0) continue;
             const acc_t ww = kw ? t[2] : acc_t(1) - t[2];
             acc += wd * wh * ww * static_cast<acc_t>(row[iw]);
@@ -129,7 +130,8 @@ __global__ void shift_input_backward_kernel(const scalar_t* __restrict__ go, sca
   const acc_t* t = b.t;
   const scalar_t* gp = go + b.offset;
   scalar_t* xp = gx + b.offset;
-  const int64_t D = g.size[0], H = g.size[1], W = g.size[2];
+  const index_t D = g.size[0], H = g.size[1], W = g.size[2];
+  const index_t fd = ct.axis[0].f, fh = ct.axis[1].f, fw = ct.axis[2].f;
   for (index_t s = b.begin + threadIdx.x; s < b.end; s += blockDim.x) {
     if (!ct.finite) {
       xp[s] = quiet_nan<scalar_t>();
@@ -140,15 +142,15 @@ __global__ void shift_input_backward_kernel(const scalar_t* __restrict__ go, sca
     acc_t acc = 0;
     for (int kd = 0; kd < (t[0] != acc_t(0) ? 2 : 1); ++kd) {
       const acc_t wd = kd ? t[0] : acc_t(1) - t[0];
-      for_each_preimage(d, D, ct.axis[0].f + kd, D, g.padding, [&](int64_t od) {
+      for_each_preimage_t<index_t>(d, D, fd + kd, D, g.padding, [&](index_t od) {
         for (int kh = 0; kh < (t[1] != acc_t(0) ? 2 : 1); ++kh) {
           const acc_t wh = kh ? t[1] : acc_t(1) - t[1];
-          for_each_preimage(h, H, ct.axis[1].f + kh, H, g.padding, [&](int64_t oh) {
+          for_each_preimage_t<index_t>(h, H, fh + kh, H, g.padding, [&](index_t oh) {
             const scalar_t* row = gp + (od * H + oh) * W;
             for (int kw = 0; kw < (t[2] != acc_t(0) ? 2 : 1); ++kw) {
               const acc_t weight = wd * wh * (kw ? t[2] : acc_t(1) - t[2]);
-              for_each_preimage(w, W, ct.axis[2].f + kw, W, g.padding,
-                                [&](int64_t ow) { acc += weight * static_cast<acc_t>(row[ow]); });
+              for_each_preimage_t<index_t>(w, W, fw + kw, W, g.padding,
+                                           [&](index_t ow) { acc += weight * static_cast<acc_t>(row[ow]); });
             }
           });
         }
@@ -174,7 +176,8 @@ __global__ void shift_shifts_backward_kernel(const scalar_t* __restrict__ go,
   const acc_t* t = b.t;
   const scalar_t* gp = go + b.offset;
   const scalar_t* xp = x + b.offset;
-  const int64_t D = g.size[0], H = g.size[1], W = g.size[2];
+  const index_t D = g.size[0], H = g.size[1], W = g.size[2];
+  const index_t fd = ct.axis[0].f, fh = ct.axis[1].f, fw = ct.axis[2].f;
   const int first = g.first_axis();
   acc_t sums[3] = {0, 0, 0};
   for (index_t s = b.begin + threadIdx.x; s < b.end; s += blockDim.x) {
@@ -187,16 +190,16 @@ __global__ void shift_shifts_backward_kernel(const scalar_t* __restrict__ go,
     unravel(s, g, d, h, w);
     const acc_t grad = static_cast<acc_t>(gp[s]);
     for (int kd = 0; kd < (first == 0 ? 2 : 1); ++kd) {
-      const int64_t id = pad_index(d - ct.axis[0].f - kd, D, g.padding);
+      const index_t id = pad_index_t<index_t>(d - fd - kd, D, g.padding);
       if (id < 0) continue;
       const acc_t wd = kd ? t[0] : acc_t(1) - t[0], dd = kd ? acc_t(1) : acc_t(-1);
       for (int kh = 0; kh < (first <= 1 ? 2 : 1); ++kh) {
-        const int64_t ih = pad_index(h - ct.axis[1].f - kh, H, g.padding);
+        const index_t ih = pad_index_t<index_t>(h - fh - kh, H, g.padding);
         if (ih < 0) continue;
         const acc_t wh = kh ? t[1] : acc_t(1) - t[1], dh = kh ? acc_t(1) : acc_t(-1);
         const scalar_t* row = xp + (id * H + ih) * W;
         for (int kw = 0; kw < 2; ++kw) {
-          const int64_t iw = pad_index(w - ct.axis[2].f - kw, W, g.padding);
+          const index_t iw = pad_index_t<index_t>(w - fw - kw, W, g.padding);
           if (iw < 0) continue;
           const acc_t ww = kw ? t[2] : acc_t(1) - t[2], dw = kw ? acc_t(1) : acc_t(-1);
           const acc_t v = grad * static_cast<acc_t>(row[iw]);
@@ -218,6 +221,12 @@ __global__ void shift_shifts_backward_kernel(const scalar_t* __restrict__ go,
     partial[(int64_t(blockIdx.x) * gridDim.y + blockIdx.y) * 3 + threadIdx.x] = reduce[threadIdx.x][0];
 }
 
+// 32-bit in-plane indexing when every plane index and every tap coordinate
+// i - f - 1 (|f| <= 2n after equivalent_shift) fits with room to spare.
+bool needs_wide_index(const ShiftGeometry& g) {
+  return g.plane() > std::numeric_limits<int32_t>::max() / 4;
+}
+
 at::Tensor shifts_as_double(const at::Tensor& shifts) {
   return shifts.detach().to(at::kDouble).contiguous();
 }
@@ -234,7 +243,7 @@ at::Tensor shift_cuda(const at::Tensor& input, const at::Tensor& shifts,
   if (out.numel() == 0) return out;
   const at::Tensor s = shifts_as_double(shifts);
   const PlaneLaunch l = plane_launch(g);
-  const bool wide = g.plane() > std::numeric_limits<int32_t>::max();
+  const bool wide = needs_wide_index(g);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shift_cuda", [&] {
     auto launch = [&](auto index_tag, auto active_tag) {
       using index_t = decltype(index_tag);
@@ -264,7 +273,7 @@ at::Tensor shift_input_backward_cuda(const at::Tensor& grad_output, const at::Te
   if (gx.numel() == 0) return gx;
   const at::Tensor s = shifts_as_double(shifts);
   const PlaneLaunch l = plane_launch(g);
-  const bool wide = g.plane() > std::numeric_limits<int32_t>::max();
+  const bool wide = needs_wide_index(g);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(), "shift_input_backward_cuda", [&] {
     auto launch = [&](auto index_tag) {
       using index_t = decltype(index_tag);
@@ -295,7 +304,7 @@ at::Tensor shift_shifts_backward_cuda(const at::Tensor& grad_output, const at::T
   const at::Tensor s = shifts_as_double(shifts);
   const PlaneLaunch l = plane_launch(g);
   at::Tensor partial = at::empty({g.batch, g.channels, l.chunks, 3}, input.options().dtype(acc_type));
-  const bool wide = g.plane() > std::numeric_limits<int32_t>::max();
+  const bool wide = needs_wide_index(g);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shift_shifts_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     auto launch = [&](auto index_tag) {
