@@ -22,11 +22,13 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarp = 32;
 
-// The grid coordinates u_a of flat cell `cell` (row-major over D).
-__device__ __forceinline__ void cell_coords(const DclsGeometry& g, int64_t cell, int64_t* u) {
+// The grid coordinates u_a of flat cell `cell` (row-major over D). Cells of
+// one kernel are indexed in 32 bits (checked on the host).
+__device__ __forceinline__ void cell_coords(const DclsGeometry& g, int cell, int* u) {
   for (int a = g.n - 1; a >= 0; --a) {
-    u[a] = cell % g.D[a];
-    cell /= g.D[a];
+    const int d = static_cast<int>(g.D[a]);
+    u[a] = cell % d;
+    cell /= d;
   }
 }
 
@@ -56,8 +58,8 @@ __global__ void construct_kernel(DclsGeometry g, const scalar_t* __restrict__ P,
        e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t pair = e / g.cells;
     const int64_t o = pair / g.Cig, i = pair % g.Cig;
-    int64_t u[kDclsMaxAxes];
-    cell_coords(g, e % g.cells, u);
+    int u[kDclsMaxAxes];
+    cell_coords(g, static_cast<int>(e - pair * g.cells), u);
     acc_t acc = 0;
     for (int64_t k = 0; k < g.Kc; ++k) {
       acc_t c[kDclsMaxAxes], sig[kDclsMaxAxes];
@@ -97,25 +99,26 @@ __global__ void construct_backward_kernel(DclsGeometry g, const scalar_t* __rest
     const int64_t o = pair / g.Cig, i = pair % g.Cig;
     acc_t c[kDclsMaxAxes], sig[kDclsMaxAxes];
     dcls_load_tap(g, P, SIG, o, i, k, c, sig);
-    int64_t lo[kDclsMaxAxes], len[kDclsMaxAxes], window = 1;
+    int lo[kDclsMaxAxes], len[kDclsMaxAxes], window = 1;
     for (int a = 0; a < g.n; ++a) {
-      int64_t hi;
-      dcls_axis_window(g.version, c[a], sig[a], g.D[a], lo[a], hi);
-      len[a] = hi - lo[a];
+      int64_t lo_a, hi_a;
+      dcls_axis_window(g.version, c[a], sig[a], g.D[a], lo_a, hi_a);
+      lo[a] = static_cast<int>(lo_a);
+      len[a] = static_cast<int>(hi_a - lo_a);
       window *= len[a];
     }
     acc_t sum_t = 0, e_c[kDclsMaxAxes] = {0, 0, 0}, e_s[kDclsMaxAxes] = {0, 0, 0};
     const scalar_t* Gk = G + pair * g.cells;
-    for (int64_t w = lane; w < window; w += kWarp) {
+    for (int w = lane; w < window; w += kWarp) {
       DclsAxisSample<acc_t> s[kDclsMaxAxes];
-      int64_t rest = w, cell = 0;
-      int64_t u[kDclsMaxAxes];
+      int rest = w, cell = 0;
+      int u[kDclsMaxAxes];
       for (int a = g.n - 1; a >= 0; --a) {
         u[a] = lo[a] + rest % len[a];
         rest /= len[a];
       }
       for (int a = 0; a < g.n; ++a) {
-        cell = cell * g.D[a] + u[a];
+        cell = cell * static_cast<int>(g.D[a]) + u[a];
         s[a] = dcls_axis_sample(g.version, u[a], c[a], sig[a]);
       }
       const acc_t gv = static_cast<acc_t>(Gk[cell]);
@@ -169,6 +172,11 @@ __global__ void sum_over_out_channels_kernel(const acc_t* __restrict__ full,
   }
 }
 
+void check_cells_fit_32_bits(const DclsGeometry& g) {
+  TORCH_CHECK_VALUE(g.cells < (int64_t(1) << 31), "dilated_kernel_size must have fewer than 2^31 "
+                    "cells on CUDA, got ", g.cells);
+}
+
 at::Tensor dcls_construct_cuda(const at::Tensor& weight, const at::Tensor& P,
                                const c10::optional<at::Tensor>& SIG,
                                at::IntArrayRef dilated_kernel_size, c10::string_view version) {
@@ -176,6 +184,7 @@ at::Tensor dcls_construct_cuda(const at::Tensor& weight, const at::Tensor& P,
   const DclsGeometry g =
       make_dcls_geometry(weight, P, SIG, dilated_kernel_size, std::string(version), &kernel_shape);
   check_device(weight, "weight", c10::DeviceType::CUDA);
+  check_cells_fit_32_bits(g);
   const c10::cuda::CUDAGuard guard(weight.device());
   const at::Tensor w = weight.contiguous(), p = P.contiguous();
   const at::Tensor s = dcls_has_sig(g.version) ? SIG->contiguous() : at::Tensor();
@@ -205,6 +214,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dcls_construct_backward_cuda(
       make_dcls_geometry(weight, P, SIG, dilated_kernel_size, std::string(version), &kernel_shape);
   check_dcls_grad_kernel(grad_kernel, weight, kernel_shape);
   check_device(weight, "weight", c10::DeviceType::CUDA);
+  check_cells_fit_32_bits(g);
   const c10::cuda::CUDAGuard guard(weight.device());
   const at::Tensor gk = grad_kernel.contiguous(), w = weight.contiguous(), p = P.contiguous();
   const at::Tensor s = dcls_has_sig(g.version) ? SIG->contiguous() : at::Tensor();

@@ -75,6 +75,17 @@ def test_positions_far_off_the_grid(version):
     testing.assert_matches_reference(construct(D, version), reference(D, version), [w, p, s])
 
 
+@pytest.mark.parametrize("version", ["max", "gauss"])
+def test_wide_profiles_clipped_by_the_grid(version):
+    # Half-widths of several cells: max windows span (and overrun) the grid.
+    for D in [(4,), (5, 8), (3, 4, 2)]:
+        w, p, s = make_params(D, version=version, seed=len(D))
+        with torch.no_grad():
+            s.mul_(4).add_(torch.sign(s) * 1.5)
+        testing.assert_matches_reference(construct(D, version), reference(D, version), [w, p, s])
+        testing.check_gradcheck(construct(D, version), [w, p, s])
+
+
 @pytest.mark.parametrize("version", ["v1", "max", "gauss"])
 def test_axis_a_of_P_drives_kernel_axis_a(version):
     # DCLS 0.1.x builds an all-zero kernel here (P[0] drives the columns, clamped with D_0).
@@ -220,6 +231,13 @@ def test_compile_fullgraph(version):
         return lo.dcls_construct(w * 2, p, s, D, version).sin()
 
     testing.check_compile(f, args)
+
+
+def test_second_derivative_raises_clearly():
+    w, p, s = make_params((5, 5), version="gauss")
+    grads = torch.autograd.grad(lo.dcls_construct(w, p, s, (5, 5), "gauss").square().sum(), [w, p, s], create_graph=True)
+    with pytest.raises(NotImplementedError, match="no second derivative"):
+        grads[1].sum().backward()
 
 
 def test_torch_export():
@@ -380,7 +398,7 @@ def test_cpu_equals_cuda(version, D, broadcast):
     args = make_params(D, co=5, cig=3, kc=7, version=version, broadcast=broadcast)
     testing.check_cpu_cuda(construct(D, version), args, atol=1e-10, rtol=1e-8)
     args32 = make_params(D, co=5, cig=3, kc=7, version=version, broadcast=broadcast, dtype=torch.float32)
-    testing.check_cpu_cuda(construct(D, version), args32, atol=1e-5, rtol=1e-4)
+    testing.check_cpu_cuda(construct(D, version), args32, atol=2e-4, rtol=1e-4)
 
 
 @pytest.mark.cuda

@@ -75,7 +75,8 @@ def dcls_construct(
     float32 parameters the construction runs in float32, and the convolution
     that consumes the kernel is what autocast lowers. The op is a dispatcher
     op (``torch.ops.learnable_ops.dcls_construct``) with a registered backward
-    (``dcls_construct_backward``, not itself differentiable) and fake kernels,
+    (``dcls_construct_backward``; differentiating it again raises
+    ``NotImplementedError``) and fake kernels,
     so ``torch.compile(fullgraph=True)`` and ``torch.export`` work.
 
     Args:
@@ -162,4 +163,15 @@ def _backward(ctx, grad_kernel):
     return grad_weight, grad_P, (grad_SIG if SIG is not None else None), None, None
 
 
+def _no_double_backward(ctx, *grads):
+    raise NotImplementedError(
+        "dcls_construct has no second derivative: backpropagating through its gradient "
+        "(dcls_construct_backward) is not implemented"
+    )
+
+
 torch.library.register_autograd("learnable_ops::dcls_construct", _backward, setup_context=_setup_context)
+# An explicit error instead of autograd's silent fallthrough (which would drop these terms).
+torch.library.register_autograd(
+    "learnable_ops::dcls_construct_backward", _no_double_backward, setup_context=lambda ctx, inputs, output: None
+)
