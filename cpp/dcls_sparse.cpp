@@ -138,28 +138,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dcls_sparse_depthwise
           gbias.to(input.scalar_type())};
 }
 
-namespace {
-
-const TapConvBackend kCpuBackend{&tap_conv_forward_cpu, &tap_conv_backward_input_cpu, &tap_conv_correlation_cpu};
-
-at::Tensor dcls_sparse_depthwise_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& P,
-                                     const std::optional<at::Tensor>& bias, at::IntArrayRef dilated_kernel_size,
-                                     at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view version) {
-  check_device(input, "input", c10::DeviceType::CPU);
-  return dcls_sparse_depthwise_impl(input, weight, P, bias, dilated_kernel_size, stride, padding, version,
-                                    kCpuBackend);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dcls_sparse_depthwise_backward_cpu(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& P,
-    at::IntArrayRef dilated_kernel_size, at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view version,
-    bool input_grad) {
-  return dcls_sparse_depthwise_backward_impl(grad_output, input, weight, P, dilated_kernel_size, stride, padding,
-                                             version, input_grad, kCpuBackend);
-}
-
-}  // namespace
-
 TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
   m.def(
       "dcls_sparse_depthwise(Tensor input, Tensor weight, Tensor P, Tensor? bias, int[] dilated_kernel_size, "
@@ -170,9 +148,6 @@ TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
       "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(learnable_ops, CPU, m) {
-  m.impl("dcls_sparse_depthwise", &dcls_sparse_depthwise_cpu);
-  m.impl("dcls_sparse_depthwise_backward", &dcls_sparse_depthwise_backward_cpu);
-}
+TORCH_LIBRARY_IMPL(learnable_ops, CPU, m) { TapConvOps<kCpuTapConv>::register_dcls_sparse(m); }
 
 }  // namespace learnable_ops

@@ -336,20 +336,8 @@ at::Tensor tap_conv_backward_input_cpu(const at::Tensor& grad_out, const at::Ten
   if (gx.numel() == 0) return gx;
   if (go.numel() == 0) return gx.zero_();
   const at::Tensor wc = weights.contiguous();
-  if (g.sh == 1 && g.sw == 1 && g.pt <= g.kh - 1 && g.pl <= g.kw - 1) {
-    // Stride 1: the adjoint is the correlation of grad_out with the flipped
-    // taps, which runs on the register-blocked forward kernel.
-    const at::Tensor flipped =
-        at::stack({(g.kh - 1) - offsets.select(2, 0), (g.kw - 1) - offsets.select(2, 1)}, 2).contiguous();
-    TapConvGeometry t = g;
-    t.H = g.Ho;
-    t.W = g.Wo;
-    t.Ho = g.H;
-    t.Wo = g.W;
-    t.pt = g.kh - 1 - g.pt;
-    t.pl = g.kw - 1 - g.pl;
-    return tap_conv_forward_cpu(go, flipped, wc, std::nullopt, t);
-  }
+  if (adjoint_is_flipped_conv(g))  // runs on the register-blocked forward kernel
+    return tap_conv_forward_cpu(go, flip_offsets(offsets, g), wc, std::nullopt, flipped_geometry(g));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(), "tap_conv_backward_input_cpu",
                                   [&] { backward_input_scatter_kernel<scalar_t>(go, offsets, wc, gx, g); });
   return gx;
@@ -476,30 +464,6 @@ std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight_impl(const a
   return {corr.view({g.C, g.kh, g.kw}).to(input.scalar_type()), gbias.to(input.scalar_type())};
 }
 
-namespace {
-
-const TapConvBackend kCpuBackend{&tap_conv_forward_cpu, &tap_conv_backward_input_cpu, &tap_conv_correlation_cpu};
-
-at::Tensor depthwise_conv2d_cpu(const at::Tensor& input, const at::Tensor& weight,
-                                const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                at::IntArrayRef padding) {
-  return depthwise_conv2d_impl(input, weight, bias, stride, padding, kCpuBackend);
-}
-at::Tensor depthwise_conv2d_backward_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight,
-                                               at::IntArrayRef input_size, at::IntArrayRef stride,
-                                               at::IntArrayRef padding) {
-  return depthwise_conv2d_backward_input_impl(grad_output, weight, input_size, stride, padding, kCpuBackend);
-}
-std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight_cpu(const at::Tensor& grad_output,
-                                                                        const at::Tensor& input,
-                                                                        at::IntArrayRef kernel_size,
-                                                                        at::IntArrayRef stride,
-                                                                        at::IntArrayRef padding) {
-  return depthwise_conv2d_backward_weight_impl(grad_output, input, kernel_size, stride, padding, kCpuBackend);
-}
-
-}  // namespace
-
 TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
   m.def("depthwise_conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[4] padding) -> Tensor");
   m.def(
@@ -510,10 +474,6 @@ TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
       "int[4] padding) -> (Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(learnable_ops, CPU, m) {
-  m.impl("depthwise_conv2d", &depthwise_conv2d_cpu);
-  m.impl("depthwise_conv2d_backward_input", &depthwise_conv2d_backward_input_cpu);
-  m.impl("depthwise_conv2d_backward_weight", &depthwise_conv2d_backward_weight_cpu);
-}
+TORCH_LIBRARY_IMPL(learnable_ops, CPU, m) { TapConvOps<kCpuTapConv>::register_depthwise(m); }
 
 }  // namespace learnable_ops

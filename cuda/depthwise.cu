@@ -244,17 +244,30 @@ __global__ void __launch_bounds__(kThreads)
 struct CorrTile {
   int th, tw, ih, iw, tiles_h, tiles_w, tap_chunks, batch_chunks, batch_per_chunk;
   size_t smem;
+  // Dense kernels with stride 1 along W: groups of kGroupTaps taps adjacent
+  // along a kernel row, (kh * ceil(kw / 4)) groups, each split over `slices`
+  // threads (interleaved tile rows).
+  bool grouped;
+  int groups_per_row, groups, slices;
 };
+
+constexpr int kGroupTaps = 4;
+constexpr int kRowSlack = 2 * kGroupTaps;  // shared words past the input tile a group's window may read
 
 CorrTile corr_tile(const Geo& g, size_t acc_size, bool dense) {
   CorrTile t;
+  t.groups_per_row = (g.kw + kGroupTaps - 1) / kGroupTaps;
+  t.groups = g.kh * t.groups_per_row;
+  t.grouped = dense && g.sw == 1 && t.groups <= kThreads;
+  t.slices = t.grouped ? kThreads / t.groups : 1;
+  const size_t extra = t.grouped ? (size_t(kRowSlack) + size_t(t.slices) * t.groups * kGroupTaps) * acc_size : 0;
   t.tw = int(std::min<int64_t>(g.Wo, 64));
   t.th = int(std::min<int64_t>(g.Ho, std::max(1, 2048 / t.tw)));
   const int taps_in_block = std::min(g.T, kTapsPerBlock);
   for (;;) {
     t.ih = (t.th - 1) * g.sh + g.kh;
     t.iw = (t.tw - 1) * g.sw + g.kw;
-    t.smem = (size_t(t.th) * t.tw + size_t(t.ih) * t.iw) * acc_size + (dense ? 0 : taps_in_block * sizeof(int));
+    t.smem = (size_t(t.th) * t.tw + size_t(t.ih) * t.iw) * acc_size + (dense ? 0 : taps_in_block * sizeof(int)) + extra;
     if (t.smem <= kSmemLimit) break;
     if (t.th > 1) t.th = (t.th + 1) / 2;
     else if (t.tw > 1) t.tw = (t.tw + 1) / 2;
@@ -356,6 +369,89 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Dense, stride 1 along W: thread (slice, group) owns the kGroupTaps taps
+// (u, v0 .. v0+3) of its group and the tile rows i = slice (mod slices). Along
+// a row it slides a register window over the input: one new shared load and
+// one grad_output load per kGroupTaps FMAs. The slices are added in a fixed
+// order through shared memory before the block writes its partial sums.
+template <typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kThreads)
+    tap_correlation_grouped_kernel(const scalar_t* __restrict__ go, const scalar_t* __restrict__ x,
+                                   acc_t* __restrict__ partial, Geo g, CorrTile t) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  acc_t* s_go = reinterpret_cast<acc_t*>(smem_raw);
+  acc_t* s_x = s_go + t.th * t.tw;
+  acc_t* s_red = s_x + t.ih * t.iw + kRowSlack;
+
+  const int64_t c = blockIdx.x;
+  const int part = blockIdx.y;
+  const int tile = part / t.batch_chunks, chunk = part % t.batch_chunks;
+  const int tile_h = tile / t.tiles_w, tile_w = tile % t.tiles_w;
+  const int64_t oh0 = int64_t(tile_h) * t.th, ow0 = int64_t(tile_w) * t.tw;
+  const int tid = threadIdx.x;
+  const bool active = tid < t.groups * t.slices;
+  const int grp = tid % t.groups, slice = tid / t.groups;
+  const int u = grp / t.groups_per_row, v0 = (grp % t.groups_per_row) * kGroupTaps;
+
+  acc_t acc[kGroupTaps];
+#pragma unroll
+  for (int m = 0; m < kGroupTaps; ++m) acc[m] = 0;
+
+  if (tid < kRowSlack) s_x[t.ih * t.iw + tid] = acc_t(0);
+  const int64_t n_begin = int64_t(chunk) * t.batch_per_chunk;
+  const int64_t n_end = std::min<int64_t>(g.N, n_begin + t.batch_per_chunk);
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const int64_t p = n * g.C + c;
+    __syncthreads();
+    const scalar_t* gp = go + p * g.Ho * g.Wo;
+    for (int e = tid; e < t.th * t.tw; e += blockDim.x) {
+      const int r = e / t.tw, col = e - r * t.tw;
+      const int64_t oi = oh0 + r, oj = ow0 + col;
+      s_go[e] = (oi < g.Ho && oj < g.Wo) ? static_cast<acc_t>(gp[oi * g.Wo + oj]) : acc_t(0);
+    }
+    const scalar_t* xp = x + p * g.H * g.W;
+    const int64_t iy0 = oh0 * g.sh - g.pt, ix0 = ow0 - g.pl;
+    for (int e = tid; e < t.ih * t.iw; e += blockDim.x) {
+      const int r = e / t.iw, col = e - r * t.iw;
+      const int64_t iy = iy0 + r, ix = ix0 + col;
+      s_x[e] = (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) ? static_cast<acc_t>(xp[iy * g.W + ix]) : acc_t(0);
+    }
+    __syncthreads();
+    if (!active) continue;
+    for (int i = slice; i < t.th; i += t.slices) {
+      const acc_t* grow = s_go + i * t.tw;
+      // Taps past the kernel's last column read the next row (or the slack):
+      // their sums are never written.
+      const acc_t* xrow = s_x + (i * g.sh + u) * t.iw + v0;
+      acc_t win[kGroupTaps];
+#pragma unroll
+      for (int m = 0; m < kGroupTaps; ++m) win[m] = xrow[m];
+      for (int jj = 0; jj < t.tw; ++jj) {
+        const acc_t gv = grow[jj];
+#pragma unroll
+        for (int m = 0; m < kGroupTaps; ++m) acc[m] += gv * win[m];
+#pragma unroll
+        for (int m = 0; m + 1 < kGroupTaps; ++m) win[m] = win[m + 1];
+        win[kGroupTaps - 1] = xrow[jj + kGroupTaps];
+      }
+    }
+  }
+  if (active) {
+#pragma unroll
+    for (int m = 0; m < kGroupTaps; ++m) s_red[(slice * t.groups + grp) * kGroupTaps + m] = acc[m];
+  }
+  __syncthreads();
+  const int parts = gridDim.y;
+  for (int e = tid; e < t.groups * kGroupTaps; e += blockDim.x) {
+    const int eg = e / kGroupTaps, m = e % kGroupTaps;
+    const int eu = eg / t.groups_per_row, ev = (eg % t.groups_per_row) * kGroupTaps + m;
+    if (ev >= g.kw) continue;
+    acc_t sum = 0;
+    for (int r = 0; r < t.slices; ++r) sum += s_red[(r * t.groups + eg) * kGroupTaps + m];
+    partial[(c * parts + part) * int64_t(g.T) + eu * g.kw + ev] = sum;
+  }
+}
+
 template <typename acc_t>
 __global__ void reduce_partials_kernel(const acc_t* __restrict__ partial, acc_t* __restrict__ out, int64_t C,
                                        int parts, int T) {
@@ -423,19 +519,11 @@ at::Tensor tap_conv_backward_input_cuda(const at::Tensor& grad_out, const at::Te
   if (gx.numel() == 0) return gx;
   if (go.numel() == 0) return gx.zero_();
   const at::Tensor w = weights.contiguous();
-  if (g.sh == 1 && g.sw == 1 && g.pt <= g.kh - 1 && g.pl <= g.kw - 1) {
-    // The adjoint of a stride-1 correlation is the correlation with the flipped taps.
-    TapConvGeometry t = g;
-    t.H = g.Ho;
-    t.W = g.Wo;
-    t.Ho = g.H;
-    t.Wo = g.W;
-    t.pt = g.kh - 1 - g.pt;
-    t.pl = g.kw - 1 - g.pl;
-    at::Tensor flipped = offsets;
-    if (!g.dense)
-      flipped = at::stack({(g.kh - 1) - offsets.select(2, 0), (g.kw - 1) - offsets.select(2, 1)}, 2).contiguous();
-    launch_forward(go, flipped, w, at::Tensor(), gx, make_geo(t, offsets.size(1)), g.dense, g.dense);
+  if (adjoint_is_flipped_conv(g)) {
+    // Dense kernels flip the weights while staging them in shared memory.
+    const at::Tensor flipped = g.dense ? offsets : flip_offsets(offsets, g);
+    launch_forward(go, flipped, w, at::Tensor(), gx, make_geo(flipped_geometry(g), offsets.size(1)), g.dense,
+                   g.dense);
     return gx;
   }
   const Geo geo = make_geo(g, offsets.size(1));
@@ -475,7 +563,10 @@ std::tuple<at::Tensor, at::Tensor> tap_conv_correlation_cuda(const at::Tensor& g
     TORCH_CHECK(g.C <= int64_t(INT32_MAX), "too many channels");
     const dim3 grid(unsigned(g.C), unsigned(parts), unsigned(t.tap_chunks));
     const int64_t* op = g.dense ? nullptr : offsets.const_data_ptr<int64_t>();
-    if (g.dense)
+    if (t.grouped)
+      tap_correlation_grouped_kernel<scalar_t, acc_t><<<grid, kThreads, t.smem, current_stream()>>>(
+          go.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(), partial.mutable_data_ptr<acc_t>(), geo, t);
+    else if (g.dense)
       tap_correlation_kernel<scalar_t, acc_t, true><<<grid, kThreads, t.smem, current_stream()>>>(
           go.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(), op, ocs, partial.mutable_data_ptr<acc_t>(),
           geo, t);
@@ -494,34 +585,6 @@ std::tuple<at::Tensor, at::Tensor> tap_conv_correlation_cuda(const at::Tensor& g
   return {corr, gbias};
 }
 
-namespace {
-
-const TapConvBackend kCudaBackend{&tap_conv_forward_cuda, &tap_conv_backward_input_cuda, &tap_conv_correlation_cuda};
-
-at::Tensor depthwise_conv2d_cuda(const at::Tensor& input, const at::Tensor& weight,
-                                 const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                 at::IntArrayRef padding) {
-  return depthwise_conv2d_impl(input, weight, bias, stride, padding, kCudaBackend);
-}
-at::Tensor depthwise_conv2d_backward_input_cuda(const at::Tensor& grad_output, const at::Tensor& weight,
-                                                at::IntArrayRef input_size, at::IntArrayRef stride,
-                                                at::IntArrayRef padding) {
-  return depthwise_conv2d_backward_input_impl(grad_output, weight, input_size, stride, padding, kCudaBackend);
-}
-std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight_cuda(const at::Tensor& grad_output,
-                                                                         const at::Tensor& input,
-                                                                         at::IntArrayRef kernel_size,
-                                                                         at::IntArrayRef stride,
-                                                                         at::IntArrayRef padding) {
-  return depthwise_conv2d_backward_weight_impl(grad_output, input, kernel_size, stride, padding, kCudaBackend);
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(learnable_ops, CUDA, m) {
-  m.impl("depthwise_conv2d", &depthwise_conv2d_cuda);
-  m.impl("depthwise_conv2d_backward_input", &depthwise_conv2d_backward_input_cuda);
-  m.impl("depthwise_conv2d_backward_weight", &depthwise_conv2d_backward_weight_cuda);
-}
+TORCH_LIBRARY_IMPL(learnable_ops, CUDA, m) { TapConvOps<kCudaTapConv>::register_depthwise(m); }
 
 }  // namespace learnable_ops

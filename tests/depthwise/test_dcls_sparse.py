@@ -209,3 +209,16 @@ def test_cuda_matches_cpu(version, n, size, D, stride, padding):
     testing.check_cpu_cuda(
         lambda x, W, P, b: lo.dcls_sparse_depthwise(x, W, P, b, D, stride, padding, version), [x, W, P, b], atol=1e-9, rtol=1e-9
     )
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+def test_cuda_opcheck_gradcheck_and_half():
+    x, W, P, b = (t.detach().cuda().requires_grad_() for t in make(2, 3, 4, (8, 9), (5, 5)))
+    ops = torch.ops.learnable_ops
+    testing.check_opcheck(ops.dcls_sparse_depthwise.default, (x, W.squeeze(1), P.squeeze(2), b, [5, 5], [1, 2], [2, 1], "v1"))
+    testing.check_gradcheck(lambda x, W, P, b: lo.dcls_sparse_depthwise(x, W, P, b, 5, 2, 2, "v0"), [x, W, P, b])
+    ref = reference(*(t.detach().cpu() for t in (x, W, P, b)), (5, 5), 1, 2, "v1")
+    for dtype in (torch.float16, torch.bfloat16):
+        out = lo.dcls_sparse_depthwise(x.detach().to(dtype), W.detach().to(dtype), P.detach(), b.detach().to(dtype), 5, 1, 2, "v1")
+        torch.testing.assert_close(out.cpu().double(), ref, atol=0.1, rtol=0.05)

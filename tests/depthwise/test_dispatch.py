@@ -50,3 +50,43 @@ def test_construct_kernel_reference_shape():
     K = construct_kernel(W, P, None, (5, 7), "v0")
     assert K.shape == (4, 1, 5, 7)
     torch.testing.assert_close(K[:, 0, 2, 3], W.sum(-1)[:, 0])
+
+
+def test_convnext_surgery_on_a_timm_shaped_model():
+    """benchmarks/convnext.py replaces every block's conv_dw (timm's ConvNeXt layout)."""
+    from torch import nn
+
+    from learnable_ops.benchmarks.convnext import chosen_methods, dcls_convnext
+
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv_dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+
+        def forward(self, x):
+            return x + self.conv_dw(x)
+
+    class Stage(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.blocks = nn.Sequential(Block(c), Block(c))
+
+        def forward(self, x):
+            return self.blocks(x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stages = nn.Sequential(Stage(4), nn.Conv2d(4, 8, 1), Stage(8))
+
+        def forward(self, x):
+            return self.stages(x)
+
+    net = Net()
+    net.stages[1].blocks = nn.Sequential()  # the 1x1 conv has no blocks to replace
+    for version, method in (("v0", "sparse"), ("gauss", "dense")):
+        dcls = dcls_convnext(net, version, kernel_count=3, dilated_kernel_size=5)
+        x = torch.randn(1, 4, 9, 9)
+        assert chosen_methods(dcls, x) == {4: method, 8: method}
+        assert dcls(x).shape == (1, 8, 9, 9)
+        assert isinstance(net.stages[0].blocks[0].conv_dw, nn.Conv2d)

@@ -15,6 +15,7 @@
 #include <optional>
 
 #include <ATen/ATen.h>
+#include <torch/library.h>
 
 namespace learnable_ops {
 
@@ -31,6 +32,26 @@ struct TapConvGeometry {
 // (before, after) along one axis.
 inline int64_t tap_conv_out_size(int64_t size, int64_t k, int64_t s, int64_t before, int64_t after) {
   return (size + before + after - k) / s + 1;
+}
+
+// With stride 1 and leading padding below the kernel extent, the adjoint of
+// the tap conv (the input gradient) is the tap conv of grad_out with every tap
+// (u, v) moved to (kh-1-u, kw-1-v), on this geometry:
+inline bool adjoint_is_flipped_conv(const TapConvGeometry& g) {
+  return g.sh == 1 && g.sw == 1 && g.pt <= g.kh - 1 && g.pl <= g.kw - 1;
+}
+inline TapConvGeometry flipped_geometry(const TapConvGeometry& g) {
+  TapConvGeometry t = g;
+  t.H = g.Ho;
+  t.W = g.Wo;
+  t.Ho = g.H;
+  t.Wo = g.W;
+  t.pt = g.kh - 1 - g.pt;
+  t.pl = g.kw - 1 - g.pl;
+  return t;
+}
+inline at::Tensor flip_offsets(const at::Tensor& offsets, const TapConvGeometry& g) {
+  return at::stack({(g.kh - 1) - offsets.select(2, 0), (g.kw - 1) - offsets.select(2, 1)}, 2).contiguous();
 }
 
 // CPU kernels. x/grad_out: (N, C, H, W) and (N, C, Ho, Wo) of one floating
@@ -93,5 +114,56 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dcls_sparse_depthwise
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& P,
     at::IntArrayRef dilated_kernel_size, at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view version,
     bool input_grad, const TapConvBackend& be);
+
+// The ops' kernels for one backend, for TORCH_LIBRARY_IMPL(learnable_ops, <key>, m):
+//   TapConvOps<kBackend>::register_all(m);
+template <const TapConvBackend& B>
+struct TapConvOps {
+  static at::Tensor depthwise_conv2d(const at::Tensor& input, const at::Tensor& weight,
+                                     const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                     at::IntArrayRef padding) {
+    return depthwise_conv2d_impl(input, weight, bias, stride, padding, B);
+  }
+  static at::Tensor depthwise_conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                                                    at::IntArrayRef input_size, at::IntArrayRef stride,
+                                                    at::IntArrayRef padding) {
+    return depthwise_conv2d_backward_input_impl(grad_output, weight, input_size, stride, padding, B);
+  }
+  static std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight(const at::Tensor& grad_output,
+                                                                             const at::Tensor& input,
+                                                                             at::IntArrayRef kernel_size,
+                                                                             at::IntArrayRef stride,
+                                                                             at::IntArrayRef padding) {
+    return depthwise_conv2d_backward_weight_impl(grad_output, input, kernel_size, stride, padding, B);
+  }
+  static at::Tensor dcls_sparse_depthwise(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& P,
+                                          const std::optional<at::Tensor>& bias, at::IntArrayRef dilated_kernel_size,
+                                          at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view version) {
+    return dcls_sparse_depthwise_impl(input, weight, P, bias, dilated_kernel_size, stride, padding, version, B);
+  }
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dcls_sparse_depthwise_backward(
+      const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& P,
+      at::IntArrayRef dilated_kernel_size, at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view version,
+      bool input_grad) {
+    return dcls_sparse_depthwise_backward_impl(grad_output, input, weight, P, dilated_kernel_size, stride, padding,
+                                               version, input_grad, B);
+  }
+  static void register_depthwise(torch::Library& m) {
+    m.impl("depthwise_conv2d", &depthwise_conv2d);
+    m.impl("depthwise_conv2d_backward_input", &depthwise_conv2d_backward_input);
+    m.impl("depthwise_conv2d_backward_weight", &depthwise_conv2d_backward_weight);
+  }
+  static void register_dcls_sparse(torch::Library& m) {
+    m.impl("dcls_sparse_depthwise", &dcls_sparse_depthwise);
+    m.impl("dcls_sparse_depthwise_backward", &dcls_sparse_depthwise_backward);
+  }
+};
+
+inline constexpr TapConvBackend kCpuTapConv{&tap_conv_forward_cpu, &tap_conv_backward_input_cpu,
+                                            &tap_conv_correlation_cpu};
+#ifdef LEARNABLE_OPS_WITH_CUDA
+inline constexpr TapConvBackend kCudaTapConv{&tap_conv_forward_cuda, &tap_conv_backward_input_cuda,
+                                             &tap_conv_correlation_cuda};
+#endif
 
 }  // namespace learnable_ops
