@@ -518,16 +518,17 @@ def run(config: DemoConfig) -> list[VariantResult]:
         raise DemoInputError(f"--variants: unknown {', '.join(unknown)}; valid variants: {', '.join(VARIANTS)}")
     if config.threads < 1:
         raise DemoInputError(f"--threads must be >= 1, got {config.threads}")
+    start = time.perf_counter()
     data = load_data(config.data, config.image_size, config.seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _run(config, data)
+        return _run(config, data, start)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(config: DemoConfig, data: Dataset) -> list[VariantResult]:
+def _run(config: DemoConfig, data: Dataset, start: float) -> list[VariantResult]:
     dist_info = setup_distributed(config.device)
     device = torch.device(f"cuda:{dist_info.local_rank}" if config.device.startswith("cuda") and dist_info.active
                           else config.device)
@@ -566,11 +567,13 @@ def _run(config: DemoConfig, data: Dataset) -> list[VariantResult]:
                     "torch": torch.__version__,
                     "config": {k: v for k, v in asdict(config).items() if k != "progress"},
                     "results": [asdict(r) for r in results],
+                    "seconds_until_figures": time.perf_counter() - start,
                 },
                 f,
                 indent=2,
             )
         print(f"\nwrote {config.out}/results.md, results.json and " + ", ".join(os.path.basename(p) for p in figures))
+        print(f"demo finished in {time.perf_counter() - start:.0f} s")
     if dist_info.active:
         import torch.distributed as dist
 
