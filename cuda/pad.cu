@@ -15,8 +15,26 @@ namespace {
 template <typename I>
 struct PadGeometry {
   I in[3], out[3], before[3], order[3], step[3];
+  // Input indices [safe_lo, safe_hi) on an axis are read by exactly one output,
+  // o = j + before: the backward pass copies them without enumerating preimages.
+  I safe_lo[3], safe_hi[3];
   PadMode mode;
 };
+
+// The contiguous run of input indices whose only preimage is j + before.
+std::pair<int64_t, int64_t> single_preimage_run(const PadPlan& plan, int axis) {
+  if (plan.mode == PadMode::Polynomial) return {0, 0};
+  const Preimages pre = pad_axis_preimages(plan, axis);
+  const int64_t n = plan.in[axis];
+  auto single = [&](int64_t j) {
+    return pre.ptr[j + 1] - pre.ptr[j] == 1 && pre.idx[pre.ptr[j]] == j + plan.before[axis];
+  };
+  int64_t lo = 0;
+  while (lo < n && !single(lo)) ++lo;
+  int64_t hi = lo;
+  while (hi < n && single(hi)) ++hi;
+  return {lo, hi};
+}
 
 template <typename I>
 PadGeometry<I> geometry(const PadPlan& plan) {
@@ -27,6 +45,9 @@ PadGeometry<I> geometry(const PadPlan& plan) {
     g.before[a] = static_cast<I>(plan.before[a]);
     g.order[a] = static_cast<I>(plan.order[a]);
     g.step[a] = static_cast<I>(plan.step[a]);
+    const auto run = single_preimage_run(plan, a);
+    g.safe_lo[a] = static_cast<I>(run.first);
+    g.safe_hi[a] = static_cast<I>(run.second);
   }
   g.mode = plan.mode;
   return g;
@@ -73,8 +94,13 @@ __global__ void pad_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* _
     const I ih = row % g.in[1];
     const I id = (row / g.in[1]) % g.in[0];
     const I b = row / (g.in[1] * g.in[0]);
-    acc_t acc = 0;
     const scalar_t* base = gy + b * g.out[0] * g.out[1] * g.out[2];
+    if (id >= g.safe_lo[0] && id < g.safe_hi[0] && ih >= g.safe_lo[1] && ih < g.safe_hi[1] &&
+        iw >= g.safe_lo[2] && iw < g.safe_hi[2]) {
+      gx[row * g.in[2] + iw] = base[((id + g.before[0]) * g.out[1] + ih + g.before[1]) * g.out[2] + iw + g.before[2]];
+      continue;
+    }
+    acc_t acc = 0;
     for_each_preimage_t<I>(id, g.in[0], g.before[0], g.out[0], g.mode, [&](I od) {
       for_each_preimage_t<I>(ih, g.in[1], g.before[1], g.out[1], g.mode, [&](I oh) {
         const scalar_t* grow = base + (od * g.out[1] + oh) * g.out[2];
