@@ -203,28 +203,6 @@ acc_t dot_diff(const g_t* g, const v_t* v, int64_t n, int64_t f, const int64_t* 
   return total;
 }
 
-// sum_w g[w] * ((1 - t) v[tap 0 of w] + t v[tap 1 of w]).
-template <typename acc_t, typename g_t, typename v_t>
-acc_t dot_lerp(const g_t* g, const v_t* v, int64_t n, int64_t f, acc_t t, const int64_t* map) {
-  const acc_t u = acc_t(1) - t;
-  const Span in = interior(f, n, true);
-  auto edge = [&](int64_t w) {
-    const int64_t j0 = map[w + 1], j1 = map[w];
-    acc_t d = 0;
-    if (j0 >= 0) d += u * static_cast<acc_t>(v[j0]);
-    if (j1 >= 0) d += t * static_cast<acc_t>(v[j1]);
-    return static_cast<acc_t>(g[w]) * d;
-  };
-  const v_t* s = v - f;
-  acc_t total = lane_sum<acc_t>(in.lo, in.hi, [&](int64_t w) {
-    return static_cast<acc_t>(g[w]) *
-           (u * static_cast<acc_t>(s[w]) + t * static_cast<acc_t>(s[w - 1]));
-  });
-  for (int64_t w = 0; w < in.lo; ++w) total += edge(w);
-  for (int64_t w = in.hi; w < n; ++w) total += edge(w);
-  return total;
-}
-
 // Rows of the last axis per parallel task: enough work to amortise a task.
 int64_t row_grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)); }
 
@@ -238,11 +216,12 @@ struct Corner {
 
 // The (up to 4) D/H corners that output row (d, h) of a plane reads.
 // `both_taps` forces tap 1 on every present axis (for derivatives), otherwise
-// tap 1 is used only where its weight t is non-zero.
+// tap 1 is used only where its weight t is non-zero. A corner outside the
+// input (zeros padding) is skipped, or reads `zero_row` when one is given.
 template <typename scalar_t, typename acc_t>
 int row_corners(Corner<scalar_t, acc_t>* corners, const scalar_t* plane_base, const ShiftGeometry& g,
                 const ChannelTaps& ct, const AxisMaps* maps, int64_t c, int64_t d, int64_t h,
-                bool both_taps) {
+                bool both_taps, const scalar_t* zero_row = nullptr) {
   const int64_t H = g.size[1], W = g.size[2];
   const int first = g.first_axis();
   int count = 0;
@@ -251,13 +230,14 @@ int row_corners(Corner<scalar_t, acc_t>* corners, const scalar_t* plane_base, co
   const int kh_end = (first <= 1 && (both_taps || th != acc_t(0))) ? 2 : 1;
   for (int kd = 0; kd < kd_end; ++kd) {
     const int64_t id = maps[0].of(c)[d + 1 - kd];
-    if (id < 0) continue;
+    if (id < 0 && !zero_row) continue;
     const acc_t wd = kd ? td : acc_t(1) - td, dd = kd ? acc_t(1) : acc_t(-1);
     for (int kh = 0; kh < kh_end; ++kh) {
       const int64_t ih = maps[1].of(c)[h + 1 - kh];
-      if (ih < 0) continue;
+      if (ih < 0 && !zero_row) continue;
       const acc_t wh = kh ? th : acc_t(1) - th, dh = kh ? acc_t(1) : acc_t(-1);
-      corners[count++] = {plane_base + (id * H + ih) * W, wd * wh, {dd * wh, wd * dh}};
+      const scalar_t* row = (id < 0 || ih < 0) ? zero_row : plane_base + (id * H + ih) * W;
+      corners[count++] = {row, wd * wh, {dd * wh, wd * dh}};
     }
   }
   return count;
@@ -413,6 +393,73 @@ void input_backward(const scalar_t* go, scalar_t* gx, const ShiftGeometry& g,
   });
 }
 
+// Shift-gradient sums of one output row over kCorners D/H corner rows (2 in
+// 2D, 4 in 3D; zeros-padded corners read a zero row), in one pass:
+//   sums[2] += sum_w g[w] sum_k weight_k (r_k[tap 1] - r_k[tap 0])          (W)
+//   sums[a] += sum_w g[w] sum_k d_weight_k[a] ((1-t) r_k[tap 0] + t r_k[tap 1])  (D, H)
+template <int kCorners, typename acc_t, typename scalar_t>
+void row_shift_grads(const scalar_t* grow, const Corner<scalar_t, acc_t>* corners, int64_t n,
+                     int64_t f, acc_t t, const int64_t* map, double* sums) {
+  constexpr int kLanes = 8;
+  constexpr int kSums = kCorners == 4 ? 3 : 2;  // W, H (, D)
+  const acc_t u = acc_t(1) - t;
+  acc_t cw[kCorners], ch[kCorners], cd[kCorners];
+  for (int k = 0; k < kCorners; ++k) {
+    cw[k] = corners[k].weight;
+    ch[k] = corners[k].d_weight[1];
+    cd[k] = corners[k].d_weight[0];
+  }
+  // Position w's terms, given the tap values of every corner.
+  auto terms = [&](acc_t gw, const acc_t* v0, const acc_t* v1, acc_t* out) {
+    acc_t dw = 0, dh = 0, dd = 0;
+    for (int k = 0; k < kCorners; ++k) {
+      const acc_t lerp = u * v0[k] + t * v1[k];
+      dw += cw[k] * (v1[k] - v0[k]);
+      dh += ch[k] * lerp;
+      if constexpr (kSums == 3) dd += cd[k] * lerp;
+    }
+    out[0] = gw * dw;
+    out[1] = gw * dh;
+    if constexpr (kSums == 3) out[2] = gw * dd;
+  };
+  const Span in = interior(f, n, true);
+  // Lane-major accumulators: lane l of every sum is updated by position w + l,
+  // so the compiler vectorises across lanes, in a fixed order.
+  acc_t lanes[kSums][kLanes] = {};
+  int64_t w = in.lo;
+  for (; w + kLanes <= in.hi; w += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      acc_t v0[kCorners], v1[kCorners], out[kSums];
+      for (int k = 0; k < kCorners; ++k) {
+        v0[k] = static_cast<acc_t>(corners[k].row[w + l - f]);
+        v1[k] = static_cast<acc_t>(corners[k].row[w + l - f - 1]);
+      }
+      terms(static_cast<acc_t>(grow[w + l]), v0, v1, out);
+      for (int a = 0; a < kSums; ++a) lanes[a][l] += out[a];
+    }
+  }
+  acc_t total[kSums] = {};
+  auto scalar = [&](int64_t p, bool interior_position) {
+    acc_t v0[kCorners], v1[kCorners], out[kSums];
+    const int64_t j0 = interior_position ? p - f : map[p + 1];
+    const int64_t j1 = interior_position ? p - f - 1 : map[p];
+    for (int k = 0; k < kCorners; ++k) {
+      v0[k] = j0 < 0 ? acc_t(0) : static_cast<acc_t>(corners[k].row[j0]);
+      v1[k] = j1 < 0 ? acc_t(0) : static_cast<acc_t>(corners[k].row[j1]);
+    }
+    terms(static_cast<acc_t>(grow[p]), v0, v1, out);
+    for (int a = 0; a < kSums; ++a) total[a] += out[a];
+  };
+  for (; w < in.hi; ++w) scalar(w, true);
+  for (int64_t p = 0; p < in.lo; ++p) scalar(p, false);
+  for (int64_t p = in.hi; p < n; ++p) scalar(p, false);
+  for (int a = 0; a < kSums; ++a)
+    for (int l = 0; l < kLanes; ++l) total[a] += lanes[a][l];
+  sums[2] += total[0];
+  sums[1] += total[1];
+  if constexpr (kSums == 3) sums[0] += total[2];
+}
+
 // ---------------------------------------------------------------------------
 // Shift gradient: sum over batch and space of grad_output times the
 // derivative of the multilinear interpolation at the real-valued shift
@@ -433,7 +480,7 @@ void shifts_backward(const scalar_t* go, const scalar_t* x, double* out, const S
   const int first = g.first_axis();
   std::vector<double> partial(planes * chunks * 3, 0.0);
   at::parallel_for(0, planes * chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> combined(W), along_d(W), along_h(W);
+    const std::vector<scalar_t> zero_row(W, scalar_t(0));
     Corner<scalar_t, acc_t> corners[4];
     for (int64_t unit = begin; unit < end; ++unit) {
       const int64_t plane = unit / chunks, c = plane % g.channels;
@@ -449,23 +496,17 @@ void shifts_backward(const scalar_t* go, const scalar_t* x, double* out, const S
       const int64_t row_end = std::min(rows_per_plane, (unit % chunks + 1) * chunk);
       for (int64_t pr = (unit % chunks) * chunk; pr < row_end; ++pr) {
         const int64_t h = pr % H, d = pr / H;
-        const int count =
-            row_corners(corners, x + plane * D * H * W, g, ct, maps, c, d, h, /*both_taps=*/true);
-        if (count == 0) continue;
         const scalar_t* grow = go + (plane * rows_per_plane + pr) * W;
         if (first == 2) {  // 1D: the single row is the input row itself
-          sums[2] += dot_diff<acc_t>(grow, corners[0].row, W, f, map_w);
+          sums[2] += dot_diff<acc_t>(grow, x + plane * W, W, f, map_w);
           continue;
         }
-        combine_rows(combined.data(), corners, count, W, [](const auto& k) { return k.weight; });
-        sums[2] += dot_diff<acc_t>(grow, combined.data(), W, f, map_w);
-        combine_rows(along_h.data(), corners, count, W, [](const auto& k) { return k.d_weight[1]; });
-        sums[1] += dot_lerp<acc_t>(grow, along_h.data(), W, f, t, map_w);
-        if (first == 0) {
-          combine_rows(along_d.data(), corners, count, W,
-                       [](const auto& k) { return k.d_weight[0]; });
-          sums[0] += dot_lerp<acc_t>(grow, along_d.data(), W, f, t, map_w);
-        }
+        row_corners(corners, x + plane * D * H * W, g, ct, maps, c, d, h, /*both_taps=*/true,
+                    zero_row.data());
+        if (first == 1)
+          row_shift_grads<2>(grow, corners, W, f, t, map_w, sums);
+        else
+          row_shift_grads<4>(grow, corners, W, f, t, map_w, sums);
       }
     }
   });
