@@ -6,8 +6,9 @@
 // Memory: the forward writes only the kernel (Co, Ci/g, *D); the backward
 // writes the parameter gradients, plus a (n, Co, Ci/g, Kc) buffer when P is
 // broadcast over output channels. No O(prod(D) * Kc) tensor exists: each
-// (o, i) kernel is built, or contracted with its gradient, tap by tap in a
-// per-thread accumulator of prod(D) elements.
+// (o, i) kernel is built tap by tap in a per-thread accumulator of prod(D)
+// elements, and contracted with its gradient tap by tap over each tap's cells
+// (gauss: all taps at once, with O(Kc * sum(D)) per-thread scratch).
 #include <algorithm>
 #include <vector>
 
