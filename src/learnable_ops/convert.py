@@ -22,6 +22,7 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -503,7 +504,7 @@ def convert(
     to: str | Callable[[nn.Module, str], nn.Module],
     filter_fn: Callable[[nn.Module, str], bool] | None = None,
     inplace: bool = True,
-    **layer_kwargs,
+    **layer_kwargs: Any,
 ) -> ConversionReport:
     """Replaces the convolutions of ``model`` selected by ``filter_fn`` with learnable_ops layers.
 

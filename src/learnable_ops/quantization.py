@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.ao import quantization as tq
 
+from learnable_ops.convert import _is_learnable_ops_layer
 from learnable_ops.nn.quantized import quant_mapping as _shift_quant_mapping
 
 __all__ = [
@@ -94,10 +95,6 @@ def _has_integer_kernel(module: nn.Module, mapping: dict) -> bool:
     return mode == "sparse"
 
 
-def _is_learnable_ops_layer(module: nn.Module) -> bool:
-    return type(module).__module__.startswith("learnable_ops.nn")
-
-
 def wrap_float_layers(model: nn.Module, mapping: dict | None = None) -> list[str]:
     """Wraps, in place, every learnable_ops layer without an integer kernel in :class:`FloatFallback`.
 
@@ -137,7 +134,9 @@ def _default_qconfig(backend: str):
     return tq.get_default_qconfig(backend)
 
 
-def prepare(model: nn.Module, backend: str = "x86", qconfig=None, inplace: bool = False) -> nn.Module:
+def prepare(
+    model: nn.Module, backend: str = "x86", qconfig: tq.QConfig | None = None, inplace: bool = False
+) -> nn.Module:
     """Eager-mode prepare: wraps float-only layers, attaches qconfigs and observers.
 
     Args:
@@ -221,12 +220,8 @@ def pt2e_available() -> bool:
 
 
 def _shift_ops() -> set:
-    ops = set()
-    for name in ("shift",):
-        packet = getattr(torch.ops.learnable_ops, name, None)
-        if packet is not None:
-            ops.update(getattr(packet, o) for o in packet.overloads())
-    return ops
+    packet = torch.ops.learnable_ops.shift
+    return {getattr(packet, overload) for overload in packet.overloads()}
 
 
 def _make_quantizer(x86, quantizer_module):
@@ -257,8 +252,11 @@ def _make_quantizer(x86, quantizer_module):
 
 
 def quantize_pt2e(
-    model: nn.Module, example_inputs: tuple, calibrate: Callable[[nn.Module], None], dynamic_shapes=None
-):
+    model: nn.Module,
+    example_inputs: tuple,
+    calibrate: Callable[[nn.Module], None],
+    dynamic_shapes: dict | tuple | None = None,
+) -> torch.fx.GraphModule:
     """PT2E static quantization: export, annotate, calibrate, convert.
 
     The exported graph keeps learnable_ops' own ops; convolutions and linears
