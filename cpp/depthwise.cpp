@@ -33,9 +33,10 @@ namespace learnable_ops {
 namespace {
 
 // GCC vector types: 32-byte vectors (AVX2 ymm; two xmm on the x86-64-v2
-// baseline), loaded unaligned. Output columns are computed in blocks of kBlock
-// = 4 vectors per row, two rows at a time, so 8 independent accumulator chains
-// stay in registers across all taps of a row and hide the FMA latency.
+// baseline), loaded unaligned. Output columns are computed in blocks of 1, 2
+// or 4 vectors (by plane width), 8, 4 or 2 rows at a time, so 8 independent
+// accumulator chains stay in registers across all taps and hide the FMA
+// latency. The phase buffers are padded to kBlock = 4 vectors.
 template <typename T>
 struct Vec {
   typedef T type __attribute__((vector_size(32)));
@@ -87,109 +88,145 @@ void fill_phase_buffer(acc_t* __restrict__ buf, const PhaseLayout& L, const scal
   }
 }
 
-// One plane of output rows in the opmath dtype: out[i, j] (Ho x Wb, Wb a
-// whole number of blocks), out = b0 + sum_t w[t] * buf[i * row_step + tap_base[t] + j].
-template <typename acc_t>
-LO_ALWAYS_INLINE void forward_plane(const acc_t* buf, int64_t row_step, const int64_t* tap_base,
-                                    const acc_t* w, int64_t T, acc_t b0, acc_t* out, int64_t Ho, int64_t Wb) {
+// R output rows starting at row i, in blocks of NV vectors (Wb a whole number
+// of blocks): out = b0 + sum_t w[t] * buf[row * row_step + tap_base[t] + j].
+// The R * NV accumulators stay in registers across all taps.
+template <typename acc_t, int NV, int R>
+LO_ALWAYS_INLINE void forward_rows(const acc_t* buf, int64_t row_step, const int64_t* tap_base, const acc_t* w,
+                                   int64_t T, acc_t b0, acc_t* out, int64_t i, int64_t Wb) {
   using V = typename Vec<acc_t>::type;
   using U = typename Vec<acc_t>::unaligned;
-  constexpr int64_t NL = kLanes<acc_t>, B = kBlock<acc_t>;
-  int64_t i = 0;
-  for (; i + 2 <= Ho; i += 2) {
-    const acc_t* rows0 = buf + i * row_step;
-    const acc_t* rows1 = rows0 + row_step;
-    for (int64_t j0 = 0; j0 < Wb; j0 += B) {
-      V a0[4], a1[4];
-      for (int q = 0; q < 4; ++q) a0[q] = a1[q] = V{} + b0;
-      for (int64_t t = 0; t < T; ++t) {
-        const acc_t wt = w[t];
-        const acc_t* s0 = rows0 + tap_base[t] + j0;
-        const acc_t* s1 = rows1 + tap_base[t] + j0;
-        for (int q = 0; q < 4; ++q) {
-          a0[q] += wt * *reinterpret_cast<const U*>(s0 + q * NL);
-          a1[q] += wt * *reinterpret_cast<const U*>(s1 + q * NL);
-        }
-      }
-      for (int q = 0; q < 4; ++q) {
-        *reinterpret_cast<U*>(out + i * Wb + j0 + q * NL) = a0[q];
-        *reinterpret_cast<U*>(out + (i + 1) * Wb + j0 + q * NL) = a1[q];
-      }
+  constexpr int64_t NL = kLanes<acc_t>;
+  for (int64_t j0 = 0; j0 < Wb; j0 += NV * NL) {
+    V a[R][NV];
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < NV; ++q) a[r][q] = V{} + b0;
+    for (int64_t t = 0; t < T; ++t) {
+      const acc_t wt = w[t];
+      const acc_t* s = buf + i * row_step + tap_base[t] + j0;
+      for (int r = 0; r < R; ++r)
+        for (int q = 0; q < NV; ++q) a[r][q] += wt * *reinterpret_cast<const U*>(s + r * row_step + q * NL);
     }
-  }
-  for (; i < Ho; ++i) {
-    const acc_t* rows0 = buf + i * row_step;
-    for (int64_t j0 = 0; j0 < Wb; j0 += B) {
-      V a0[4];
-      for (int q = 0; q < 4; ++q) a0[q] = V{} + b0;
-      for (int64_t t = 0; t < T; ++t) {
-        const acc_t wt = w[t];
-        const acc_t* s0 = rows0 + tap_base[t] + j0;
-        for (int q = 0; q < 4; ++q) a0[q] += wt * *reinterpret_cast<const U*>(s0 + q * NL);
-      }
-      for (int q = 0; q < 4; ++q) *reinterpret_cast<U*>(out + i * Wb + j0 + q * NL) = a0[q];
-    }
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < NV; ++q) *reinterpret_cast<U*>(out + (i + r) * Wb + j0 + q * NL) = a[r][q];
   }
 }
 
-// out[t] += sum over the plane of grad[i, j] * buf[i * row_step + tap_base[t] + j]:
-// per tap, 4 vector accumulators reduced in a fixed order (deterministic).
+// One plane (Ho x Wb) with blocks of NV vectors: 8 / NV rows at a time, so
+// narrow planes (7 or 14 columns) waste few lanes and still run 8 FMA chains.
+template <typename acc_t, int NV>
+LO_ALWAYS_INLINE void forward_plane_nv(const acc_t* buf, int64_t row_step, const int64_t* tap_base,
+                                       const acc_t* w, int64_t T, acc_t b0, acc_t* out, int64_t Ho, int64_t Wb) {
+  constexpr int R = 8 / NV;
+  int64_t i = 0;
+  for (; i + R <= Ho; i += R) forward_rows<acc_t, NV, R>(buf, row_step, tap_base, w, T, b0, out, i, Wb);
+  if constexpr (R >= 8)
+    for (; i + 4 <= Ho; i += 4) forward_rows<acc_t, NV, 4>(buf, row_step, tap_base, w, T, b0, out, i, Wb);
+  if constexpr (R >= 4)
+    for (; i + 2 <= Ho; i += 2) forward_rows<acc_t, NV, 2>(buf, row_step, tap_base, w, T, b0, out, i, Wb);
+  for (; i < Ho; ++i) forward_rows<acc_t, NV, 1>(buf, row_step, tap_base, w, T, b0, out, i, Wb);
+}
+
 template <typename acc_t>
-LO_ALWAYS_INLINE void correlate_plane(const acc_t* gplane, const acc_t* buf, int64_t row_step,
-                                      const int64_t* tap_base, int64_t T, int64_t Ho, int64_t Wb, acc_t* out) {
+LO_ALWAYS_INLINE void forward_plane(const acc_t* buf, int64_t row_step, const int64_t* tap_base, const acc_t* w,
+                                    int64_t T, acc_t b0, acc_t* out, int64_t Ho, int64_t Wb, int nv) {
+  if (nv == 1) forward_plane_nv<acc_t, 1>(buf, row_step, tap_base, w, T, b0, out, Ho, Wb);
+  else if (nv == 2) forward_plane_nv<acc_t, 2>(buf, row_step, tap_base, w, T, b0, out, Ho, Wb);
+  else forward_plane_nv<acc_t, 4>(buf, row_step, tap_base, w, T, b0, out, Ho, Wb);
+}
+
+// out[t] += sum over the plane of grad[i, j] * buf[i * row_step + tap_base[t] + j]:
+// KT taps at a time (independent accumulator chains), NV vector accumulators
+// per tap, reduced in a fixed order (deterministic).
+template <typename acc_t, int NV, int KT>
+LO_ALWAYS_INLINE void correlate_taps(const acc_t* gplane, const acc_t* buf, int64_t row_step,
+                                     const int64_t* tap_base, int64_t Ho, int64_t Wb, acc_t* out) {
   using V = typename Vec<acc_t>::type;
   using U = typename Vec<acc_t>::unaligned;
-  constexpr int64_t NL = kLanes<acc_t>, B = kBlock<acc_t>;
-  for (int64_t t = 0; t < T; ++t) {
-    V lanes[4] = {};
-    for (int64_t i = 0; i < Ho; ++i) {
-      const acc_t* a = gplane + i * Wb;
-      const acc_t* b = buf + i * row_step + tap_base[t];
-      for (int64_t j0 = 0; j0 < Wb; j0 += B)
-        for (int q = 0; q < 4; ++q)
-          lanes[q] += *reinterpret_cast<const U*>(a + j0 + q * NL) * *reinterpret_cast<const U*>(b + j0 + q * NL);
-    }
-    const V v = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  constexpr int64_t NL = kLanes<acc_t>;
+  V lanes[KT][NV] = {};
+  for (int64_t i = 0; i < Ho; ++i) {
+    const acc_t* a = gplane + i * Wb;
+    const acc_t* b = buf + i * row_step;
+    for (int64_t j0 = 0; j0 < Wb; j0 += NV * NL)
+      for (int q = 0; q < NV; ++q) {
+        const V av = *reinterpret_cast<const U*>(a + j0 + q * NL);
+        for (int k = 0; k < KT; ++k) lanes[k][q] += av * *reinterpret_cast<const U*>(b + tap_base[k] + j0 + q * NL);
+      }
+  }
+  for (int k = 0; k < KT; ++k) {
+    V v = lanes[k][0];
+    for (int q = 1; q < NV; ++q) v += lanes[k][q];
     acc_t s = 0;
     for (int64_t l = 0; l < NL; ++l) s += v[l];
-    out[t] += s;
+    out[k] += s;
   }
+}
+
+template <typename acc_t, int NV>
+LO_ALWAYS_INLINE void correlate_plane_nv(const acc_t* gplane, const acc_t* buf, int64_t row_step,
+                                         const int64_t* tap_base, int64_t T, int64_t Ho, int64_t Wb, acc_t* out) {
+  constexpr int KT = 8 / NV;
+  int64_t t = 0;
+  for (; t + KT <= T; t += KT) correlate_taps<acc_t, NV, KT>(gplane, buf, row_step, tap_base + t, Ho, Wb, out + t);
+  for (; t < T; ++t) correlate_taps<acc_t, NV, 1>(gplane, buf, row_step, tap_base + t, Ho, Wb, out + t);
+}
+
+template <typename acc_t>
+LO_ALWAYS_INLINE void correlate_plane(const acc_t* gplane, const acc_t* buf, int64_t row_step,
+                                      const int64_t* tap_base, int64_t T, int64_t Ho, int64_t Wb, acc_t* out, int nv) {
+  if (nv == 1) correlate_plane_nv<acc_t, 1>(gplane, buf, row_step, tap_base, T, Ho, Wb, out);
+  else if (nv == 2) correlate_plane_nv<acc_t, 2>(gplane, buf, row_step, tap_base, T, Ho, Wb, out);
+  else correlate_plane_nv<acc_t, 4>(gplane, buf, row_step, tap_base, T, Ho, Wb, out);
+}
+
+// Vectors per column block for a row of Wo outputs, and the row width padded
+// to whole blocks (never more than the phase buffer's padding to kBlock).
+template <typename acc_t>
+int block_vectors(int64_t Wo) {
+  return Wo <= kLanes<acc_t> ? 1 : (Wo <= 2 * kLanes<acc_t> ? 2 : 4);
+}
+template <typename acc_t>
+int64_t padded_width(int64_t Wo) {
+  const int64_t b = block_vectors<acc_t>(Wo) * kLanes<acc_t>;
+  return (Wo + b - 1) / b * b;
 }
 
 // float gets clones for AVX-512 and AVX2+FMA, picked at load time (the
 // extension itself is compiled for x86-64-v2).
 LO_CPU_CLONES void forward_plane_f32(const float* buf, int64_t row_step, const int64_t* tap_base, const float* w,
-                                     int64_t T, float b0, float* out, int64_t Ho, int64_t Wb) {
-  forward_plane<float>(buf, row_step, tap_base, w, T, b0, out, Ho, Wb);
+                                     int64_t T, float b0, float* out, int64_t Ho, int64_t Wb, int nv) {
+  forward_plane<float>(buf, row_step, tap_base, w, T, b0, out, Ho, Wb, nv);
 }
 LO_CPU_CLONES void correlate_plane_f32(const float* gplane, const float* buf, int64_t row_step,
-                                       const int64_t* tap_base, int64_t T, int64_t Ho, int64_t Wb, float* out) {
-  correlate_plane<float>(gplane, buf, row_step, tap_base, T, Ho, Wb, out);
+                                       const int64_t* tap_base, int64_t T, int64_t Ho, int64_t Wb, float* out,
+                                       int nv) {
+  correlate_plane<float>(gplane, buf, row_step, tap_base, T, Ho, Wb, out, nv);
 }
 void forward_plane_any(const float* buf, int64_t row_step, const int64_t* tap_base, const float* w, int64_t T,
-                       float b0, float* out, int64_t Ho, int64_t Wb) {
-  forward_plane_f32(buf, row_step, tap_base, w, T, b0, out, Ho, Wb);
+                       float b0, float* out, int64_t Ho, int64_t Wb, int nv) {
+  forward_plane_f32(buf, row_step, tap_base, w, T, b0, out, Ho, Wb, nv);
 }
 void forward_plane_any(const double* buf, int64_t row_step, const int64_t* tap_base, const double* w, int64_t T,
-                       double b0, double* out, int64_t Ho, int64_t Wb) {
-  forward_plane<double>(buf, row_step, tap_base, w, T, b0, out, Ho, Wb);
+                       double b0, double* out, int64_t Ho, int64_t Wb, int nv) {
+  forward_plane<double>(buf, row_step, tap_base, w, T, b0, out, Ho, Wb, nv);
 }
 void correlate_plane_any(const float* gplane, const float* buf, int64_t row_step, const int64_t* tap_base,
-                         int64_t T, int64_t Ho, int64_t Wb, float* out) {
-  correlate_plane_f32(gplane, buf, row_step, tap_base, T, Ho, Wb, out);
+                         int64_t T, int64_t Ho, int64_t Wb, float* out, int nv) {
+  correlate_plane_f32(gplane, buf, row_step, tap_base, T, Ho, Wb, out, nv);
 }
 void correlate_plane_any(const double* gplane, const double* buf, int64_t row_step, const int64_t* tap_base,
-                         int64_t T, int64_t Ho, int64_t Wb, double* out) {
-  correlate_plane<double>(gplane, buf, row_step, tap_base, T, Ho, Wb, out);
+                         int64_t T, int64_t Ho, int64_t Wb, double* out, int nv) {
+  correlate_plane<double>(gplane, buf, row_step, tap_base, T, Ho, Wb, out, nv);
 }
 
 template <typename scalar_t>
 void forward_kernel(const at::Tensor& x, const at::Tensor& offsets, const at::Tensor& weights,
                     const std::optional<at::Tensor>& bias, at::Tensor& out, const TapConvGeometry& g) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr int64_t B = kBlock<acc_t>;
   const PhaseLayout L = phase_layout<acc_t>(g.Ho, g.Wo, g.kh, g.kw, g.sh, g.sw);
-  const int64_t Wb = (g.Wo + B - 1) / B * B;
+  const int nv = block_vectors<acc_t>(g.Wo);
+  const int64_t Wb = padded_width<acc_t>(g.Wo);
   const int64_t T = offsets.size(1);
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   const int64_t* op = offsets.const_data_ptr<int64_t>();
@@ -209,7 +246,7 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& offsets, const at::Te
       for (int64_t t = 0; t < T; ++t)
         tap_base[t] = L.row(off[2 * t], off[2 * t + 1] % g.sw) + off[2 * t + 1] / g.sw;
       forward_plane_any(buf.data(), L.row(g.sh, 0), tap_base.data(), wp + c * T, T, bp ? bp[c] : acc_t(0),
-                        acc.data(), g.Ho, Wb);
+                        acc.data(), g.Ho, Wb, nv);
       scalar_t* plane = yp + p * g.Ho * g.Wo;
       for (int64_t i = 0; i < g.Ho; ++i)
         for (int64_t j = 0; j < g.Wo; ++j) plane[i * g.Wo + j] = static_cast<scalar_t>(acc[i * Wb + j]);
@@ -266,10 +303,11 @@ template <typename scalar_t>
 void correlation_kernel(const at::Tensor& go, const at::Tensor& x, const at::Tensor& offsets,
                         at::Tensor& corr, at::Tensor& gbias, const TapConvGeometry& g) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr int64_t B = kBlock<acc_t>;
+  constexpr int64_t B = kLanes<acc_t>;
   const PhaseLayout L = phase_layout<acc_t>(g.Ho, g.Wo, g.kh, g.kw, g.sh, g.sw);
   const int64_t T = offsets.size(1);
-  const int64_t Wb = (g.Wo + B - 1) / B * B;  // grad rows zero-padded to whole blocks
+  const int nv = block_vectors<acc_t>(g.Wo);
+  const int64_t Wb = padded_width<acc_t>(g.Wo);  // grad rows zero-padded to whole blocks
   const scalar_t* gp = go.const_data_ptr<scalar_t>();
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   const int64_t* op = offsets.const_data_ptr<int64_t>();
@@ -299,7 +337,7 @@ void correlation_kernel(const at::Tensor& go, const at::Tensor& x, const at::Ten
             for (int64_t l = 0; l < B; ++l) lanes_b[l] += dst[j0 + l];
         }
         for (int64_t l = 0; l < B; ++l) bsum += lanes_b[l];
-        correlate_plane_any(gplane.data(), buf.data(), L.row(g.sh, 0), tap_base.data(), T, g.Ho, Wb, out);
+        correlate_plane_any(gplane.data(), buf.data(), L.row(g.sh, 0), tap_base.data(), T, g.Ho, Wb, out, nv);
       }
       bp[c] = bsum;
     }

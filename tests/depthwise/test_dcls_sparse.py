@@ -184,6 +184,28 @@ def test_bad_input():
         lo.dcls_sparse_depthwise(x[0, 0], W, P, b, 5)
     with pytest.raises(ValueError, match="version"):
         torch.ops.learnable_ops.dcls_sparse_depthwise(x, W.squeeze(1), P.squeeze(2), b, [5, 5], [1, 1], [0, 0], "max")
+    with pytest.raises(TypeError, match="input"):
+        lo.dcls_sparse_depthwise(x.long(), W, P, b, 5)
+    with pytest.raises(ValueError, match="bias"):
+        lo.dcls_sparse_depthwise(x, W, P, b[:2], 5)
+    with pytest.raises(TypeError, match="bias"):
+        lo.dcls_sparse_depthwise(x, W, P, b.float(), 5)
+    with pytest.raises(TypeError, match="weight"):
+        lo.dcls_sparse_depthwise(x, W.float(), P, b, 5)
+    with pytest.raises(ValueError, match="padding"):
+        lo.dcls_sparse_depthwise(x, W, P, b, 5, padding=-1)
+    with pytest.raises(ValueError, match="stride"):
+        lo.dcls_sparse_depthwise(x, W, P, b, 5, stride=(1, 1, 1))
+
+
+def test_positions_may_have_another_dtype():
+    """fp32 parameters with a bf16 input (autocast) or fp64 positions with an fp32 input."""
+    x, W, P, b = make(2, 3, 4, (8, 9), (5, 5), dtype=torch.float32)
+    ref = lo.dcls_sparse_depthwise(x, W, P, b, 5, 1, 2)
+    out = lo.dcls_sparse_depthwise(x, W, P.double(), b, 5, 1, 2)
+    torch.testing.assert_close(out, ref)
+    (gp,) = torch.autograd.grad(out.sum(), P)
+    assert gp.dtype == torch.float32
 
 
 def test_non_finite_positions_drop_the_tap():

@@ -28,8 +28,8 @@ SPARSE_TAP_RATIO = {"cpu": 1.0, "cuda": 0.5}
 CPU: the sparse and the dense path run the same vectorised tap loop, so their
 cost follows the number of taps (``Kc * 2^n`` corners against ``prod(D)``
 cells), and the sparse one skips the construction as well. Measured (2 shared
-threads, 8x96x56x56, D=17, fwd+bwd, conv alone): Kc=34 (136 corners) 0.63x the
-dense conv; Kc=72 (288 corners, as many as the 289 cells) 0.84x. Ratio 1 is
+threads, 8x96x56x56, D=17, fwd+bwd, conv alone): Kc=34 (136 corners) 0.52x the
+dense conv; Kc=72 (288 corners, as many as the 289 cells) 0.91x. Ratio 1 is
 therefore on the safe side.
 
 CUDA: provisional 0.5 until the GPU run of ``benchmarks/depthwise.py``: the
@@ -41,9 +41,9 @@ MIN_DENSE_AREA = {"cpu": 1, "cuda": 49}
 """Below this kernel area a depthwise layer uses ``'construct'`` (the framework conv).
 
 CPU: ours is faster forward+backward at every size measured (2 shared threads,
-8x96x56x56, ratio ours/torch: 3x3 0.29x, 5x5 0.21x, 7x7 0.17x; 17x17 0.07x at
+8x96x56x56, ratio ours/torch: 3x3 0.45x, 5x5 0.25x, 7x7 0.17x; 17x17 0.1-0.2x at
 32x96x56x56), because ATen's depthwise backward is slow; oneDNN's forward alone
-is on par at 5x5 and 7x7. So 'dense' always.
+is on par from 3x3 to 7x7. So 'dense' always.
 CUDA: provisional (cuDNN is fast up to 7x7); to be set from the GPU run.
 """
 
