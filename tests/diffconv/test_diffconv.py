@@ -308,6 +308,15 @@ def test_half_precision_and_warning(dtype, monkeypatch):
         lo.diff_conv2d(x.to(dtype), w5.to(dtype))  # only once
 
 
+def test_autocast_casts_like_conv2d():
+    x, w = torch.randn(1, 2, 8, 9), torch.randn(3, 2, 3, 3)
+    b = torch.randn(3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = lo.diff_conv2d(x, w, b)
+        assert F.conv2d(x, w, b, padding=1).dtype == y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), lo.diff_conv2d(x, w, b), atol=0.1, rtol=0.05)
+
+
 def test_noise_amplification_float32_drift():
     # The documented effect: on rough data the K = 7 corner output is ~1e5-1e6 and
     # float32 drifts from float64 there by far more than in the interior.

@@ -89,6 +89,9 @@ def diff_conv2d(
         edge_bias: ``(C_out,)`` or None: if given, boundary outputs add it
             instead of ``bias``.
 
+    Under autocast, every floating argument is cast to the autocast dtype,
+    as :func:`torch.nn.functional.conv2d` is.
+
     Returns:
         ``(N, C_out, H_out, W_out)``, contiguous.
 
@@ -98,6 +101,13 @@ def diff_conv2d(
             shape mismatch (``edge_weight``, ``bias``, groups).
     """
     check_floating(input, "input")
+    if torch.is_autocast_enabled(input.device.type):
+        # Like F.conv2d under autocast: every floating argument in the autocast dtype.
+        dtype = torch.get_autocast_dtype(input.device.type)
+        input, weight, bias, edge_weight, edge_bias = (
+            t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+            for t in (input, weight, bias, edge_weight, edge_bias)
+        )
     check_rank(input, "input", (4,), "a 4D tensor (N, C_in, H, W)")
     check_tensor(weight, "weight")
     check_rank(weight, "weight", (4,), "a 4D tensor (C_out, C_in / groups, kH, kW)")
