@@ -256,7 +256,7 @@ class DemoConfig:
 
     data: str | None = None
     device: str = "cpu"
-    epochs: int = 10
+    epochs: int = 8
     out: str = "demo-out"
     variants: tuple[str, ...] = VARIANTS
     image_size: int = 24
