@@ -94,21 +94,6 @@ inline Span interior(int64_t f, int64_t n, bool both_taps) {
   return {lo, hi};
 }
 
-// Sum of term(w) over [lo, hi) in a fixed lane order (so the compiler can
-// vectorise it without reassociating, and the result is reproducible).
-template <typename acc_t, typename Term>
-inline acc_t lane_sum(int64_t lo, int64_t hi, Term term) {
-  constexpr int kLanes = 8;
-  acc_t lanes[kLanes] = {};
-  int64_t w = lo;
-  for (; w + kLanes <= hi; w += kLanes)
-    for (int k = 0; k < kLanes; ++k) lanes[k] += term(w + k);
-  acc_t total = 0;
-  for (; w < hi; ++w) total += term(w);
-  for (int k = 0; k < kLanes; ++k) total += lanes[k];
-  return total;
-}
-
 template <typename T>
 inline void fill_nan(T* out, int64_t n) {
   if constexpr (std::numeric_limits<T>::has_quiet_NaN)
@@ -119,7 +104,8 @@ inline void fill_nan(T* out, int64_t n) {
 
 // out[w] = src[tap 0 of w] (one tap), `zero` where the map gives -1.
 template <typename out_t, typename src_t>
-void gather_row(out_t* out, const src_t* src, int64_t n, int64_t f, const int64_t* map, out_t zero) {
+void gather_row(out_t* __restrict__ out, const src_t* __restrict__ src, int64_t n, int64_t f,
+                const int64_t* map, out_t zero) {
   const Span in = interior(f, n, false);
   auto edge = [&](int64_t w) {
     const int64_t j = map[w + 1];
@@ -137,7 +123,8 @@ void gather_row(out_t* out, const src_t* src, int64_t n, int64_t f, const int64_
 
 // out[w] = (1 - t) src[tap 0] + t src[tap 1].
 template <typename acc_t, typename out_t, typename src_t>
-void lerp_row(out_t* out, const src_t* src, int64_t n, int64_t f, acc_t t, const int64_t* map) {
+void lerp_row(out_t* __restrict__ out, const src_t* __restrict__ src, int64_t n, int64_t f, acc_t t,
+              const int64_t* map) {
   const acc_t u = acc_t(1) - t;
   const Span in = interior(f, n, true);
   auto edge = [&](int64_t w) {
@@ -157,7 +144,8 @@ void lerp_row(out_t* out, const src_t* src, int64_t n, int64_t f, acc_t t, const
 // Adjoint of lerp_row (t = 0: of gather_row): acc[j] = sum over the
 // positions w whose taps read j of their weight times src[w].
 template <typename acc_t, typename src_t>
-void adjoint_row(acc_t* acc, const src_t* src, int64_t n, int64_t f, acc_t t, const int64_t* map) {
+void adjoint_row(acc_t* __restrict__ acc, const src_t* __restrict__ src, int64_t n, int64_t f, acc_t t,
+                 const int64_t* map) {
   std::fill(acc, acc + n, acc_t(0));
   const bool two = t != acc_t(0);
   const acc_t u = acc_t(1) - t;
@@ -183,24 +171,74 @@ void adjoint_row(acc_t* acc, const src_t* src, int64_t n, int64_t f, acc_t t, co
   for (int64_t w = in.hi; w < n; ++w) edge(w);
 }
 
-// sum_w g[w] * (v[tap 1 of w] - v[tap 0 of w]): the derivative along s.
-template <typename acc_t, typename g_t, typename v_t>
-acc_t dot_diff(const g_t* g, const v_t* v, int64_t n, int64_t f, const int64_t* map) {
-  const Span in = interior(f, n, true);
-  auto edge = [&](int64_t w) {
-    const int64_t j0 = map[w + 1], j1 = map[w];
-    acc_t d = 0;
-    if (j1 >= 0) d += static_cast<acc_t>(v[j1]);
-    if (j0 >= 0) d -= static_cast<acc_t>(v[j0]);
-    return static_cast<acc_t>(g[w]) * d;
+// Adjoint of the W taps applied to S = sum_k weight_k rows_k (K rows, t != 0),
+// in one gather pass over the interior: input j receives (1 - t) S[j + f]
+// from the output whose tap 0 reads it and t S[j + f + 1] from the one whose
+// tap 1 does; the edge outputs then scatter through the padding map.
+template <int K, typename acc_t, typename src_t>
+void adjoint_corners(acc_t* __restrict__ dst, const src_t* const* rows, const acc_t* weights,
+                     int64_t n, int64_t f, acc_t t, const int64_t* map) {
+  const acc_t u = acc_t(1) - t;
+  auto combined = [&](int64_t w) {
+    acc_t v = 0;
+    for (int k = 0; k < K; ++k) v += weights[k] * static_cast<acc_t>(rows[k][w]);
+    return v;
   };
+  std::fill(dst, dst + n, acc_t(0));
+  const Span in = interior(f, n, true);
+  if (in.hi > in.lo) {
+    // Both neighbours of j are interior outputs for j in [in.lo - f, in.hi - f - 1).
+    const src_t* r[K];
+    for (int k = 0; k < K; ++k) r[k] = rows[k] + f;
+    for (int64_t j = in.lo - f; j < in.hi - f - 1; ++j) {
+      acc_t s0 = 0, s1 = 0;
+      for (int k = 0; k < K; ++k) {
+        s0 += weights[k] * static_cast<acc_t>(r[k][j]);
+        s1 += weights[k] * static_cast<acc_t>(r[k][j + 1]);
+      }
+      dst[j] = u * s0 + t * s1;
+    }
+    dst[in.hi - f - 1] += u * combined(in.hi - 1);
+    dst[in.lo - f - 1] += t * combined(in.lo);
+  }
+  auto edge = [&](int64_t w) {
+    const acc_t v = combined(w);
+    const int64_t j0 = map[w + 1], j1 = map[w];
+    if (j0 >= 0) dst[j0] += u * v;
+    if (j1 >= 0) dst[j1] += t * v;
+  };
+  for (int64_t w = 0; w < in.lo; ++w) edge(w);
+  for (int64_t w = in.hi; w < n; ++w) edge(w);
+}
+
+// Accumulates, position by position, the two products of grad_output row g
+// with an input row v that the shift gradient needs:
+//   value[w] += g[w] v[tap 0 of w],   diff[w] += g[w] (v[tap 1 of w] - v[tap 0 of w])
+// (diff is the derivative along s, kept as a sum of differences for accuracy).
+// Element-wise, so the interior loop vectorises; the caller sums the rows
+// at the end of its chunk, in a fixed order.
+template <typename acc_t, typename g_t, typename v_t>
+void accumulate_row_products(acc_t* __restrict__ value, acc_t* __restrict__ diff,
+                             const g_t* __restrict__ g, const v_t* __restrict__ v, int64_t n,
+                             int64_t f, const int64_t* map) {
+  const Span in = interior(f, n, true);
   const v_t* s = v - f;
-  acc_t total = lane_sum<acc_t>(in.lo, in.hi, [&](int64_t w) {
-    return static_cast<acc_t>(g[w]) * (static_cast<acc_t>(s[w - 1]) - static_cast<acc_t>(s[w]));
-  });
-  for (int64_t w = 0; w < in.lo; ++w) total += edge(w);
-  for (int64_t w = in.hi; w < n; ++w) total += edge(w);
-  return total;
+  for (int64_t w = in.lo; w < in.hi; ++w) {
+    const acc_t gw = static_cast<acc_t>(g[w]);
+    const acc_t v0 = static_cast<acc_t>(s[w]), v1 = static_cast<acc_t>(s[w - 1]);
+    value[w] += gw * v0;
+    diff[w] += gw * (v1 - v0);
+  }
+  auto edge = [&](int64_t p) {
+    const int64_t j0 = map[p + 1], j1 = map[p];
+    const acc_t gw = static_cast<acc_t>(g[p]);
+    const acc_t v0 = j0 < 0 ? acc_t(0) : static_cast<acc_t>(v[j0]);
+    const acc_t v1 = j1 < 0 ? acc_t(0) : static_cast<acc_t>(v[j1]);
+    value[p] += gw * v0;
+    diff[p] += gw * (v1 - v0);
+  };
+  for (int64_t p = 0; p < in.lo; ++p) edge(p);
+  for (int64_t p = in.hi; p < n; ++p) edge(p);
 }
 
 // Rows of the last axis per parallel task: enough work to amortise a task.
@@ -212,16 +250,17 @@ struct Corner {
   const scalar_t* row;
   acc_t weight;    // product of the D and H tap weights
   acc_t d_weight[2];  // derivative of `weight` along the D (0) and H (1) shift
+  int slot;           // 2 * (D tap) + (H tap)
 };
 
 // The (up to 4) D/H corners that output row (d, h) of a plane reads.
 // `both_taps` forces tap 1 on every present axis (for derivatives), otherwise
 // tap 1 is used only where its weight t is non-zero. A corner outside the
-// input (zeros padding) is skipped, or reads `zero_row` when one is given.
+// input (zeros padding) is skipped.
 template <typename scalar_t, typename acc_t>
 int row_corners(Corner<scalar_t, acc_t>* corners, const scalar_t* plane_base, const ShiftGeometry& g,
                 const ChannelTaps& ct, const AxisMaps* maps, int64_t c, int64_t d, int64_t h,
-                bool both_taps, const scalar_t* zero_row = nullptr) {
+                bool both_taps) {
   const int64_t H = g.size[1], W = g.size[2];
   const int first = g.first_axis();
   int count = 0;
@@ -230,22 +269,30 @@ int row_corners(Corner<scalar_t, acc_t>* corners, const scalar_t* plane_base, co
   const int kh_end = (first <= 1 && (both_taps || th != acc_t(0))) ? 2 : 1;
   for (int kd = 0; kd < kd_end; ++kd) {
     const int64_t id = maps[0].of(c)[d + 1 - kd];
-    if (id < 0 && !zero_row) continue;
+    if (id < 0) continue;
     const acc_t wd = kd ? td : acc_t(1) - td, dd = kd ? acc_t(1) : acc_t(-1);
     for (int kh = 0; kh < kh_end; ++kh) {
       const int64_t ih = maps[1].of(c)[h + 1 - kh];
-      if (ih < 0 && !zero_row) continue;
+      if (ih < 0) continue;
       const acc_t wh = kh ? th : acc_t(1) - th, dh = kh ? acc_t(1) : acc_t(-1);
-      const scalar_t* row = (id < 0 || ih < 0) ? zero_row : plane_base + (id * H + ih) * W;
-      corners[count++] = {row, wd * wh, {dd * wh, wd * dh}};
+      corners[count++] = {plane_base + (id * H + ih) * W, wd * wh, {dd * wh, wd * dh}, 2 * kd + kh};
     }
   }
   return count;
 }
 
+// out[j] = sum_k weights[k] * rows[k][j].
+template <typename scalar_t, typename acc_t>
+void combine_rows(acc_t* __restrict__ out, const scalar_t* const* rows, const acc_t* weights,
+                  int count, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) out[j] = weights[0] * static_cast<acc_t>(rows[0][j]);
+  for (int k = 1; k < count; ++k)
+    for (int64_t j = 0; j < n; ++j) out[j] += weights[k] * static_cast<acc_t>(rows[k][j]);
+}
+
 // out[j] = sum_k coefficient(corner k) * corner_k.row[j].
 template <typename scalar_t, typename acc_t, typename Coef>
-void combine_rows(acc_t* out, const Corner<scalar_t, acc_t>* corners, int count, int64_t n,
+void combine_rows(acc_t* __restrict__ out, const Corner<scalar_t, acc_t>* corners, int count, int64_t n,
                   Coef coefficient) {
   const acc_t c0 = coefficient(corners[0]);
   const scalar_t* r0 = corners[0].row;
@@ -255,6 +302,38 @@ void combine_rows(acc_t* out, const Corner<scalar_t, acc_t>* corners, int count,
     const scalar_t* rk = corners[k].row;
     for (int64_t j = 0; j < n; ++j) out[j] += ck * static_cast<acc_t>(rk[j]);
   }
+}
+
+// Active forward of one row from K corner rows in one pass:
+// out[w] = sum_k weight_k ((1 - t) r_k[tap 0] + t r_k[tap 1]).
+template <int K, typename scalar_t, typename acc_t>
+void lerp_corners(scalar_t* __restrict__ out, const Corner<scalar_t, acc_t>* corners, int64_t n,
+                  int64_t f, acc_t t, const int64_t* map) {
+  const acc_t u = acc_t(1) - t;
+  const scalar_t* rows[K];
+  acc_t weight[K];
+  for (int k = 0; k < K; ++k) {
+    rows[k] = corners[k].row - f;
+    weight[k] = corners[k].weight;
+  }
+  const Span in = interior(f, n, true);
+  for (int64_t w = in.lo; w < in.hi; ++w) {
+    acc_t v = 0;
+    for (int k = 0; k < K; ++k)
+      v += weight[k] * (u * static_cast<acc_t>(rows[k][w]) + t * static_cast<acc_t>(rows[k][w - 1]));
+    out[w] = static_cast<scalar_t>(v);
+  }
+  auto edge = [&](int64_t w) {
+    const int64_t j0 = map[w + 1], j1 = map[w];
+    acc_t v = 0;
+    for (int k = 0; k < K; ++k) {
+      if (j0 >= 0) v += weight[k] * u * static_cast<acc_t>(corners[k].row[j0]);
+      if (j1 >= 0) v += weight[k] * t * static_cast<acc_t>(corners[k].row[j1]);
+    }
+    out[w] = static_cast<scalar_t>(v);
+  };
+  for (int64_t w = 0; w < in.lo; ++w) edge(w);
+  for (int64_t w = in.hi; w < n; ++w) edge(w);
 }
 
 // ---------------------------------------------------------------------------
@@ -315,6 +394,10 @@ void forward_active(const scalar_t* x, scalar_t* y, const ShiftGeometry& g,
           gather_row(out, corners[0].row, W, f, maps[2].of(c), scalar_t(0));
         else
           lerp_row<acc_t>(out, corners[0].row, W, f, t, maps[2].of(c));
+      } else if (t != acc_t(0) && count == 2) {
+        lerp_corners<2>(out, corners, W, f, t, maps[2].of(c));
+      } else if (t != acc_t(0) && count == 4) {
+        lerp_corners<4>(out, corners, W, f, t, maps[2].of(c));
       } else {
         combine_rows(combined.data(), corners, count, W, [](const auto& k) { return k.weight; });
         if (t == acc_t(0))
@@ -340,7 +423,7 @@ void input_backward(const scalar_t* go, scalar_t* gx, const ShiftGeometry& g,
   const int64_t D = g.size[0], H = g.size[1], W = g.size[2];
   const int64_t rows = g.batch * g.channels * D * H;
   at::parallel_for(0, rows, row_grain(W), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> gathered(W), acc(W);
+    std::vector<acc_t> gathered(W), acc(std::is_same_v<scalar_t, acc_t> ? 0 : W);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t h = r % H, d = (r / H) % D, plane = r / (H * D), c = plane % g.channels;
       scalar_t* out = gx + r * W;
@@ -351,16 +434,19 @@ void input_backward(const scalar_t* go, scalar_t* gx, const ShiftGeometry& g,
       }
       const acc_t td = static_cast<acc_t>(ct.axis[0].t), th = static_cast<acc_t>(ct.axis[1].t);
       const scalar_t* plane_base = go + plane * D * H * W;
-      const scalar_t* single = nullptr;
-      acc_t single_weight = 0;
+      // The first kMaxRows output rows are kept by reference; more (border,
+      // reflect or symmetric padding with large shifts) are summed in `gathered`.
+      constexpr int kMaxRows = 4;
+      const scalar_t* rows[kMaxRows];
+      acc_t weights[kMaxRows];
       int64_t count = 0;
       auto add = [&](const scalar_t* row, acc_t weight) {
-        if (count == 0) {
-          single = row;
-          single_weight = weight;
+        if (count < kMaxRows) {
+          rows[count] = row;
+          weights[count] = weight;
         } else {
-          if (count == 1)
-            for (int64_t j = 0; j < W; ++j) gathered[j] = single_weight * static_cast<acc_t>(single[j]);
+          if (count == kMaxRows)
+            combine_rows(gathered.data(), rows, weights, kMaxRows, W);
           for (int64_t j = 0; j < W; ++j) gathered[j] += weight * static_cast<acc_t>(row[j]);
         }
         ++count;
@@ -381,83 +467,29 @@ void input_backward(const scalar_t* go, scalar_t* gx, const ShiftGeometry& g,
         std::fill(out, out + W, scalar_t(0));
         continue;
       }
-      if (count == 1 && single_weight == acc_t(1)) {
-        adjoint_row(acc.data(), single, W, f, t, map_w.of(c));
+      // float and double accumulate in the output row itself; half types in acc.
+      acc_t* dst;
+      if constexpr (std::is_same_v<scalar_t, acc_t>)
+        dst = out;
+      else
+        dst = acc.data();
+      const int64_t* map = map_w.of(c);
+      if (count > kMaxRows) {
+        adjoint_row(dst, gathered.data(), W, f, t, map);
+      } else if (count == 1 && weights[0] == acc_t(1)) {
+        adjoint_row(dst, rows[0], W, f, t, map);
+      } else if (t != acc_t(0) && count == 2) {
+        adjoint_corners<2>(dst, rows, weights, W, f, t, map);
+      } else if (t != acc_t(0) && count == 4) {
+        adjoint_corners<4>(dst, rows, weights, W, f, t, map);
       } else {
-        if (count == 1)
-          for (int64_t j = 0; j < W; ++j) gathered[j] = single_weight * static_cast<acc_t>(single[j]);
-        adjoint_row(acc.data(), gathered.data(), W, f, t, map_w.of(c));
+        combine_rows(gathered.data(), rows, weights, static_cast<int>(count), W);
+        adjoint_row(dst, gathered.data(), W, f, t, map);
       }
-      for (int64_t j = 0; j < W; ++j) out[j] = static_cast<scalar_t>(acc[j]);
+      if constexpr (!std::is_same_v<scalar_t, acc_t>)
+        for (int64_t j = 0; j < W; ++j) out[j] = static_cast<scalar_t>(acc[j]);
     }
   });
-}
-
-// Shift-gradient sums of one output row over kCorners D/H corner rows (2 in
-// 2D, 4 in 3D; zeros-padded corners read a zero row), in one pass:
-//   sums[2] += sum_w g[w] sum_k weight_k (r_k[tap 1] - r_k[tap 0])          (W)
-//   sums[a] += sum_w g[w] sum_k d_weight_k[a] ((1-t) r_k[tap 0] + t r_k[tap 1])  (D, H)
-template <int kCorners, typename acc_t, typename scalar_t>
-void row_shift_grads(const scalar_t* grow, const Corner<scalar_t, acc_t>* corners, int64_t n,
-                     int64_t f, acc_t t, const int64_t* map, double* sums) {
-  constexpr int kLanes = 8;
-  constexpr int kSums = kCorners == 4 ? 3 : 2;  // W, H (, D)
-  const acc_t u = acc_t(1) - t;
-  acc_t cw[kCorners], ch[kCorners], cd[kCorners];
-  for (int k = 0; k < kCorners; ++k) {
-    cw[k] = corners[k].weight;
-    ch[k] = corners[k].d_weight[1];
-    cd[k] = corners[k].d_weight[0];
-  }
-  // Position w's terms, given the tap values of every corner.
-  auto terms = [&](acc_t gw, const acc_t* v0, const acc_t* v1, acc_t* out) {
-    acc_t dw = 0, dh = 0, dd = 0;
-    for (int k = 0; k < kCorners; ++k) {
-      const acc_t lerp = u * v0[k] + t * v1[k];
-      dw += cw[k] * (v1[k] - v0[k]);
-      dh += ch[k] * lerp;
-      if constexpr (kSums == 3) dd += cd[k] * lerp;
-    }
-    out[0] = gw * dw;
-    out[1] = gw * dh;
-    if constexpr (kSums == 3) out[2] = gw * dd;
-  };
-  const Span in = interior(f, n, true);
-  // Lane-major accumulators: lane l of every sum is updated by position w + l,
-  // so the compiler vectorises across lanes, in a fixed order.
-  acc_t lanes[kSums][kLanes] = {};
-  int64_t w = in.lo;
-  for (; w + kLanes <= in.hi; w += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      acc_t v0[kCorners], v1[kCorners], out[kSums];
-      for (int k = 0; k < kCorners; ++k) {
-        v0[k] = static_cast<acc_t>(corners[k].row[w + l - f]);
-        v1[k] = static_cast<acc_t>(corners[k].row[w + l - f - 1]);
-      }
-      terms(static_cast<acc_t>(grow[w + l]), v0, v1, out);
-      for (int a = 0; a < kSums; ++a) lanes[a][l] += out[a];
-    }
-  }
-  acc_t total[kSums] = {};
-  auto scalar = [&](int64_t p, bool interior_position) {
-    acc_t v0[kCorners], v1[kCorners], out[kSums];
-    const int64_t j0 = interior_position ? p - f : map[p + 1];
-    const int64_t j1 = interior_position ? p - f - 1 : map[p];
-    for (int k = 0; k < kCorners; ++k) {
-      v0[k] = j0 < 0 ? acc_t(0) : static_cast<acc_t>(corners[k].row[j0]);
-      v1[k] = j1 < 0 ? acc_t(0) : static_cast<acc_t>(corners[k].row[j1]);
-    }
-    terms(static_cast<acc_t>(grow[p]), v0, v1, out);
-    for (int a = 0; a < kSums; ++a) total[a] += out[a];
-  };
-  for (; w < in.hi; ++w) scalar(w, true);
-  for (int64_t p = 0; p < in.lo; ++p) scalar(p, false);
-  for (int64_t p = in.hi; p < n; ++p) scalar(p, false);
-  for (int a = 0; a < kSums; ++a)
-    for (int l = 0; l < kLanes; ++l) total[a] += lanes[a][l];
-  sums[2] += total[0];
-  sums[1] += total[1];
-  if constexpr (kSums == 3) sums[0] += total[2];
 }
 
 // ---------------------------------------------------------------------------
@@ -480,8 +512,9 @@ void shifts_backward(const scalar_t* go, const scalar_t* x, double* out, const S
   const int first = g.first_axis();
   std::vector<double> partial(planes * chunks * 3, 0.0);
   at::parallel_for(0, planes * chunks, 1, [&](int64_t begin, int64_t end) {
-    const std::vector<scalar_t> zero_row(W, scalar_t(0));
     Corner<scalar_t, acc_t> corners[4];
+    // value and diff products per corner slot and position, summed over the chunk's rows.
+    std::vector<acc_t> value(4 * W), diff(4 * W);
     for (int64_t unit = begin; unit < end; ++unit) {
       const int64_t plane = unit / chunks, c = plane % g.channels;
       const ChannelTaps& ct = taps[c];
@@ -491,23 +524,43 @@ void shifts_backward(const scalar_t* go, const scalar_t* x, double* out, const S
         continue;
       }
       const int64_t f = ct.axis[2].f;
-      const acc_t t = static_cast<acc_t>(ct.axis[2].t);
       const int64_t* map_w = maps[2].of(c);
+      std::fill(value.begin(), value.end(), acc_t(0));
+      std::fill(diff.begin(), diff.end(), acc_t(0));
+      // The corner weights depend on the channel only; remember them per slot.
+      acc_t weight[4] = {}, d_weight[4][2] = {};
       const int64_t row_end = std::min(rows_per_plane, (unit % chunks + 1) * chunk);
       for (int64_t pr = (unit % chunks) * chunk; pr < row_end; ++pr) {
         const int64_t h = pr % H, d = pr / H;
         const scalar_t* grow = go + (plane * rows_per_plane + pr) * W;
-        if (first == 2) {  // 1D: the single row is the input row itself
-          sums[2] += dot_diff<acc_t>(grow, x + plane * W, W, f, map_w);
-          continue;
+        const int count =
+            row_corners(corners, x + plane * D * H * W, g, ct, maps, c, d, h, /*both_taps=*/true);
+        for (int k = 0; k < count; ++k) {
+          const int slot = corners[k].slot;
+          weight[slot] = corners[k].weight;
+          d_weight[slot][0] = corners[k].d_weight[0];
+          d_weight[slot][1] = corners[k].d_weight[1];
+          accumulate_row_products(value.data() + slot * W, diff.data() + slot * W, grow,
+                                  corners[k].row, W, f, map_w);
         }
-        row_corners(corners, x + plane * D * H * W, g, ct, maps, c, d, h, /*both_taps=*/true,
-                    zero_row.data());
-        if (first == 1)
-          row_shift_grads<2>(grow, corners, W, f, t, map_w, sums);
-        else
-          row_shift_grads<4>(grow, corners, W, f, t, map_w, sums);
       }
+      // Along W the derivative of corner k is weight_k * diff_k; along H (D)
+      // it is d_weight_k * (value_k + t * diff_k), the W interpolation
+      // (1 - t) v[tap 0] + t v[tap 1] = v[tap 0] + t (v[tap 1] - v[tap 0]).
+      const double t = ct.axis[2].t;
+      for (int slot = 0; slot < 4; ++slot) {
+        double v = 0, dv = 0;
+        for (int64_t w = 0; w < W; ++w) {
+          v += static_cast<double>(value[slot * W + w]);
+          dv += static_cast<double>(diff[slot * W + w]);
+        }
+        sums[2] += static_cast<double>(weight[slot]) * dv;
+        const double lerp = v + t * dv;
+        sums[1] += static_cast<double>(d_weight[slot][1]) * lerp;
+        sums[0] += static_cast<double>(d_weight[slot][0]) * lerp;
+      }
+      if (first >= 1) sums[0] = 0;
+      if (first == 2) sums[1] = 0;
     }
   });
   // out[c * 3 + a] = sum over n, then chunks, in a fixed order.
