@@ -131,22 +131,7 @@ def test_deterministic_algorithms(config, device):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize(
-    "config,name",
-    [
-        pytest.param(
-            c, m,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="DiffConv2d under autocast: diff_conv2d gets a bf16 input and an fp32 weight and raises "
-                "(no autocast rule for learnable_ops::diff_conv2d); reported to the diffconv branch",
-            ),
-        )
-        if c == "diffconv"
-        else (c, m)
-        for c, m in CASES
-    ],
-)
+@pytest.mark.parametrize("config,name", CASES)
 def test_autocast_bf16_cpu(config, name):
     model, x = converted(config, name, dtype=torch.float32)
     model.train()
