@@ -76,11 +76,20 @@ def test_positions_shared_over_channels(version):
 
 @pytest.mark.skipif(not hasattr(torch.ops.learnable_ops, "dcls_construct"), reason="dcls_construct not merged yet")
 @pytest.mark.parametrize("version", lo.SPARSE_VERSIONS)
-def test_equals_native_construct(version):
+@pytest.mark.parametrize("on_grid", [False, True])
+def test_equals_native_construct(version, on_grid):
+    """Values and gradients equal dcls_construct + conv, also with taps on
+    integer positions and on the grid border (where the derivative is one-sided)."""
     x, W, P, b = make(2, 3, 4, (12, 13), (5, 7))
-    K = torch.ops.learnable_ops.dcls_construct(W, P, None, [5, 7], version)
-    torch.testing.assert_close(
-        lo.dcls_sparse_depthwise(x, W, P, b, (5, 7), 1, (2, 3), version), F.conv2d(x, K, b, 1, (2, 3), groups=3)
+    if on_grid:
+        P = P.detach().round().clamp(-3, 3).requires_grad_()
+
+    def construct_conv(x, W, P, b):
+        K = torch.ops.learnable_ops.dcls_construct(W, P, None, [5, 7], version)
+        return F.conv2d(x, K, b, 1, (2, 3), groups=3)
+
+    testing.assert_matches_reference(
+        lambda x, W, P, b: lo.dcls_sparse_depthwise(x, W, P, b, (5, 7), 1, (2, 3), version), construct_conv, [x, W, P, b]
     )
 
 
@@ -92,24 +101,24 @@ def test_gradcheck(version, n):
     testing.check_gradcheck(lambda x, W, P, b: lo.dcls_sparse_depthwise(x, W, P, b, D, 1, 2, version), [x, W, P, b])
 
 
-def test_documented_gradient_at_integer_positions():
-    """v0: the one-sided derivative from above (linear interpolation); v1: 0 (the
-    triangle's symmetric subgradient), as the shared interpolation header defines."""
+@pytest.mark.parametrize("version", lo.SPARSE_VERSIONS)
+def test_documented_gradient_at_integer_positions(version):
+    """At integer positions (and at the grid border) the position gradient is the
+    one-sided derivative from above, in v0 and v1, as dcls_construct's."""
     x, W, _, b = make(2, 2, 3, (9, 10), (5, 5))
-    P = torch.tensor([[[[-1.0, 0.0, 2.0]], [[1.0, -2.0, 0.0]]]] * 1, dtype=torch.float64).reshape(2, 1, 1, 3)
+    P = torch.tensor([[-1.0, 0.0, 2.0], [1.0, -2.0, 0.0]], dtype=torch.float64).reshape(2, 1, 1, 3)
     P = P.expand(2, 2, 1, 3).contiguous().requires_grad_()
     go = torch.randn(2, 2, 9, 10, dtype=torch.float64)
-    (g1,) = torch.autograd.grad(lo.dcls_sparse_depthwise(x, W, P, b, 5, 1, 2, "v1"), P, go)
-    assert torch.equal(g1, torch.zeros_like(g1))
-    (g0,) = torch.autograd.grad(lo.dcls_sparse_depthwise(x, W, P, b, 5, 1, 2, "v0"), P, go)
-    eps = 1e-6
+    (grad,) = torch.autograd.grad(lo.dcls_sparse_depthwise(x, W, P, b, 5, 1, 2, version), P, go)
+    eps = 1e-7
+    at = (reference(x, W, P, b, (5, 5), 1, 2, version) * go).sum()
     for a in range(2):
-        step = torch.zeros_like(P)
-        step[a] = eps
-        up = (reference(x, W, P + step, b, (5, 5), 1, 2, "v0") * go).sum()
-        at = (reference(x, W, P, b, (5, 5), 1, 2, "v0") * go).sum()
-        one_sided = (up - at) / eps
-        torch.testing.assert_close(g0[a].sum(), one_sided, atol=1e-5, rtol=1e-5)
+        for c in range(2):
+            for k in range(3):
+                step = torch.zeros_like(P)
+                step[a, c, 0, k] = eps
+                one_sided = ((reference(x, W, P + step, b, (5, 5), 1, 2, version) * go).sum() - at) / eps
+                torch.testing.assert_close(grad[a, c, 0, k], one_sided, atol=1e-5, rtol=1e-5)
 
 
 def test_opcheck_forward_and_backward():

@@ -10,9 +10,11 @@
 //   v0: weight of a corner = prod_a phi_a(b_a)                      (multilinear)
 //   v1: the same divided by prod_a S_a + 1e-7, S_a the sum of the in-grid
 //       phi_a: the triangle kernel normalised over the grid, which factorises.
-// Position derivatives follow interpolation.h: v0 uses the linear-interpolation
-// derivatives (-1, +1), one-sided from above at integer c; v1 uses the
-// triangle's symmetric subgradient, 0 at integer c.
+// Position derivatives are those of dcls_construct (cpp/dcls.cpp): d phi / d c
+// = (-1, +1) for the two corners, which at integer c is the one-sided
+// derivative from above (as the linear shift taps of interpolation.h), in v0
+// and in v1 alike, so taps on the grid keep learning and every dispatch path
+// gives the same gradient.
 //
 // Written with ATen ops on tensors of C * Kc * 2^n elements, so one definition
 // serves both devices.
@@ -47,8 +49,7 @@ inline DclsCornerTaps make_dcls_corner_taps(const at::Tensor& P, at::IntArrayRef
     const at::Tensor inside = (u >= 0) & (u <= static_cast<double>(D[a] - 1)) & finite.unsqueeze(-1);
     const at::Tensor zero = at::zeros({}, r.options());
     phi[a] = at::where(inside, at::stack({1 - r, r}, -1), zero);
-    at::Tensor slope = at::stack({at::full_like(r, -1), at::full_like(r, 1)}, -1);
-    if (normalise) slope = at::where((r > 0).unsqueeze(-1), slope, zero);
+    const at::Tensor slope = at::stack({at::full_like(r, -1), at::full_like(r, 1)}, -1);
     dphi[a] = at::where(inside, slope, zero);
     idx[a] = at::where(inside, u, zero).to(at::kLong);
   }
