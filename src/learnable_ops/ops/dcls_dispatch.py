@@ -80,7 +80,9 @@ def choose_method(
     Args:
         kernel_count: ``Kc``, taps per kernel.
         dilated_kernel_size: ``D``, a tuple of n ints.
-        in_channels, out_channels, groups: the layer's.
+        in_channels: the layer's input channels.
+        out_channels: the layer's output channels.
+        groups: the layer's groups.
         version: ``'v0'``, ``'v1'``, ``'max'`` or ``'gauss'``.
         device: where the layer runs.
         dtype: the compute dtype (all three paths accumulate in fp32 for
