@@ -323,7 +323,7 @@ class _DclsBase(nn.Module):
             not self.dense_kernel_size
             and learned_dims == self._spatial_dims in (1, 2)
             and self.groups == self.in_channels == self.out_channels
-            and all(s in (1, 2) for s in self.stride)
+            and set(self.stride) <= {1, 2}
         )
 
     def _resolve_method(self, input: torch.Tensor) -> str:
@@ -341,7 +341,7 @@ class _DclsBase(nn.Module):
             return "construct"
         return choose_method(
             self.kernel_count, self.dilated_kernel_size, self.in_channels, self.out_channels, self.groups,
-            self.version, input.device, input.dtype, tuple(input.shape[2:]),
+            self.version, input.device, input.dtype, input.shape[2:],
         )
 
     def _pad_for_fast_path(self, input: torch.Tensor, symmetric: bool):

@@ -15,7 +15,6 @@ in ``docs/depthwise.md``.
 
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -96,15 +95,22 @@ def choose_method(
         :data:`MIN_DENSE_AREA` cells, and ``'construct'`` otherwise
         (non-depthwise layers, 3D, small kernels).
     """
-    D = tuple(int(d) for d in dilated_kernel_size)
-    n = len(D)
+    # Plain loops, no generator expressions: this runs inside torch.compile'd forwards,
+    # where the spatial sizes may be symbolic.
+    n = len(dilated_kernel_size)
     kind = torch.device(device).type
     kind = kind if kind in SPARSE_TAP_RATIO else "cuda"
     if not is_depthwise(in_channels, out_channels, groups) or n not in (1, 2):
         return "construct"
-    area = math.prod(D)
-    plane = math.prod(int(v) for v in spatial_size) if spatial_size is not None else None
-    big_plane = plane is None or plane >= SPARSE_MIN_PLANE[kind]
+    area = 1
+    for d in dilated_kernel_size:
+        area *= d
+    big_plane = True
+    if spatial_size is not None:
+        plane = 1
+        for v in spatial_size:
+            plane *= v
+        big_plane = plane >= SPARSE_MIN_PLANE[kind]
     if version in ("v0", "v1") and big_plane and kernel_count * 2**n <= SPARSE_TAP_RATIO[kind] * area:
         return "sparse"
     if area >= MIN_DENSE_AREA[kind]:
