@@ -179,9 +179,11 @@ def test_cuda_matches_cpu(kh, kw, stride, padding):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cuda_half_and_channels_last(dtype):
     x, w, b = make(4, 8, 28, 28, 17, 17, dtype=torch.float32)
-    x, w, b = (t.detach().cuda().requires_grad_() for t in (x, w, b))
+    # The reference sees the same rounded inputs in float32: what is left is the
+    # fp32-accumulated sum's rounding to float16/bfloat16, not the inputs' rounding.
+    x, w, b = (t.detach().to(dtype).float().cuda().requires_grad_() for t in (x, w, b))
     ref = F.conv2d(x, w, b, padding=8, groups=8)
-    go = torch.randn_like(ref)
+    go = torch.randn_like(ref).to(dtype).float()
     ref_grads = torch.autograd.grad(ref, (x, w, b), go)
     xh, wh, bh = (t.detach().to(dtype).requires_grad_() for t in (x, w, b))
     xh_cl = xh.detach().to(memory_format=torch.channels_last).requires_grad_()
