@@ -192,6 +192,13 @@ at::Tensor pad_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef input
   const int64_t w_lo = std::max<int64_t>(0, plan.before[2]);
   const int64_t w_hi = std::min<int64_t>(Wo, plan.before[2] + Wi);
   const int64_t rows = plan.batch * Di * Hi;
+  // When no two outputs of a row read the same input (zeros padding, or a crop),
+  // an input row whose D and H preimages are single is a plain copy of the
+  // output row: one memcpy instead of the accumulation below.
+  const bool w_injective =
+      mode == PadMode::Zeros || (plan.before[2] <= 0 && Wo <= Wi + plan.before[2]);
+  const int64_t copy_lo = std::max<int64_t>(0, -plan.before[2]);   // first iw with an output
+  const int64_t copy_hi = std::min<int64_t>(Wi, Wo - plan.before[2]);  // one past the last
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "pad_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -202,6 +209,14 @@ at::Tensor pad_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef input
       std::vector<acc_t> acc(Wi);
       for (int64_t r = begin; r < end; ++r) {
         const int64_t ih = r % Hi, id = (r / Hi) % Di, b = r / (Hi * Di);
+        if (w_injective && pre_d.ptr[id + 1] - pre_d.ptr[id] == 1 && pre_h.ptr[ih + 1] - pre_h.ptr[ih] == 1) {
+          const scalar_t* grow = src + ((b * Do + pre_d.idx[pre_d.ptr[id]]) * Ho + pre_h.idx[pre_h.ptr[ih]]) * Wo;
+          scalar_t* irow = dst + r * Wi;
+          std::fill(irow, irow + Wi, scalar_t(0));
+          if (copy_hi > copy_lo)
+            std::memcpy(irow + copy_lo, grow + copy_lo + plan.before[2], (copy_hi - copy_lo) * sizeof(scalar_t));
+          continue;
+        }
         std::fill(acc.begin(), acc.end(), acc_t(0));
         for (int64_t pd = pre_d.ptr[id]; pd < pre_d.ptr[id + 1]; ++pd) {
           for (int64_t ph = pre_h.ptr[ih]; ph < pre_h.ptr[ih + 1]; ++ph) {
