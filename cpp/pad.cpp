@@ -197,8 +197,6 @@ at::Tensor pad_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef input
   // output row: one memcpy instead of the accumulation below.
   const bool w_injective =
       mode == PadMode::Zeros || (plan.before[2] <= 0 && Wo <= Wi + plan.before[2]);
-  const int64_t copy_lo = std::max<int64_t>(0, -plan.before[2]);   // first iw with an output
-  const int64_t copy_hi = std::min<int64_t>(Wi, Wo - plan.before[2]);  // one past the last
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "pad_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -213,8 +211,9 @@ at::Tensor pad_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef input
           const scalar_t* grow = src + ((b * Do + pre_d.idx[pre_d.ptr[id]]) * Ho + pre_h.idx[pre_h.ptr[ih]]) * Wo;
           scalar_t* irow = dst + r * Wi;
           std::fill(irow, irow + Wi, scalar_t(0));
-          if (copy_hi > copy_lo)
-            std::memcpy(irow + copy_lo, grow + copy_lo + plan.before[2], (copy_hi - copy_lo) * sizeof(scalar_t));
+          // Outputs [w_lo, w_hi) copy inputs [w_lo - before, w_hi - before).
+          if (w_hi > w_lo)
+            std::memcpy(irow + (w_lo - plan.before[2]), grow + w_lo, (w_hi - w_lo) * sizeof(scalar_t));
           continue;
         }
         std::fill(acc.begin(), acc.end(), acc_t(0));

@@ -45,11 +45,22 @@ PadGeometry<I> geometry(const PadPlan& plan) {
     g.before[a] = static_cast<I>(plan.before[a]);
     g.order[a] = static_cast<I>(plan.order[a]);
     g.step[a] = static_cast<I>(plan.step[a]);
+    g.safe_lo[a] = g.safe_hi[a] = 0;
+  }
+  g.mode = plan.mode;
+  return g;
+}
+
+// The backward pass's geometry, with the single-preimage runs (host work the
+// forward pass does not need).
+template <typename I>
+PadGeometry<I> backward_geometry(const PadPlan& plan) {
+  PadGeometry<I> g = geometry<I>(plan);
+  for (int a = 0; a < 3; ++a) {
     const auto run = single_preimage_run(plan, a);
     g.safe_lo[a] = static_cast<I>(run.first);
     g.safe_hi[a] = static_cast<I>(run.second);
   }
-  g.mode = plan.mode;
   return g;
 }
 
@@ -228,10 +239,10 @@ at::Tensor pad_backward_cuda(const at::Tensor& grad_output, at::IntArrayRef inpu
       const dim3 grid = row_grid(plan.in[2], rows);
       if (fits_int32(plan, total, gy.numel())) {
         pad_backward_kernel<scalar_t, int32_t><<<grid, kThreads, 0, current_stream()>>>(
-            gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), int32_t(rows), geometry<int32_t>(plan));
+            gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), int32_t(rows), backward_geometry<int32_t>(plan));
       } else {
         pad_backward_kernel<scalar_t, int64_t><<<grid, kThreads, 0, current_stream()>>>(
-            gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
+            gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, backward_geometry<int64_t>(plan));
       }
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
