@@ -21,7 +21,7 @@ list(APPEND CMAKE_PREFIX_PATH "${_torch_prefix}")
 
 # Compile with the C++ standard torch itself was built with (C++20 from torch
 # 2.12 on, C++17 before): mixing standards across torch's inline code is an
-# ODR hazard that shows up as crashes when a c10::Error is thrown.
+# ODR hazard.
 string(REGEX MATCH "^([0-9]+)\\.([0-9]+)" _ "${LEARNABLE_OPS_TORCH_VERSION}")
 if(CMAKE_MATCH_1 GREATER 2 OR (CMAKE_MATCH_1 EQUAL 2 AND CMAKE_MATCH_2 GREATER_EQUAL 12))
   set(LEARNABLE_OPS_CXX_STANDARD 20)
