@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Diagnoses how a C++ exception thrown by a kernel reaches Python on this machine.
 # Run after the package is installed (tools/gpu-run.sh does the install).
-#   tools/gpu-diag.sh            -> prints versions, the repro's outcome and, on a crash, a backtrace
+#   tools/gpu-diag.sh [repro]    -> prints versions, the repro's outcome and, on a crash, a backtrace;
+#                                   'repro' stops there, before the cpp_extension experiments
 set -uo pipefail
 echo "== toolchain"
 python3 -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__)"
@@ -31,6 +32,7 @@ if [ $rc -ne 0 ]; then
   dbg=$(command -v gdb || command -v cuda-gdb || echo /usr/local/cuda/bin/cuda-gdb)
   timeout 120 "$dbg" -q -batch -ex run -ex bt -ex "info sharedlibrary" --args python3 -c "$repro" 2>&1 | grep -v "^\[New Thread\|^\[Thread" | head -80
 fi
+[ "${1:-}" = repro ] && exit $rc
 echo "== minimal torch.utils.cpp_extension op that throws"
 cat > /tmp/diag_ext.cpp <<'CPP'
 #include <torch/library.h>
