@@ -33,7 +33,10 @@
 namespace learnable_ops {
 namespace {
 
-constexpr int kRows = 4;              // output rows per thread in the forward kernel
+// Output rows per thread in the forward kernel. 7: each kernel row's two
+// shared loads (tap, next input row) serve 7 FMAs, and the ConvNeXt planes
+// (56, 28, 14, 7 rows) split into whole row groups.
+constexpr int kRows = 7;
 constexpr int kThreads = 256;
 constexpr int kTapsPerThread = 4;     // weight gradient: taps per thread
 constexpr int kTapsPerBlock = kThreads * kTapsPerThread;
@@ -134,7 +137,7 @@ FwdTile fwd_tile(const Geo& g, size_t acc_size, bool dense) {
   TORCH_CHECK(t.plane_bytes <= kSmemLimit, "depthwise conv: kernel ", g.kh, "x", g.kw, " with stride ", g.sh,
               " needs more shared memory than the CUDA kernel supports");
   // The same number of row tiles, evened out: no thread computes row groups
-  // past the plane (56 rows: 2 tiles of 28, not of 32). The tile only shrinks.
+  // past the plane (37 rows: one tile of 6 row groups, not 8). The tile only shrinks.
   const int64_t row_groups = (g.Ho + kRows - 1) / kRows;
   const int64_t tiles_h = (row_groups + t.by - 1) / t.by;
   t.by = int((row_groups + tiles_h - 1) / tiles_h);
