@@ -178,18 +178,27 @@ __global__ void __launch_bounds__(kThreads)
   if (active) {
     const scalar_t* xp = x + p * g.H * g.W;
     const int64_t iy0 = oh0 * g.sh - g.pt, ix0 = ow0 * g.sw - g.pl;
-    // e = r * t.iw + col, stepped without a division per element (narrow
-    // planes give each plane few threads and many elements).
+    // Tile element e = r * t.iw + col is input (iy0 + r, ix0 + col), at offset
+    // src in the plane; it lies inside the input for r in [r_lo, r_hi) and col in
+    // [c_lo, c_hi). (r, col, src) are stepped without a division or a
+    // multiplication per element: narrow planes give each plane few threads
+    // and many (mostly halo) elements.
+    const auto in_tile = [](int64_t v, int extent) { return int(v < 0 ? 0 : (v > extent ? extent : v)); };
+    const int r_lo = in_tile(-iy0, t.ih), r_hi = in_tile(g.H - iy0, t.ih);
+    const int c_lo = in_tile(-ix0, t.iw), c_hi = in_tile(g.W - ix0, t.iw);
     const int step_r = nthreads / t.iw, step_c = nthreads - step_r * t.iw;
     int r = tid / t.iw, col = tid - r * t.iw;
+    int64_t src = (iy0 + r) * g.W + ix0 + col;
+    const int64_t src_step = int64_t(step_r) * g.W + step_c, src_wrap = g.W - t.iw;
     for (int e = tid; e < plane_elems; e += nthreads) {
-      const int64_t iy = iy0 + r, ix = ix0 + col;
-      s_in[e] = (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) ? static_cast<acc_t>(xp[iy * g.W + ix]) : acc_t(0);
+      s_in[e] = (r >= r_lo && r < r_hi && col >= c_lo && col < c_hi) ? static_cast<acc_t>(xp[src]) : acc_t(0);
       r += step_r;
       col += step_c;
+      src += src_step;
       if (col >= t.iw) {
         col -= t.iw;
         ++r;
+        src += src_wrap;
       }
     }
     for (int k = tid; k < g.T; k += nthreads) {
