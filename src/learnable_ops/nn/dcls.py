@@ -330,19 +330,36 @@ class _DclsBase(nn.Module):
         """The path this call takes: 'sparse', 'dense' or 'construct'.
 
         'auto' asks :func:`learnable_ops.ops.dcls_dispatch.choose_method` for depthwise
-        layers, and keeps 'construct' under autocast or when the input's dtype differs
-        from the parameters' (``F.conv`` casts; the native paths need one dtype).
+        layers, for the dtype the convolution runs in (:meth:`_autocast_dtype`), and keeps
+        'construct' when the input's dtype differs from the parameters' outside autocast
+        (``F.conv`` casts; the native paths need one dtype).
         """
         if self.method != "auto":
             return self.method
-        if not self._has_fast_paths(self.P.shape[0]) or input.dtype != self.weight.dtype:
+        if not self._has_fast_paths(self.P.shape[0]):
             return "construct"
-        if torch.is_autocast_enabled(input.device.type):
-            return "construct"
+        dtype = self._autocast_dtype(input)
+        if dtype is None:
+            if input.dtype != self.weight.dtype:
+                return "construct"
+            dtype = input.dtype
         return choose_method(
             self.kernel_count, self.dilated_kernel_size, self.in_channels, self.out_channels, self.groups,
-            self.version, input.device, input.dtype, input.shape[2:],
+            self.version, input.device, dtype, input.shape[2:],
         )
+
+    @staticmethod
+    def _autocast_dtype(input: torch.Tensor):
+        """The dtype autocast runs convolutions in on ``input``'s device, or None outside autocast.
+
+        Under autocast the native paths compute as ``F.conv`` would: input, kernel and bias in
+        that dtype (accumulating in float32); the kernel is still constructed in the parameters'
+        dtype, and the sparse path reads the positions in it too.
+        """
+        device_type = input.device.type
+        if not torch.is_autocast_enabled(device_type):
+            return None
+        return torch.get_autocast_dtype(device_type)
 
     def _pad_for_fast_path(self, input: torch.Tensor, symmetric: bool):
         """Applies non-zero padding modes (and, if ``symmetric``, uneven zero padding)
@@ -370,8 +387,12 @@ class _DclsBase(nn.Module):
         input, pads = self._pad_for_fast_path(input, symmetric=True)
         dtype = input.dtype
         bias = None if self.bias is None else self.bias.to(dtype)
+        # The op reads positions in float32 (or float64) whatever the input's dtype: float32
+        # parameters under autocast keep their precision (bf16 would round a position near 8
+        # to 1/32).
+        P = self.P if self.P.dtype in (torch.float32, torch.float64) and dtype in (torch.float16, torch.bfloat16) else self.P.to(dtype)
         return learnable_ops.dcls_sparse_depthwise(
-            input, self.weight.to(dtype), self.P.to(dtype), bias, self.dilated_kernel_size, self.stride,
+            input, self.weight.to(dtype), P, bias, self.dilated_kernel_size, self.stride,
             tuple(b for b, _ in pads), self.version,
         )
 
@@ -402,6 +423,10 @@ class _DclsBase(nn.Module):
         unbatched = input.dim() == self._spatial_dims + 1
         x = input.unsqueeze(0) if unbatched else input
         method = self._resolve_method(x)
+        if method != "construct":
+            dtype = self._autocast_dtype(x)
+            if dtype is not None:
+                x = x.to(dtype)
         if method == "sparse":
             out = self._sparse_forward(x)
         elif method == "dense":
