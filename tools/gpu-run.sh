@@ -11,24 +11,31 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])"
 python3 -m pip list 2>/dev/null | grep -iE "^(timm|torchvision|pytest|expecttest|hypothesis|scikit-build-core|pybind11|cmake|ninja|numpy|matplotlib|scikit-learn|tqdm|torchao) " | tr '\n' ' '; echo
 start=$(date +%s)
-if ! python3 -m pip install --no-build-isolation --no-deps -v . > "$OUT/build.log" 2>&1; then
-  tail -80 "$OUT/build.log"; echo "BUILD FAILED"; exit 1
+# SKIP_BUILD=1 reuses the package installed by an earlier call on the same (warm) machine.
+if [ -z "${SKIP_BUILD:-}" ]; then
+  if ! python3 -m pip install --no-build-isolation --no-deps -v . > "$OUT/build.log" 2>&1; then
+    tail -80 "$OUT/build.log"; echo "BUILD FAILED"; exit 1
+  fi
+  echo "== build: $(( $(date +%s) - start ))s"
+  grep -E "learnable_ops: |warning" "$OUT/build.log" | grep -v "torch/include" | sort -u | head -20
 fi
-echo "== build: $(( $(date +%s) - start ))s"
-grep -E "learnable_ops: torch|warning" "$OUT/build.log" | grep -v "torch/include" | head -20
 cd /tmp && python3 -m learnable_ops info; cd - > /dev/null
 [ -n "${DIAG:-}" ] && bash tools/gpu-diag.sh $DIAG 2>&1 | tee "$OUT/diag.log"
 # Run tests against the installed package (not the source tree, which has no _C).
 mkdir -p /tmp/t && cp -r tests /tmp/t/ && cp pyproject.toml /tmp/t/ && cp -r docs README.md /tmp/t/ 2>/dev/null
 # pytest-xdist, where present, spreads the tests over processes and survives a crashing one.
 xdist=""; python3 -c "import xdist" 2>/dev/null && xdist="-n ${WORKERS:-8}"
-(cd /tmp/t && timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${1:-tests} -q -p no:cacheprovider $xdist 2>&1 | tee "$OUT/tests.log" | tail -40)
+[ -n "${1:-}" ] && (cd /tmp/t && timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${1:-tests} -q -p no:cacheprovider $xdist 2>&1 | tee "$OUT/tests.log" | tail -40)
 echo "== tests: $(( $(date +%s) - start ))s"
 if [ -n "${PROFILE:-}" ]; then
   (cd /tmp && timeout 240 python3 "$repo/tools/gpu_profile.py" ${PROFILE/all/} > "$OUT/profile.txt" 2>&1; tail -5 "$OUT/profile.txt")
   echo "== profile: $(( $(date +%s) - start ))s"
 fi
+# Benchmark tables and JSON go to /tmp/bench, packed into $OUT/bench.tgz (the tool returns 8 files at most).
+mkdir -p /tmp/bench
 for fam in ${2:-}; do
-  (cd /tmp && timeout ${BENCH_TIMEOUT:-200} python3 -m learnable_ops bench --family "$fam" --device cuda --out "$OUT" --min-run-time ${MIN_RUN:-0.3} 2>&1 | tail -30)
+  (cd /tmp && timeout ${BENCH_TIMEOUT:-200} python3 -m learnable_ops bench --family "$fam" --device cuda --out /tmp/bench --min-run-time ${MIN_RUN:-0.3} 2>&1 | grep -E "^\| $fam|Traceback|Error" | head -40)
+  echo "== bench $fam: $(( $(date +%s) - start ))s"
 done
+[ -n "${2:-}" ] && tar czf "$OUT/bench.tgz" -C /tmp/bench .
 echo "== total: $(( $(date +%s) - start ))s"
