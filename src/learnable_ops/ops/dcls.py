@@ -148,30 +148,5 @@ def _dcls_construct_backward_fake(grad_kernel, weight, P, SIG, dilated_kernel_si
     return weight.new_empty(weight.shape), P.new_empty(P.shape), grad_sig
 
 
-def _setup_context(ctx, inputs, output):
-    weight, P, SIG, dilated_kernel_size, version = inputs
-    ctx.save_for_backward(weight, P, SIG)
-    ctx.dilated_kernel_size = dilated_kernel_size
-    ctx.version = version
-
-
-def _backward(ctx, grad_kernel):
-    weight, P, SIG = ctx.saved_tensors
-    grad_weight, grad_P, grad_SIG = torch.ops.learnable_ops.dcls_construct_backward.default(
-        grad_kernel.contiguous(), weight, P, SIG, ctx.dilated_kernel_size, ctx.version
-    )
-    return grad_weight, grad_P, (grad_SIG if SIG is not None else None), None, None
-
-
-def _no_double_backward(ctx, *grads):
-    raise NotImplementedError(
-        "dcls_construct has no second derivative: backpropagating through its gradient "
-        "(dcls_construct_backward) is not implemented"
-    )
-
-
-torch.library.register_autograd("learnable_ops::dcls_construct", _backward, setup_context=_setup_context)
-# An explicit error instead of autograd's silent fallthrough (which would drop these terms).
-torch.library.register_autograd(
-    "learnable_ops::dcls_construct_backward", _no_double_backward, setup_context=lambda ctx, inputs, output: None
-)
+# The autograd of both ops is registered in C++ (cpp/dcls.cpp): the op's GPU time is tens
+# of microseconds, so a Python autograd.Function would be most of its cost.
