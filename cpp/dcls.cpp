@@ -516,7 +516,7 @@ class DclsConstructFunction : public torch::autograd::Function<DclsConstructFunc
 class DclsConstructBackwardFunction
     : public torch::autograd::Function<DclsConstructBackwardFunction> {
  public:
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& grad_kernel,
+  static variable_list forward(AutogradContext* /*ctx*/, const at::Tensor& grad_kernel,
                                const at::Tensor& weight, const at::Tensor& P,
                                const c10::optional<at::Tensor>& SIG,
                                at::IntArrayRef dilated_kernel_size, c10::string_view version) {
@@ -526,7 +526,7 @@ class DclsConstructBackwardFunction
     return {grad_weight, grad_P, grad_SIG};
   }
 
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+  static variable_list backward(AutogradContext* /*ctx*/, variable_list /*grads*/) {
     TORCH_CHECK_NOT_IMPLEMENTED(false,
                                 "dcls_construct has no second derivative: backpropagating through its "
                                 "gradient (dcls_construct_backward) is not implemented");
@@ -534,9 +534,16 @@ class DclsConstructBackwardFunction
   }
 };
 
+// Without grad mode no graph is recorded, so the autograd Functions (which
+// would build and drop a node) are skipped: the backward op always runs so
+// inside a backward pass, and the forward in eval.
 at::Tensor dcls_construct_autograd(const at::Tensor& weight, const at::Tensor& P,
                                    const c10::optional<at::Tensor>& SIG,
                                    at::IntArrayRef dilated_kernel_size, c10::string_view version) {
+  if (!at::GradMode::is_enabled()) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return call_construct(weight, P, SIG, dilated_kernel_size, version);
+  }
   return DclsConstructFunction::apply(weight, P, SIG, dilated_kernel_size, version);
 }
 
@@ -544,6 +551,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dcls_construct_backward_autograd(
     const at::Tensor& grad_kernel, const at::Tensor& weight, const at::Tensor& P,
     const c10::optional<at::Tensor>& SIG, at::IntArrayRef dilated_kernel_size,
     c10::string_view version) {
+  if (!at::GradMode::is_enabled()) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return call_construct_backward(grad_kernel, weight, P, SIG, dilated_kernel_size, version);
+  }
   const variable_list grads = DclsConstructBackwardFunction::apply(
       grad_kernel, weight, P, SIG, dilated_kernel_size, version);
   return {grads[0], grads[1], grads[2]};

@@ -98,6 +98,8 @@ def dcls_construct(
         ValueError: a wrong shape, ``Kc == 0``, ``D_a < 1``, an unknown version
             (the message lists the valid ones), ``SIG`` missing or superfluous.
     """
+    # Validation is on every training step's path, and on the GPU the op's host time is its
+    # cost: each check reads a shape or attribute once and builds no intermediate tuples.
     check_floating(weight, "weight")
     check_floating(P, "P")
     version = normalize_dcls_version(version)
@@ -105,19 +107,20 @@ def dcls_construct(
         raise ValueError(
             f"weight must have shape (out_channels, in_channels / groups, kernel_count), got {tuple(weight.shape)}"
         )
-    if weight.shape[2] < 1:
-        raise ValueError(f"kernel_count (weight.shape[2]) must be >= 1, got {weight.shape[2]}")
+    co, cig, kc = weight.shape
+    if kc < 1:
+        raise ValueError(f"kernel_count (weight.shape[2]) must be >= 1, got {kc}")
     if P.dim() != 4:
         raise ValueError(f"P must have shape (n, out_channels or 1, in_channels / groups, kernel_count), got {tuple(P.shape)}")
+    p_n, p_co, p_cig, p_kc = P.shape
     # One int stands for every axis of P.
-    size = int_tuple(dilated_kernel_size, "dilated_kernel_size", P.shape[0] if isinstance(dilated_kernel_size, int) else None)
+    size = int_tuple(dilated_kernel_size, "dilated_kernel_size", p_n if isinstance(dilated_kernel_size, int) else None)
     n = len(size)
     if n not in (1, 2, 3):
         raise ValueError(f"dilated_kernel_size must have 1, 2 or 3 entries, got {size}")
-    if any(d < 1 for d in size):
+    if min(size) < 1:
         raise ValueError(f"dilated_kernel_size must be >= 1 on every axis, got {size}")
-    co, cig, kc = weight.shape
-    if P.shape[0] != n or P.shape[1] not in (co, 1) or P.shape[2] != cig or P.shape[3] != kc:
+    if p_n != n or (p_co != co and p_co != 1) or p_cig != cig or p_kc != kc:
         raise ValueError(
             f"P must have shape ({n}, {co} or 1, {cig}, {kc}) for weight of shape {tuple(weight.shape)} "
             f"and dilated_kernel_size {size}, got {tuple(P.shape)}"
@@ -130,10 +133,13 @@ def dcls_construct(
             raise ValueError(f"SIG must have the shape of P, {tuple(P.shape)}, got {tuple(SIG.shape)}")
     elif SIG is not None:
         raise ValueError(f"SIG is only used by versions 'gauss' and 'max'; pass None for version {version!r}")
-    for name, t in (("P", P), ("SIG", SIG)):
-        if t is not None and t.dtype != weight.dtype:
-            raise TypeError(f"weight and {name} must have the same dtype, got {weight.dtype} and {t.dtype}")
-    check_same_device(("weight", weight), ("P", P), ("SIG", SIG))
+    dtype, device = weight.dtype, weight.device
+    if P.dtype != dtype:
+        raise TypeError(f"weight and P must have the same dtype, got {dtype} and {P.dtype}")
+    if SIG is not None and SIG.dtype != dtype:
+        raise TypeError(f"weight and SIG must have the same dtype, got {dtype} and {SIG.dtype}")
+    if P.device != device or (SIG is not None and SIG.device != device):
+        check_same_device(("weight", weight), ("P", P), ("SIG", SIG))
     return torch.ops.learnable_ops.dcls_construct.default(weight, P, SIG, list(size), version)
 
 
