@@ -535,8 +535,8 @@ class DclsConstructBackwardFunction
 };
 
 // Without grad mode no graph is recorded, so the autograd Functions (which
-// would build and drop a node) are skipped: the backward op always runs so
-// inside a backward pass, and the forward in eval.
+// would build and drop a node) are skipped: the backward op runs so in every
+// backward pass without create_graph, the forward under no_grad (eval).
 at::Tensor dcls_construct_autograd(const at::Tensor& weight, const at::Tensor& P,
                                    const c10::optional<at::Tensor>& SIG,
                                    at::IntArrayRef dilated_kernel_size, c10::string_view version) {
