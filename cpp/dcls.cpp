@@ -15,8 +15,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include <ATen/core/dispatch/Dispatcher.h>
-#include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
 #include "learnable_ops/dcls_plan.h"
@@ -456,110 +454,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dcls_construct_backward_cpu(
   return {grad_weight, grad_P, grad_SIG};
 }
 
-// Autograd, in C++ rather than through torch.library.register_autograd: the
-// op is tiny on the GPU (tens of microseconds), so its fwd+bwd time is host
-// overhead, and the Python autograd.Function machinery (its ctx, argument
-// re-packing and a Python backward that calls back into the dispatcher) was
-// most of it. The kernels below autograd are reached through the dispatcher,
-// so fake kernels, torch.compile and torch.export see the same ops as before.
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
-
-at::Tensor call_construct(const at::Tensor& weight, const at::Tensor& P,
-                          const c10::optional<at::Tensor>& SIG, at::IntArrayRef dilated_kernel_size,
-                          c10::string_view version) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("learnable_ops::dcls_construct", "")
-                             .typed<decltype(dcls_construct_cpu)>();
-  return op.call(weight, P, SIG, dilated_kernel_size, version);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> call_construct_backward(
-    const at::Tensor& grad_kernel, const at::Tensor& weight, const at::Tensor& P,
-    const c10::optional<at::Tensor>& SIG, at::IntArrayRef dilated_kernel_size,
-    c10::string_view version) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("learnable_ops::dcls_construct_backward", "")
-                             .typed<decltype(dcls_construct_backward_cpu)>();
-  return op.call(grad_kernel, weight, P, SIG, dilated_kernel_size, version);
-}
-
-class DclsConstructFunction : public torch::autograd::Function<DclsConstructFunction> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight, const at::Tensor& P,
-                            const c10::optional<at::Tensor>& SIG,
-                            at::IntArrayRef dilated_kernel_size, c10::string_view version) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    at::Tensor kernel = call_construct(weight, P, SIG, dilated_kernel_size, version);
-    ctx->save_for_backward({weight, P, SIG.value_or(at::Tensor())});
-    ctx->saved_data["dilated_kernel_size"] = dilated_kernel_size;
-    ctx->saved_data["version"] = std::string(version);
-    return kernel;
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const variable_list saved = ctx->get_saved_variables();
-    const at::Tensor& SIG = saved[2];
-    const c10::optional<at::Tensor> sig =
-        SIG.defined() ? c10::optional<at::Tensor>(SIG) : c10::nullopt;
-    auto [grad_weight, grad_P, grad_SIG] = call_construct_backward(
-        grads[0].contiguous(), saved[0], saved[1], sig,
-        ctx->saved_data["dilated_kernel_size"].toIntVector(),
-        ctx->saved_data["version"].toStringRef());
-    return {grad_weight, grad_P, SIG.defined() ? grad_SIG : at::Tensor(), at::Tensor(),
-            at::Tensor()};
-  }
-};
-
-// The backward op has no derivative: an explicit error instead of autograd's
-// silent fallthrough (which would drop these terms).
-class DclsConstructBackwardFunction
-    : public torch::autograd::Function<DclsConstructBackwardFunction> {
- public:
-  static variable_list forward(AutogradContext* /*ctx*/, const at::Tensor& grad_kernel,
-                               const at::Tensor& weight, const at::Tensor& P,
-                               const c10::optional<at::Tensor>& SIG,
-                               at::IntArrayRef dilated_kernel_size, c10::string_view version) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [grad_weight, grad_P, grad_SIG] =
-        call_construct_backward(grad_kernel, weight, P, SIG, dilated_kernel_size, version);
-    return {grad_weight, grad_P, grad_SIG};
-  }
-
-  static variable_list backward(AutogradContext* /*ctx*/, variable_list /*grads*/) {
-    TORCH_CHECK_NOT_IMPLEMENTED(false,
-                                "dcls_construct has no second derivative: backpropagating through its "
-                                "gradient (dcls_construct_backward) is not implemented");
-    return {};
-  }
-};
-
-// Without grad mode no graph is recorded, so the autograd Functions (which
-// would build and drop a node) are skipped: the backward op runs so in every
-// backward pass without create_graph, the forward under no_grad (eval).
-at::Tensor dcls_construct_autograd(const at::Tensor& weight, const at::Tensor& P,
-                                   const c10::optional<at::Tensor>& SIG,
-                                   at::IntArrayRef dilated_kernel_size, c10::string_view version) {
-  if (!at::GradMode::is_enabled()) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return call_construct(weight, P, SIG, dilated_kernel_size, version);
-  }
-  return DclsConstructFunction::apply(weight, P, SIG, dilated_kernel_size, version);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> dcls_construct_backward_autograd(
-    const at::Tensor& grad_kernel, const at::Tensor& weight, const at::Tensor& P,
-    const c10::optional<at::Tensor>& SIG, at::IntArrayRef dilated_kernel_size,
-    c10::string_view version) {
-  if (!at::GradMode::is_enabled()) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return call_construct_backward(grad_kernel, weight, P, SIG, dilated_kernel_size, version);
-  }
-  const variable_list grads = DclsConstructBackwardFunction::apply(
-      grad_kernel, weight, P, SIG, dilated_kernel_size, version);
-  return {grads[0], grads[1], grads[2]};
-}
-
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
@@ -572,11 +466,6 @@ TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
 TORCH_LIBRARY_IMPL(learnable_ops, CPU, m) {
   m.impl("dcls_construct", &dcls_construct_cpu);
   m.impl("dcls_construct_backward", &dcls_construct_backward_cpu);
-}
-
-TORCH_LIBRARY_IMPL(learnable_ops, Autograd, m) {
-  m.impl("dcls_construct", &dcls_construct_autograd);
-  m.impl("dcls_construct_backward", &dcls_construct_backward_autograd);
 }
 
 }  // namespace learnable_ops

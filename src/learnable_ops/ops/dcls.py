@@ -154,5 +154,35 @@ def _dcls_construct_backward_fake(grad_kernel, weight, P, SIG, dilated_kernel_si
     return weight.new_empty(weight.shape), P.new_empty(P.shape), grad_sig
 
 
-# The autograd of both ops is registered in C++ (cpp/dcls.cpp): the op's GPU time is tens
-# of microseconds, so a Python autograd.Function would be most of its cost.
+def _setup_context(ctx, inputs, output):
+    weight, P, SIG, ctx.dilated_kernel_size, ctx.version = inputs
+    ctx.save_for_backward(weight, P, SIG)
+
+
+def _backward(ctx, grad_kernel):
+    weight, P, SIG = ctx.saved_tensors
+    # The kernels make grad_kernel contiguous themselves. Without grad mode (a backward pass
+    # without create_graph) the backward op records nothing, so it is called below autograd:
+    # its registered autograd (which only refuses a second derivative) would be a second round
+    # trip through Python on every step.
+    args = (grad_kernel, weight, P, SIG, ctx.dilated_kernel_size, ctx.version)
+    if torch.is_grad_enabled():
+        grad_weight, grad_P, grad_SIG = torch.ops.learnable_ops.dcls_construct_backward.default(*args)
+    else:
+        with torch._C._AutoDispatchBelowAutograd():
+            grad_weight, grad_P, grad_SIG = torch.ops.learnable_ops.dcls_construct_backward.default(*args)
+    return grad_weight, grad_P, (grad_SIG if SIG is not None else None), None, None
+
+
+def _no_double_backward(ctx, *grads):
+    raise NotImplementedError(
+        "dcls_construct has no second derivative: backpropagating through its gradient "
+        "(dcls_construct_backward) is not implemented"
+    )
+
+
+torch.library.register_autograd("learnable_ops::dcls_construct", _backward, setup_context=_setup_context)
+# An explicit error instead of autograd's silent fallthrough (which would drop these terms).
+torch.library.register_autograd(
+    "learnable_ops::dcls_construct_backward", _no_double_backward, setup_context=lambda ctx, inputs, output: None
+)
