@@ -18,6 +18,10 @@
 //   the batch in registers, and writes per-block partial sums; a second kernel
 //   adds the partials of each (channel, tap) in a fixed order. Deterministic,
 //   no atomics.
+#include <algorithm>
+#include <array>
+#include <utility>
+
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
@@ -29,7 +33,10 @@
 namespace learnable_ops {
 namespace {
 
-constexpr int kRows = 4;              // output rows per thread in the forward kernel
+// Output rows per thread in the forward kernel. 7: each kernel row's two
+// shared loads (tap, next input row) serve 7 FMAs, and the ConvNeXt planes
+// (56, 28, 14, 7 rows) split into whole row groups.
+constexpr int kRows = 7;
 constexpr int kThreads = 256;
 constexpr int kTapsPerThread = 4;     // weight gradient: taps per thread
 constexpr int kTapsPerBlock = kThreads * kTapsPerThread;
@@ -62,6 +69,58 @@ struct FwdTile {
   size_t plane_bytes;   // shared memory per plane
 };
 
+size_t fwd_plane_bytes(int ih, int iw, const Geo& g, size_t acc_size, bool dense) {
+  return (size_t(ih) * iw + g.T) * acc_size + (dense ? 0 : size_t(g.T) * sizeof(int));
+}
+
+// Planes per block; blockDim.z is at most 64.
+int fwd_planes_per_block(const FwdTile& t, int64_t planes) {
+  return int(std::max<int64_t>(1, std::min<int64_t>({int64_t(kThreads / (t.bx * t.by)), int64_t(64),
+                                                     int64_t(kSmemLimit / t.plane_bytes), planes})));
+}
+
+// Row pitch (>= the tile width) of the forward's input tile. Thread (x, y, z)
+// reads element z * (ih * pitch + T) + y * kRows * sh * pitch + x * sw (plus a
+// term common to the block), so where a warp spans several row groups or
+// planes (narrow planes) a pitch equal to the tile width puts several of its
+// words in one bank (4 for 7x7 planes and a 17x17 kernel). Banks depend on
+// the pitch mod 32: this takes the pitch in [iw, iw + kMaxFwdPad] whose warps'
+// busiest banks hold the fewest words on average (the smallest such pitch),
+// among the pitches whose tile fits; the planes per block follow the pitch.
+// The bound keeps narrow tiles narrow: every padding column is loaded too.
+constexpr int kMaxFwdPad = 8;
+
+void choose_fwd_pitch(FwdTile& t, const Geo& g, size_t acc_size, bool dense, int64_t planes) {
+  constexpr int kWarp = 32, kBanks = 32;
+  const int natural = t.iw;
+  FwdTile best = t;
+  int64_t best_words = -1, best_warps = 1;
+  for (int pitch = natural; pitch <= natural + kMaxFwdPad; ++pitch) {
+    FwdTile c = t;
+    c.iw = pitch;
+    c.plane_bytes = fwd_plane_bytes(c.ih, pitch, g, acc_size, dense);
+    if (c.plane_bytes > kSmemLimit) break;  // grows with the pitch
+    c.bz = fwd_planes_per_block(c, planes);
+    const int64_t plane_elems = int64_t(c.ih) * pitch + g.T;
+    const int threads = c.bx * c.by * c.bz;
+    int64_t words = 0, warps = 0;
+    for (int first = 0; first < threads; first += kWarp, ++warps) {
+      int per_bank[kBanks] = {};
+      for (int tid = first; tid < std::min(threads, first + kWarp); ++tid) {
+        const int x = tid % c.bx, y = (tid / c.bx) % c.by, z = tid / (c.bx * c.by);
+        ++per_bank[(z * plane_elems + int64_t(y) * kRows * g.sh * pitch + int64_t(x) * g.sw) % kBanks];
+      }
+      words += *std::max_element(per_bank, per_bank + kBanks);
+    }
+    if (best_words < 0 || words * best_warps < best_words * warps) {
+      best = c;
+      best_words = words;
+      best_warps = warps;
+    }
+  }
+  t = best;
+}
+
 FwdTile fwd_tile(const Geo& g, size_t acc_size, bool dense) {
   FwdTile t;
   t.bx = std::min(32, next_pow2(g.Wo));
@@ -71,16 +130,23 @@ FwdTile fwd_tile(const Geo& g, size_t acc_size, bool dense) {
     t.tw = t.bx;
     t.ih = (t.th - 1) * g.sh + g.kh;
     t.iw = (t.tw - 1) * g.sw + g.kw;
-    t.plane_bytes = (size_t(t.ih) * t.iw + g.T) * acc_size + (dense ? 0 : size_t(g.T) * sizeof(int));
+    t.plane_bytes = fwd_plane_bytes(t.ih, t.iw, g, acc_size, dense);
     if (t.plane_bytes <= kSmemLimit || t.by == 1) break;
     t.by /= 2;
   }
   TORCH_CHECK(t.plane_bytes <= kSmemLimit, "depthwise conv: kernel ", g.kh, "x", g.kw, " with stride ", g.sh,
               " needs more shared memory than the CUDA kernel supports");
+  // The same number of row tiles, evened out: no thread computes row groups
+  // past the plane (37 rows: one tile of 6 row groups, not 8). The tile only shrinks.
+  const int64_t row_groups = (g.Ho + kRows - 1) / kRows;
+  const int64_t tiles_h = (row_groups + t.by - 1) / t.by;
+  t.by = int((row_groups + tiles_h - 1) / tiles_h);
+  t.th = t.by * kRows;
+  t.ih = (t.th - 1) * g.sh + g.kh;
+  t.plane_bytes = fwd_plane_bytes(t.ih, t.iw, g, acc_size, dense);
   const int64_t planes = g.N * g.C;
-  // blockDim.z is at most 64.
-  t.bz = int(std::max<int64_t>(1, std::min<int64_t>({int64_t(kThreads / (t.bx * t.by)), int64_t(64),
-                                                      int64_t(kSmemLimit / t.plane_bytes), planes})));
+  t.bz = fwd_planes_per_block(t, planes);
+  choose_fwd_pitch(t, g, acc_size, dense, planes);
   t.tiles_h = int((g.Ho + t.th - 1) / t.th);
   t.tiles_w = int((g.Wo + t.tw - 1) / t.tw);
   TORCH_CHECK(int64_t(t.tiles_h) * t.tiles_w <= 65535, "depthwise conv: output plane ", g.Ho, "x", g.Wo,
@@ -112,10 +178,28 @@ __global__ void __launch_bounds__(kThreads)
   if (active) {
     const scalar_t* xp = x + p * g.H * g.W;
     const int64_t iy0 = oh0 * g.sh - g.pt, ix0 = ow0 * g.sw - g.pl;
+    // Tile element e = r * t.iw + col is input (iy0 + r, ix0 + col), at offset
+    // src in the plane; it lies inside the input for r in [r_lo, r_hi) and col in
+    // [c_lo, c_hi). (r, col, src) are stepped without a division or a
+    // multiplication per element: narrow planes give each plane few threads
+    // and many (mostly halo) elements.
+    const auto in_tile = [](int64_t v, int extent) { return int(v < 0 ? 0 : (v > extent ? extent : v)); };
+    const int r_lo = in_tile(-iy0, t.ih), r_hi = in_tile(g.H - iy0, t.ih);
+    const int c_lo = in_tile(-ix0, t.iw), c_hi = in_tile(g.W - ix0, t.iw);
+    const int step_r = nthreads / t.iw, step_c = nthreads - step_r * t.iw;
+    int r = tid / t.iw, col = tid - r * t.iw;
+    int64_t src = (iy0 + r) * g.W + ix0 + col;
+    const int64_t src_step = int64_t(step_r) * g.W + step_c, src_wrap = g.W - t.iw;
     for (int e = tid; e < plane_elems; e += nthreads) {
-      const int r = e / t.iw, col = e - r * t.iw;
-      const int64_t iy = iy0 + r, ix = ix0 + col;
-      s_in[e] = (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) ? static_cast<acc_t>(xp[iy * g.W + ix]) : acc_t(0);
+      s_in[e] = (r >= r_lo && r < r_hi && col >= c_lo && col < c_hi) ? static_cast<acc_t>(xp[src]) : acc_t(0);
+      r += step_r;
+      col += step_c;
+      src += src_step;
+      if (col >= t.iw) {
+        col -= t.iw;
+        ++r;
+        src += src_wrap;
+      }
     }
     for (int k = tid; k < g.T; k += nthreads) {
       if (kDense) {
@@ -139,17 +223,43 @@ __global__ void __launch_bounds__(kThreads)
 
   if (kDense && kUnitStrideH) {
     for (int v = 0; v < g.kw; ++v) {
-      const acc_t* col = s_in + j * g.sw + v;
+      // A circular window: at kernel row u, win[r % kRows] holds input row
+      // i0 + r for r in [u, u + kRows); after row u, slot u % kRows takes row
+      // i0 + u + kRows. Unrolled by kRows, every slot index is a constant, and
+      // the tap and the next input row are walked by pointer. The FMAs are
+      // those of a shifting window, in the same order.
+      const acc_t* tap = s_w + v;                                     // tap (u, v)
+      const acc_t* next = s_in + (i0 + kRows) * t.iw + j * g.sw + v;  // input row i0 + u + kRows
       acc_t win[kRows];
 #pragma unroll
-      for (int q = 0; q < kRows; ++q) win[q] = col[(i0 + q) * t.iw];
-      for (int u = 0; u < g.kh; ++u) {
-        const acc_t wt = s_w[u * g.kw + v];
+      for (int q = 0; q < kRows; ++q) win[q] = s_in[(i0 + q) * t.iw + j * g.sw + v];
+      int u = 0;
+      // Whole groups of kRows rows that all load a next row (u + kRows - 1 <= kh - 2).
+      for (; u + kRows < g.kh; u += kRows) {
 #pragma unroll
-        for (int q = 0; q < kRows; ++q) acc[q] += wt * win[q];
+        for (int du = 0; du < kRows; ++du) {
+          const acc_t wt = *tap;
+          tap += g.kw;
 #pragma unroll
-        for (int q = 0; q + 1 < kRows; ++q) win[q] = win[q + 1];
-        if (u + 1 < g.kh) win[kRows - 1] = col[(i0 + kRows + u) * t.iw];
+          for (int q = 0; q < kRows; ++q) acc[q] += wt * win[(q + du) % kRows];
+          win[du] = *next;
+          next += t.iw;
+        }
+      }
+      // The last 1..kRows rows; the very last loads nothing.
+      const int rest = g.kh - u;
+#pragma unroll
+      for (int du = 0; du < kRows; ++du) {
+        if (du < rest) {
+          const acc_t wt = *tap;
+          tap += g.kw;
+#pragma unroll
+          for (int q = 0; q < kRows; ++q) acc[q] += wt * win[(q + du) % kRows];
+          if (du + 1 < rest) {
+            win[du] = *next;
+            next += t.iw;
+          }
+        }
       }
     }
   } else {
@@ -254,6 +364,46 @@ struct CorrTile {
 constexpr int kGroupTaps = 4;
 constexpr int kRowSlack = 2 * kGroupTaps;  // shared words past the input tile a group's window may read
 
+// Row pitch (>= iw) of the input tile for tap_correlation_grouped_kernel.
+// Lane (slice, group) reads word (slice * sh + u) * pitch + v0 (+ a term
+// common to the warp), v0 a multiple of kGroupTaps, so with pitch = iw many
+// lanes of a warp hit the same bank (6 distinct words in one bank for a 17x17
+// kernel on a 56-wide tile). Banks depend on pitch mod 32 only: this takes the
+// pitch in [iw, iw + 32) with the fewest distinct words in the busiest bank,
+// summed over the warps (the smallest such pitch).
+int grouped_row_pitch(const CorrTile& t, int sh, int iw) {
+  constexpr int kWarp = 32, kWarps = kThreads / kWarp, kBanks = 32;
+  std::array<std::pair<int64_t, int64_t>, kWarp> cells[kWarps];  // (tile row, column) of each lane's word
+  int count[kWarps] = {};
+  for (int w = 0; w < kWarps; ++w) {
+    for (int lane = 0; lane < kWarp; ++lane) {
+      const int tid = w * kWarp + lane;
+      if (tid >= t.groups * t.slices) break;
+      const int grp = tid % t.groups, slice = tid / t.groups;
+      cells[w][count[w]++] = {int64_t(slice) * sh + grp / t.groups_per_row,
+                              int64_t(grp % t.groups_per_row) * kGroupTaps};
+    }
+    // Lanes that read one word are a broadcast, not a conflict.
+    std::sort(cells[w].begin(), cells[w].begin() + count[w]);
+    count[w] = int(std::unique(cells[w].begin(), cells[w].begin() + count[w]) - cells[w].begin());
+  }
+  int best_pitch = iw;
+  int64_t best_cost = -1;
+  for (int pitch = iw; pitch < iw + kBanks; ++pitch) {
+    int64_t cost = 0;
+    for (int w = 0; w < kWarps; ++w) {
+      int words[kBanks] = {};
+      for (int e = 0; e < count[w]; ++e) ++words[(cells[w][e].first * pitch + cells[w][e].second) % kBanks];
+      cost += *std::max_element(words, words + kBanks);
+    }
+    if (best_cost < 0 || cost < best_cost) {
+      best_cost = cost;
+      best_pitch = pitch;
+    }
+  }
+  return best_pitch;
+}
+
 CorrTile corr_tile(const Geo& g, size_t acc_size, bool dense) {
   CorrTile t;
   t.groups_per_row = (g.kw + kGroupTaps - 1) / kGroupTaps;
@@ -277,6 +427,23 @@ CorrTile corr_tile(const Geo& g, size_t acc_size, bool dense) {
               " needs more shared memory than the CUDA kernel supports");
   t.tiles_h = int((g.Ho + t.th - 1) / t.th);
   t.tiles_w = int((g.Wo + t.tw - 1) / t.tw);
+  // The same number of tiles, evened out: the last tile no longer computes
+  // rows and columns past the plane (56 rows were 36 + 36, now 28 + 28).
+  // The tiles only shrink, so the shared memory still fits.
+  t.th = int((g.Ho + t.tiles_h - 1) / t.tiles_h);
+  t.tw = int((g.Wo + t.tiles_w - 1) / t.tiles_w);
+  t.ih = (t.th - 1) * g.sh + g.kh;
+  t.iw = (t.tw - 1) * g.sw + g.kw;
+  t.smem = (size_t(t.th) * t.tw + size_t(t.ih) * t.iw) * acc_size + (dense ? 0 : taps_in_block * sizeof(int)) + extra;
+  if (t.grouped) {
+    // A wider row pitch only adds loaded columns that no tap sums.
+    const int pitch = grouped_row_pitch(t, g.sh, t.iw);
+    const size_t padded = t.smem + size_t(t.ih) * (pitch - t.iw) * acc_size;
+    if (padded <= kSmemLimit) {
+      t.iw = pitch;
+      t.smem = padded;
+    }
+  }
   t.tap_chunks = (g.T + kTapsPerBlock - 1) / kTapsPerBlock;
   const int64_t base = g.C * t.tiles_h * t.tiles_w * t.tap_chunks;
   const int64_t want = 4 * int64_t(multiprocessor_count());

@@ -21,18 +21,31 @@ struct PadGeometry {
   PadMode mode;
 };
 
-// The contiguous run of input indices whose only preimage is j + before.
+// The contiguous run of input indices whose only preimage is the copy
+// o = j + before (with weight 1 in polynomial mode).
 std::pair<int64_t, int64_t> single_preimage_run(const PadPlan& plan, int axis) {
-  if (plan.mode == PadMode::Polynomial) return {0, 0};
-  const Preimages pre = pad_axis_preimages(plan, axis);
-  const int64_t n = plan.in[axis];
-  auto single = [&](int64_t j) {
-    return pre.ptr[j + 1] - pre.ptr[j] == 1 && pre.idx[pre.ptr[j]] == j + plan.before[axis];
-  };
+  const int64_t n = plan.in[axis], before = plan.before[axis];
+  std::vector<char> single(n, 0);
+  if (plan.mode == PadMode::Polynomial) {
+    for (int64_t j = 0; j < n; ++j) {
+      int count = 0;
+      bool identity = false;
+      for_each_polynomial_preimage(j, n, before, plan.out[axis], plan.order[axis], plan.step[axis], true,
+                                   [&](int64_t o, double w) {
+                                     ++count;
+                                     identity = identity || (o == j + before && w == 1.0);
+                                   });
+      single[j] = count == 1 && identity;
+    }
+  } else {
+    const Preimages pre = pad_axis_preimages(plan, axis);
+    for (int64_t j = 0; j < n; ++j)
+      single[j] = pre.ptr[j + 1] - pre.ptr[j] == 1 && pre.idx[pre.ptr[j]] == j + before;
+  }
   int64_t lo = 0;
-  while (lo < n && !single(lo)) ++lo;
+  while (lo < n && !single[lo]) ++lo;
   int64_t hi = lo;
-  while (hi < n && single(hi)) ++hi;
+  while (hi < n && single[hi]) ++hi;
   return {lo, hi};
 }
 
@@ -74,52 +87,72 @@ bool fits_int32(const PadPlan& plan, int64_t in_numel, int64_t out_numel) {
   return in_numel < kLimit && out_numel < kLimit && 4 * extent < kLimit;
 }
 
+// Launch layout shared by every kernel below: a block is blockDim.y rows of
+// blockDim.x threads; each row is walked by its threadIdx.x lanes (a warp per
+// row when rows are wider than 16, several rows per warp when narrower), so the
+// row's index decomposition is done once per row, not per element, and
+// consecutive lanes touch consecutive addresses. Rows are grid-strided.
+#define LO_FOR_EACH_ROW(I, row, rows)                                                   \
+  for (I row = I(blockIdx.x) * I(blockDim.y) + I(threadIdx.y); row < (rows);            \
+       row += I(gridDim.x) * I(blockDim.y))
+#define LO_FOR_EACH_COL(I, col, width) for (I col = I(threadIdx.x); col < (width); col += I(blockDim.x))
+
 template <typename scalar_t, typename I>
 __global__ void pad_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
                                    I rows, PadGeometry<I> g) {
-  // Blocks tile (row, column): the row decomposition is uniform per block.
-  const I ow = blockIdx.x * I(blockDim.x) + threadIdx.x;
-  if (ow >= g.out[2]) return;
-  const I iw = pad_index_t<I>(ow - g.before[2], g.in[2], g.mode);
-  for (I row = blockIdx.y; row < rows; row += gridDim.y) {
+  LO_FOR_EACH_ROW(I, row, rows) {
     const I oh = row % g.out[1];
-    const I od = (row / g.out[1]) % g.out[0];
-    const I b = row / (g.out[1] * g.out[0]);
+    const I t = row / g.out[1];
+    const I od = t % g.out[0];
+    const I b = t / g.out[0];
     const I ih = pad_index_t<I>(oh - g.before[1], g.in[1], g.mode);
     const I id = pad_index_t<I>(od - g.before[0], g.in[0], g.mode);
-    y[row * g.out[2] + ow] = (iw < 0 || ih < 0 || id < 0)
-                                 ? scalar_t(0)
-                                 : x[((b * g.in[0] + id) * g.in[1] + ih) * g.in[2] + iw];
+    scalar_t* yrow = y + row * g.out[2];
+    if (ih < 0 || id < 0) {
+      LO_FOR_EACH_COL(I, ow, g.out[2]) yrow[ow] = scalar_t(0);
+      continue;
+    }
+    const scalar_t* xrow = x + ((b * g.in[0] + id) * g.in[1] + ih) * g.in[2];
+    LO_FOR_EACH_COL(I, ow, g.out[2]) {
+      const I iw = pad_index_t<I>(ow - g.before[2], g.in[2], g.mode);
+      yrow[ow] = iw < 0 ? scalar_t(0) : xrow[iw];
+    }
   }
 }
 
 // One thread per input element gathers every output that copied it, in a
-// fixed order: deterministic, no atomics.
+// fixed order: deterministic, no atomics. Elements whose only preimage is the
+// copy (the safe box) read it directly.
 template <typename scalar_t, typename I>
 __global__ void pad_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* __restrict__ gx,
                                     I rows, PadGeometry<I> g) {
   using acc_t = at::opmath_type<scalar_t>;
-  const I iw = blockIdx.x * I(blockDim.x) + threadIdx.x;
-  if (iw >= g.in[2]) return;
-  for (I row = blockIdx.y; row < rows; row += gridDim.y) {
+  LO_FOR_EACH_ROW(I, row, rows) {
     const I ih = row % g.in[1];
-    const I id = (row / g.in[1]) % g.in[0];
-    const I b = row / (g.in[1] * g.in[0]);
+    const I t = row / g.in[1];
+    const I id = t % g.in[0];
+    const I b = t / g.in[0];
     const scalar_t* base = gy + b * g.out[0] * g.out[1] * g.out[2];
-    if (id >= g.safe_lo[0] && id < g.safe_hi[0] && ih >= g.safe_lo[1] && ih < g.safe_hi[1] &&
-        iw >= g.safe_lo[2] && iw < g.safe_hi[2]) {
-      gx[row * g.in[2] + iw] = base[((id + g.before[0]) * g.out[1] + ih + g.before[1]) * g.out[2] + iw + g.before[2]];
-      continue;
-    }
-    acc_t acc = 0;
-    for_each_preimage_t<I>(id, g.in[0], g.before[0], g.out[0], g.mode, [&](I od) {
-      for_each_preimage_t<I>(ih, g.in[1], g.before[1], g.out[1], g.mode, [&](I oh) {
-        const scalar_t* grow = base + (od * g.out[1] + oh) * g.out[2];
-        for_each_preimage_t<I>(iw, g.in[2], g.before[2], g.out[2], g.mode,
-                               [&](I ow) { acc += static_cast<acc_t>(grow[ow]); });
+    scalar_t* gxrow = gx + row * g.in[2];
+    const bool row_safe = id >= g.safe_lo[0] && id < g.safe_hi[0] && ih >= g.safe_lo[1] && ih < g.safe_hi[1];
+    // Formed only inside the safe box, where every index is in range.
+    const scalar_t* copy_row =
+        row_safe ? base + ((id + g.before[0]) * g.out[1] + ih + g.before[1]) * g.out[2] + g.before[2] : gy;
+    LO_FOR_EACH_COL(I, iw, g.in[2]) {
+      if (row_safe && iw >= g.safe_lo[2] && iw < g.safe_hi[2]) {
+        gxrow[iw] = copy_row[iw];
+        continue;
+      }
+      acc_t acc = 0;
+      for_each_preimage_t<I>(id, g.in[0], g.before[0], g.out[0], g.mode, [&](I od) {
+        for_each_preimage_t<I>(ih, g.in[1], g.before[1], g.out[1], g.mode, [&](I oh) {
+          const scalar_t* grow = base + (od * g.out[1] + oh) * g.out[2];
+          for_each_preimage_t<I>(iw, g.in[2], g.before[2], g.out[2], g.mode,
+                                 [&](I ow) { acc += static_cast<acc_t>(grow[ow]); });
+        });
       });
-    });
-    gx[row * g.in[2] + iw] = static_cast<scalar_t>(acc);
+      gxrow[iw] = static_cast<scalar_t>(acc);
+    }
   }
 }
 
@@ -130,58 +163,100 @@ template <typename scalar_t>
 __global__ void pad_polynomial_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
                                       int64_t rows, PadGeometry<int64_t> g) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t ow = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (ow >= g.out[2]) return;
-  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+  LO_FOR_EACH_ROW(int64_t, row, rows) {
     const int64_t oh = row % g.out[1];
-    const int64_t od = (row / g.out[1]) % g.out[0];
-    const int64_t b = row / (g.out[1] * g.out[0]);
+    const int64_t t = row / g.out[1];
+    const int64_t od = t % g.out[0];
+    const int64_t b = t / g.out[0];
     const scalar_t* base = x + b * g.in[0] * g.in[1] * g.in[2];
-    acc_t acc = 0;
-    for_each_polynomial_source(od - g.before[0], g.in[0], g.order[0], g.step[0], [&](int64_t id, double wd) {
-      for_each_polynomial_source(oh - g.before[1], g.in[1], g.order[1], g.step[1], [&](int64_t ih, double wh) {
-        const scalar_t* xrow = base + (id * g.in[1] + ih) * g.in[2];
-        for_each_polynomial_source(ow - g.before[2], g.in[2], g.order[2], g.step[2], [&](int64_t iw, double ww) {
-          acc += static_cast<acc_t>(wd * wh * ww) * static_cast<acc_t>(xrow[iw]);
+    scalar_t* yrow = y + row * g.out[2];
+    const int64_t pd = od - g.before[0], ph = oh - g.before[1];
+    if (pd >= 0 && pd < g.in[0] && ph >= 0 && ph < g.in[1]) {
+      // An interior row: only the last axis may extrapolate.
+      const scalar_t* xrow = base + (pd * g.in[1] + ph) * g.in[2];
+      LO_FOR_EACH_COL(int64_t, ow, g.out[2]) {
+        const int64_t pw = ow - g.before[2];
+        if (pw >= 0 && pw < g.in[2]) {
+          yrow[ow] = xrow[pw];
+        } else {
+          acc_t acc = 0;
+          for_each_polynomial_source(pw, g.in[2], g.order[2], g.step[2], [&](int64_t iw, double ww) {
+            acc += static_cast<acc_t>(ww) * static_cast<acc_t>(xrow[iw]);
+          });
+          yrow[ow] = static_cast<scalar_t>(acc);
+        }
+      }
+      continue;
+    }
+    LO_FOR_EACH_COL(int64_t, ow, g.out[2]) {
+      acc_t acc = 0;
+      for_each_polynomial_source(pd, g.in[0], g.order[0], g.step[0], [&](int64_t id, double wd) {
+        for_each_polynomial_source(ph, g.in[1], g.order[1], g.step[1], [&](int64_t ih, double wh) {
+          const scalar_t* xrow = base + (id * g.in[1] + ih) * g.in[2];
+          for_each_polynomial_source(ow - g.before[2], g.in[2], g.order[2], g.step[2], [&](int64_t iw, double ww) {
+            acc += static_cast<acc_t>(wd * wh * ww) * static_cast<acc_t>(xrow[iw]);
+          });
         });
       });
-    });
-    y[row * g.out[2] + ow] = static_cast<scalar_t>(acc);
+      yrow[ow] = static_cast<scalar_t>(acc);
+    }
   }
 }
 
 // Exact adjoint: one thread per input element gathers its weighted preimages
-// in a fixed order (deterministic, no atomics).
+// in a fixed order (deterministic, no atomics); the safe box copies.
 template <typename scalar_t>
 __global__ void pad_polynomial_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* __restrict__ gx,
                                                int64_t rows, PadGeometry<int64_t> g) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t iw = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (iw >= g.in[2]) return;
-  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+  LO_FOR_EACH_ROW(int64_t, row, rows) {
     const int64_t ih = row % g.in[1];
-    const int64_t id = (row / g.in[1]) % g.in[0];
-    const int64_t b = row / (g.in[1] * g.in[0]);
+    const int64_t t = row / g.in[1];
+    const int64_t id = t % g.in[0];
+    const int64_t b = t / g.in[0];
     const scalar_t* base = gy + b * g.out[0] * g.out[1] * g.out[2];
-    acc_t acc = 0;
-    for_each_polynomial_preimage(id, g.in[0], g.before[0], g.out[0], g.order[0], g.step[0], true, [&](int64_t od, double wd) {
-      for_each_polynomial_preimage(ih, g.in[1], g.before[1], g.out[1], g.order[1], g.step[1], true, [&](int64_t oh, double wh) {
-        const scalar_t* grow = base + (od * g.out[1] + oh) * g.out[2];
-        for_each_polynomial_preimage(iw, g.in[2], g.before[2], g.out[2], g.order[2], g.step[2], true, [&](int64_t ow, double ww) {
-          acc += static_cast<acc_t>(wd * wh * ww) * static_cast<acc_t>(grow[ow]);
+    scalar_t* gxrow = gx + row * g.in[2];
+    const bool row_safe = id >= g.safe_lo[0] && id < g.safe_hi[0] && ih >= g.safe_lo[1] && ih < g.safe_hi[1];
+    // Formed only inside the safe box, where every index is in range.
+    const scalar_t* copy_row =
+        row_safe ? base + ((id + g.before[0]) * g.out[1] + ih + g.before[1]) * g.out[2] + g.before[2] : gy;
+    LO_FOR_EACH_COL(int64_t, iw, g.in[2]) {
+      if (row_safe && iw >= g.safe_lo[2] && iw < g.safe_hi[2]) {
+        gxrow[iw] = copy_row[iw];
+        continue;
+      }
+      acc_t acc = 0;
+      for_each_polynomial_preimage(id, g.in[0], g.before[0], g.out[0], g.order[0], g.step[0], true, [&](int64_t od, double wd) {
+        for_each_polynomial_preimage(ih, g.in[1], g.before[1], g.out[1], g.order[1], g.step[1], true, [&](int64_t oh, double wh) {
+          const scalar_t* grow = base + (od * g.out[1] + oh) * g.out[2];
+          for_each_polynomial_preimage(iw, g.in[2], g.before[2], g.out[2], g.order[2], g.step[2], true, [&](int64_t ow, double ww) {
+            acc += static_cast<acc_t>(wd * wh * ww) * static_cast<acc_t>(grow[ow]);
+          });
         });
       });
-    });
-    gx[row * g.in[2] + iw] = static_cast<scalar_t>(acc);
+      gxrow[iw] = static_cast<scalar_t>(acc);
+    }
   }
 }
 
-constexpr int kThreads = 128;
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = int64_t(1) << 20;
 
-// x tiles the last axis; y walks the rows (grid-strided past 65535).
-dim3 row_grid(int64_t width, int64_t rows) {
-  return dim3(static_cast<unsigned>((width + kThreads - 1) / kThreads),
-              static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
+struct RowLaunch {
+  dim3 grid, block;
+};
+
+// blockDim.x lanes per row (32, or the next power of two of a narrower row),
+// blockDim.y = kThreads / blockDim.x rows per block.
+RowLaunch row_launch(int64_t width, int64_t rows) {
+  int bx = 32;
+  if (width < 32) {
+    bx = 1;
+    while (bx < width) bx *= 2;
+  }
+  const int by = kThreads / bx;
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>((rows + by - 1) / by, kMaxBlocks));
+  return {dim3(static_cast<unsigned>(blocks)), dim3(bx, by)};
 }
 
 at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_view mode_name,
@@ -198,15 +273,16 @@ at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_vi
   const int64_t rows = plan.batch * plan.out[0] * plan.out[1];
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pad_cuda", [&] {
     if (plan.mode == PadMode::Polynomial) {
-      pad_polynomial_kernel<scalar_t><<<row_grid(plan.out[2], rows), kThreads, 0, current_stream()>>>(
+      const RowLaunch l = row_launch(plan.out[2], rows);
+      pad_polynomial_kernel<scalar_t><<<l.grid, l.block, 0, current_stream()>>>(
           x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
     } else {
-      const dim3 grid = row_grid(plan.out[2], rows);
+      const RowLaunch l = row_launch(plan.out[2], rows);
       if (fits_int32(plan, x.numel(), total)) {
-        pad_forward_kernel<scalar_t, int32_t><<<grid, kThreads, 0, current_stream()>>>(
+        pad_forward_kernel<scalar_t, int32_t><<<l.grid, l.block, 0, current_stream()>>>(
             x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), int32_t(rows), geometry<int32_t>(plan));
       } else {
-        pad_forward_kernel<scalar_t, int64_t><<<grid, kThreads, 0, current_stream()>>>(
+        pad_forward_kernel<scalar_t, int64_t><<<l.grid, l.block, 0, current_stream()>>>(
             x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
       }
     }
@@ -233,15 +309,16 @@ at::Tensor pad_backward_cuda(const at::Tensor& grad_output, at::IntArrayRef inpu
   const int64_t rows = plan.batch * plan.in[0] * plan.in[1];
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gy.scalar_type(), "pad_backward_cuda", [&] {
     if (plan.mode == PadMode::Polynomial) {
-      pad_polynomial_backward_kernel<scalar_t><<<row_grid(plan.in[2], rows), kThreads, 0, current_stream()>>>(
-          gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, geometry<int64_t>(plan));
+      const RowLaunch l = row_launch(plan.in[2], rows);
+      pad_polynomial_backward_kernel<scalar_t><<<l.grid, l.block, 0, current_stream()>>>(
+          gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, backward_geometry<int64_t>(plan));
     } else {
-      const dim3 grid = row_grid(plan.in[2], rows);
+      const RowLaunch l = row_launch(plan.in[2], rows);
       if (fits_int32(plan, total, gy.numel())) {
-        pad_backward_kernel<scalar_t, int32_t><<<grid, kThreads, 0, current_stream()>>>(
+        pad_backward_kernel<scalar_t, int32_t><<<l.grid, l.block, 0, current_stream()>>>(
             gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), int32_t(rows), backward_geometry<int32_t>(plan));
       } else {
-        pad_backward_kernel<scalar_t, int64_t><<<grid, kThreads, 0, current_stream()>>>(
+        pad_backward_kernel<scalar_t, int64_t><<<l.grid, l.block, 0, current_stream()>>>(
             gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), rows, backward_geometry<int64_t>(plan));
       }
     }

@@ -176,6 +176,37 @@ def test_cuda_matches_cpu(kh, kw, stride, padding):
 
 @pytest.mark.cuda
 @testing.requires_cuda
+@pytest.mark.parametrize(
+    "n,c,h,w,kh,kw,stride,padding",
+    [
+        # The ConvNeXt-T stage planes: evened-out row tiles (2 x 28 rows, 1 x 28), padded
+        # row pitches (forward on 14x14 and 7x7, weight gradient on every width).
+        (2, 3, 56, 56, 17, 17, 1, "same"),
+        (2, 4, 28, 28, 17, 17, 1, "same"),
+        (3, 5, 14, 14, 17, 17, 1, "same"),
+        (3, 70, 7, 7, 17, 17, 1, "same"),
+        (2, 3, 56, 56, 7, 7, 1, "same"),
+        (3, 70, 7, 7, 7, 7, 1, "same"),
+        # Narrow, odd and one-row planes, uneven tiles, a pitch search over wide kernels.
+        (2, 3, 40, 1, 5, 5, 1, "same"),
+        (2, 3, 1, 33, 3, 3, 1, 1),
+        (1, 3, 67, 130, 9, 9, 1, "same"),
+        (2, 3, 13, 29, 17, 17, 2, 8),
+        (2, 3, 9, 40, 17, 17, (1, 2), 8),  # the register-window path with stride 2 along W
+        (2, 70, 3, 3, 3, 3, 1, 1),
+    ],
+)
+def test_cuda_matches_cpu_tilings(n, c, h, w, kh, kw, stride, padding):
+    x, k, b = make(n, c, h, w, kh, kw)
+    fn = lambda x, k, b: lo.depthwise_conv2d(x, k, b, stride, padding)  # noqa: E731
+    testing.check_cpu_cuda(fn, [x, k, b], atol=1e-9, rtol=1e-9)
+    # Non-contiguous input on both devices: every other channel of a wider tensor.
+    strided = lambda x, k, b: fn(torch.stack([x, x], 2).flatten(1, 2)[:, ::2], k, b)  # noqa: E731
+    testing.check_cpu_cuda(strided, [x, k, b], atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cuda_half_and_channels_last(dtype):
     x, w, b = make(4, 8, 28, 28, 17, 17, dtype=torch.float32)

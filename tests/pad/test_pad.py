@@ -219,6 +219,27 @@ def test_cuda_equals_cpu(mode, nsp):
 
 @pytest.mark.cuda
 @testing.requires_cuda
+@pytest.mark.parametrize("mode", lo.PAD_MODES + ("polynomial",))
+def test_cuda_row_layouts(mode):
+    # The CUDA kernels give each row a warp (rows wider than 16) or pack several
+    # narrow rows per warp: every width class, including rows wider than one
+    # pass of 32 lanes, several rows per block and a ragged last block.
+    rng = np.random.default_rng(11)
+    for width in (1, 2, 5, 16, 17, 31, 32, 33, 70, 130):
+        for shape in ((2, 3, width), (1, 2, 7, width)):
+            x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+            for _ in range(2):
+                kw = {}
+                if mode == "polynomial":
+                    kw["order"] = [min(int(v), n - 1) for v, n in zip(rng.integers(0, 3, size=len(shape) - 2), shape[2:])]
+                    pad = [int(v) for v in rng.integers(0, 7, size=2 * (len(shape) - 2))]
+                else:
+                    pad = random_pad(x.shape, rng)
+                testing.check_cpu_cuda(lambda t: lo.pad(t, pad, mode, **kw), [x], atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
 def test_cuda_opcheck_compile_and_bad_grad():
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64, device="cuda", requires_grad=True)
     testing.check_opcheck(torch.ops.learnable_ops.pad.default, (x, [2, 3, -1, 4], "symmetric"))

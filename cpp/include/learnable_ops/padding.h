@@ -92,6 +92,8 @@ LO_HD int64_t equivalent_shift(double shift, int64_t n, PadMode mode) {
       return n == 1 ? 0 : static_cast<int64_t>(::fmod(shift, static_cast<double>(2 * n - 2)));
     case PadMode::Symmetric:
       return static_cast<int64_t>(::fmod(shift, static_cast<double>(2 * n)));
+    case PadMode::Polynomial:  // not a shift padding mode: make_shift_geometry rejects it
+      break;
   }
   return 0;
 }

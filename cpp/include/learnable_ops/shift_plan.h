@@ -105,6 +105,9 @@ inline ShiftGeometry make_shift_geometry(const at::Tensor& input, const char* in
                     ") for ", input_name, " of shape ", input.sizes(), ", got ", shifts.sizes());
   for (int64_t k = 0; k < g.ndim; ++k) g.size[3 - g.ndim + k] = input.size(2 + k);
   g.padding = parse_pad_mode(padding_mode, "padding_mode");
+  TORCH_CHECK_VALUE(g.padding != PadMode::Polynomial,
+                    "padding_mode 'polynomial' is not a shift padding mode; valid modes are: zeros, "
+                    "border, periodic, reflect, symmetric (aliases: constant, replicate/edge, circular/wrap)");
   g.active = active;
   return g;
 }

@@ -1,117 +1,117 @@
-"""timm ``convnext_tiny`` with every 7x7 depthwise conv replaced by DCLS (34 taps
-in 17x17, versions v0 and gauss), against the unmodified model (cuDNN).
+"""timm ``convnext_tiny`` with every 7x7 depthwise conv replaced by our
+:class:`learnable_ops.nn.Dcls2d` (34 taps in 17x17, versions v0 and gauss,
+``method='auto'``), against the unmodified model (cuDNN).
 
 * inference at batch 128 in fp32 and in bf16 autocast (target: DCLS/baseline time <= 1.0);
 * a training step (forward, backward, SGD step) at batch 64 in bf16 autocast (target <= 1/0.95).
 
-timm is a benchmark dependency only: without it ``cases`` returns no case.
-The DCLS layer here is a small stand-in (``DclsDepthwise``) that holds W, P
-(and SIG for gauss) like ``Dcls2d`` and runs the path ``choose_method`` picks.
+The model is built with :func:`learnable_ops.convert.convert`, as a user would, and
+runs exactly as a user's would: the inference cases put the model in eval mode
+once, outside the timed call, so ``Dcls2d``'s eval-mode kernel cache works as it
+does for a user (``eval()`` drops the cache). Each case records the path
+dispatch chose for every layer (``extra['methods']``, by input shape).
+
+timm is a benchmark dependency only, imported when the cases are built: without
+it ``cases`` returns no case.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
-import learnable_ops as lo
 from learnable_ops.benchmarks.runner import Case
-from learnable_ops.ops.dcls_dispatch import choose_method
+from learnable_ops.convert import convert, is_depthwise
 
-GAUSS_SIGMA_FLOOR = 0.27
-
-
-def construct_kernel(weight, P, SIG, dilated_kernel_size, version):
-    """Dense depthwise DCLS kernel ``(C, 1, *D)``: the native ``dcls_construct``
-    where it is built, else the same formulas in plain PyTorch."""
-    if hasattr(torch.ops.learnable_ops, "dcls_construct"):
-        return torch.ops.learnable_ops.dcls_construct(weight, P, SIG, list(dilated_kernel_size), version)
-    D = tuple(dilated_kernel_size)
-    n = len(D)
-    C, _, Kc = weight.shape
-    grids = torch.meshgrid(*[torch.arange(d, device=weight.device, dtype=P.dtype) for d in D], indexing="ij")
-    shape = (C, Kc) + (1,) * n
-    if version == "gauss":
-        z = 0
-        for a in range(n):
-            sigma = (SIG[a].reshape(shape).abs() + GAUSS_SIGMA_FLOOR)
-            z = z + ((grids[a] - (P[a].reshape(shape) + D[a] // 2)) / sigma) ** 2
-        phi = torch.exp(-0.5 * z)
-    else:
-        phi = 1
-        for a in range(n):
-            phi = phi * torch.relu(1 - (grids[a] - (P[a].reshape(shape) + D[a] // 2)).abs())
-    if version != "v0":
-        phi = phi / (phi.sum(dim=tuple(range(2, 2 + n)), keepdim=True) + 1e-7)
-    return (weight.reshape(shape) * phi).sum(1, keepdim=True)
+KERNEL_COUNT = 34
+DILATED_KERNEL_SIZE = 17
+VERSIONS = ("v0", "gauss")
 
 
-class DclsDepthwise(nn.Module):
-    """A depthwise DCLS 2D layer (Dcls2d's parameters: weight (C, 1, Kc), P (2, C, 1, Kc),
-    SIG for gauss, bias) running the path ``choose_method`` picks, or ``method``."""
-
-    def __init__(self, channels, kernel_count=34, dilated_kernel_size=17, version="v0", bias=True, method="auto",
-                 device=None, dtype=None):
-        super().__init__()
-        factory = {"device": device, "dtype": dtype}
-        self.channels, self.kernel_count, self.version = channels, kernel_count, version
-        self.dilated_kernel_size = (dilated_kernel_size,) * 2
-        self.weight = nn.Parameter(torch.empty(channels, 1, kernel_count, **factory))
-        self.P = nn.Parameter(torch.empty(2, channels, 1, kernel_count, **factory))
-        self.SIG = nn.Parameter(torch.empty(2, channels, 1, kernel_count, **factory)) if version == "gauss" else None
-        self.bias = nn.Parameter(torch.empty(channels, **factory)) if bias else None
-        self.method = method
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        nn.init.trunc_normal_(self.weight, std=0.02)
-        with torch.no_grad():
-            self.P.normal_(0, 0.5).clamp_(-(self.dilated_kernel_size[0] // 2), self.dilated_kernel_size[0] // 2)
-            if self.SIG is not None:
-                self.SIG.fill_(0.23)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
-
-    def resolved_method(self, x):
-        if self.method != "auto":
-            return self.method
-        return choose_method(self.kernel_count, self.dilated_kernel_size, self.channels, self.channels,
-                             self.channels, self.version, x.device, x.dtype)
-
-    def forward(self, x):
-        # Our ops are not on autocast's cast lists: run them in the autocast dtype
-        # as the framework conv they replace would.
-        if torch.is_autocast_enabled(x.device.type):
-            x = x.to(torch.get_autocast_dtype(x.device.type))
-        pad = self.dilated_kernel_size[0] // 2
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        method = self.resolved_method(x)
-        if method == "sparse":
-            return lo.dcls_sparse_depthwise(x, self.weight.to(x.dtype), self.P, bias, self.dilated_kernel_size, 1, pad,
-                                            self.version)
-        K = construct_kernel(self.weight, self.P, self.SIG, self.dilated_kernel_size, self.version).to(x.dtype)
-        if method == "dense":
-            return lo.depthwise_conv2d(x, K, bias, 1, pad)
-        return F.conv2d(x, K, bias, padding=pad, groups=self.channels)
+def is_depthwise_7x7(module: nn.Module, fqn: str = "") -> bool:
+    """The convs ConvNeXt-dcls replaces: exact depthwise ``nn.Conv2d`` with a 7x7 kernel."""
+    return is_depthwise(module, fqn) and tuple(module.kernel_size) == (7, 7)
 
 
-def dcls_convnext(model, version, kernel_count=34, dilated_kernel_size=17, method="auto"):
-    """A copy of a timm ConvNeXt whose depthwise convs are ``DclsDepthwise`` layers."""
-    model = copy.deepcopy(model)
-    for stage in model.stages:
-        for block in stage.blocks:
-            conv = block.conv_dw
-            block.conv_dw = DclsDepthwise(conv.in_channels, kernel_count, dilated_kernel_size, version,
-                                          conv.bias is not None, method, conv.weight.device, conv.weight.dtype)
-    return model
+def dcls_convnext(
+    model: nn.Module,
+    version: str,
+    kernel_count: int = KERNEL_COUNT,
+    dilated_kernel_size: int = DILATED_KERNEL_SIZE,
+    method: str = "auto",
+) -> nn.Module:
+    """A copy of ``model`` whose 7x7 depthwise convs are :class:`learnable_ops.nn.Dcls2d` layers.
+
+    Built by :func:`learnable_ops.convert.convert` with the DCLS recipe initialisation
+    (``kernel_count`` fresh taps in ``dilated_kernel_size``, padded to keep each conv's
+    output shape); ``model`` itself is left unchanged.
+
+    Raises:
+        ValueError: if ``model`` has no 7x7 depthwise conv.
+    """
+    report = convert(
+        model, "dcls", filter_fn=is_depthwise_7x7, inplace=False, kernel_count=kernel_count,
+        dilated_kernel_size=dilated_kernel_size, version=version, method=method,
+    )
+    if not report.num_replaced:
+        raise ValueError(f"{type(model).__name__} has no 7x7 depthwise nn.Conv2d to replace")
+    return report.model
 
 
-def chosen_methods(model, x):
-    """The path each DCLS layer runs for an input like ``x``, by channel count."""
-    return {m.channels: m.resolved_method(x) for m in model.modules() if isinstance(m, DclsDepthwise)}
+def chosen_methods(model: nn.Module, run: Callable[[], object]) -> dict[str, str]:
+    """The path (``'sparse'``, ``'dense'``, ``'construct'``) each DCLS layer of ``model`` takes
+    during one call of ``run``, keyed by the layer's input shape ``'CxHxW'`` (layers of one
+    shape that disagree are joined with ``'/'``).
+
+    Asked of each layer from a forward pre-hook, inside ``run``'s own autocast and grad
+    context, so it is the decision the layer's forward then makes.
+    """
+    from learnable_ops.nn import Dcls2d
+
+    seen: dict[str, set[str]] = {}
+
+    def record(layer, args):
+        x = args[0]
+        shape = "x".join(str(s) for s in x.shape[1:])
+        seen.setdefault(shape, set()).add(layer._resolve_method(x))
+
+    handles = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, Dcls2d)]
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return {shape: "/".join(sorted(methods)) for shape, methods in seen.items()}
+
+
+def _inference(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> Callable[[], object]:
+    model.eval()  # once, here: eval() drops Dcls2d's kernel cache
+    device_type = x.device.type
+
+    def run():
+        with torch.no_grad(), torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
+            return model(x)
+
+    return run
+
+
+def _train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> Callable[[], object]:
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+    device_type = x.device.type
+
+    def run():
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x), target)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return run
 
 
 def cases(device: str, size: str = "full") -> list[Case]:
@@ -121,40 +121,29 @@ def cases(device: str, size: str = "full") -> list[Case]:
         print("timm is not installed: skipping the ConvNeXt benchmark")
         return []
     full = size == "full" and device.startswith("cuda")
-    infer_batch, train_batch = (128, 64) if full else (4, 2)
+    infer_batch, train_batch, image = (128, 64, 224) if full else (4, 2, 64)
     base = timm.create_model("convnext_tiny", pretrained=False).to(device)
+    base_train = copy.deepcopy(base)
+    x = torch.randn(infer_batch, 3, image, image, device=device)
+    xt = torch.randn(train_batch, 3, image, image, device=device)
+    target = torch.randint(0, 1000, (train_batch,), device=device)
+    baseline = "convnext_tiny (cuDNN)" if device.startswith("cuda") else "convnext_tiny (torch conv)"
     out = []
-    for version in ("v0", "gauss"):
-        dcls = dcls_convnext(base, version).to(device)
-        x = torch.randn(infer_batch, 3, 224, 224, device=device)
-        methods = chosen_methods(dcls, x)
+    for version in VERSIONS:
+        dcls = dcls_convnext(base, version)
         for label, dtype in (("fp32", None), ("bf16 autocast", torch.bfloat16)):
-            def infer(m, dtype=dtype):
-                def run():
-                    with torch.no_grad(), torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):
-                        m.eval()(x)
-                return run
-
-            out.append(Case("convnext", f"convnext_tiny-dcls {version} inference {label}", f"({infer_batch}, 3, 224, 224)",
-                            infer(dcls), infer(base), "convnext_tiny (cuDNN)", target=1.0,
-                            extra={"version": version, "methods": methods}))
-
-        xt = torch.randn(train_batch, 3, 224, 224, device=device)
-        target = torch.randint(0, 1000, (train_batch,), device=device)
-
-        def train_step(m):
-            opt = torch.optim.SGD(m.parameters(), lr=1e-4)
-
-            def run():
-                m.train()
-                with torch.autocast(device.split(":")[0], dtype=torch.bfloat16):
-                    loss = F.cross_entropy(m(xt), target)
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-            return run
-
-        out.append(Case("convnext", f"convnext_tiny-dcls {version} train step bf16 autocast", f"({train_batch}, 3, 224, 224)",
-                        train_step(dcls), train_step(copy.deepcopy(base)), "convnext_tiny (cuDNN)", target=1 / 0.95,
-                        extra={"version": version, "methods": chosen_methods(dcls, xt)}))
+            candidate = _inference(dcls, x, dtype)
+            out.append(Case(
+                "convnext", f"convnext_tiny-dcls {version} inference {label}", f"({infer_batch}, 3, {image}, {image})",
+                candidate, _inference(base, x, dtype), baseline, target=1.0,
+                extra={"version": version, "methods": chosen_methods(dcls, candidate)},
+            ))
+        # Its own copy: the SGD steps of the training case must not change the inference models.
+        dcls_train = copy.deepcopy(dcls)
+        candidate = _train_step(dcls_train, xt, target)
+        out.append(Case(
+            "convnext", f"convnext_tiny-dcls {version} train step bf16 autocast", f"({train_batch}, 3, {image}, {image})",
+            candidate, _train_step(base_train, xt, target), baseline, target=1 / 0.95,
+            extra={"version": version, "methods": chosen_methods(dcls_train, candidate)},
+        ))
     return out

@@ -140,7 +140,17 @@ def dcls_construct(
         raise TypeError(f"weight and SIG must have the same dtype, got {dtype} and {SIG.dtype}")
     if P.device != device or (SIG is not None and SIG.device != device):
         check_same_device(("weight", weight), ("P", P), ("SIG", SIG))
-    return torch.ops.learnable_ops.dcls_construct.default(weight, P, SIG, list(size), version)
+    size = list(size)
+    if (
+        torch.is_grad_enabled()
+        and (weight.requires_grad or P.requires_grad or (SIG is not None and SIG.requires_grad))
+        and not torch.compiler.is_compiling()
+    ):
+        # Eager training: the same autograd as the op's registered one (below), entered
+        # directly instead of through the dispatcher's Python autograd kernel, which
+        # roughly halves the host time of a call (the GPU work is a few microseconds).
+        return _DclsConstruct.apply(weight, P, SIG, size, version)
+    return torch.ops.learnable_ops.dcls_construct.default(weight, P, SIG, size, version)
 
 
 @torch.library.register_fake("learnable_ops::dcls_construct")
@@ -172,6 +182,21 @@ def _backward(ctx, grad_kernel):
         with torch._C._AutoDispatchBelowAutograd():
             grad_weight, grad_P, grad_SIG = torch.ops.learnable_ops.dcls_construct_backward.default(*args)
     return grad_weight, grad_P, (grad_SIG if SIG is not None else None), None, None
+
+
+class _DclsConstruct(torch.autograd.Function):
+    """Eager autograd of ``dcls_construct``: the registered formula (``_backward``), with the
+    forward op dispatched below the Autograd key (its registered autograd would only record the
+    same graph again). Differentiating the gradient raises, as the registered double backward does."""
+
+    @staticmethod
+    def forward(ctx, weight, P, SIG, dilated_kernel_size, version):
+        ctx.save_for_backward(weight, P, SIG)
+        ctx.dilated_kernel_size, ctx.version = dilated_kernel_size, version
+        with torch._C._AutoDispatchBelowAutograd():
+            return torch.ops.learnable_ops.dcls_construct.default(weight, P, SIG, dilated_kernel_size, version)
+
+    backward = staticmethod(_backward)
 
 
 def _no_double_backward(ctx, *grads):

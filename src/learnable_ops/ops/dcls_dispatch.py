@@ -32,17 +32,20 @@ dense conv; Kc=72 (288 corners, as many as the 289 cells) 0.91x. Ratio 1 is
 therefore on the safe side.
 
 CUDA (H100, torch 2.11, 64 images, fwd+bwd, 34 taps in 17x17 v0 against our
-dense 17x17): 0.75x at 192x28x28, but 1.64x at 384x14x14 and 1.95x at
-768x7x7: the sparse kernel reads shared memory once per FMA, the dense one
-keeps a register window, so sparse wins only on large planes; see
-:data:`SPARSE_MIN_PLANE`.
+dense 17x17): a first run gave 0.75x at 192x28x28, but 1.64x at 384x14x14 and
+1.95x at 768x7x7; the later run of docs/performance.md 0.87x at 96x56x56,
+1.25x at 192x28x28, 2.6x at 384x14x14 and 7x7. The sparse kernel reads shared
+memory once per FMA, the dense one keeps a register window, so sparse wins
+only on large planes; see :data:`SPARSE_MIN_PLANE`.
 """
 
-SPARSE_MIN_PLANE = {"cpu": 0, "cuda": 28 * 28}
+SPARSE_MIN_PLANE = {"cpu": 0, "cuda": 56 * 56}
 """The sparse path also needs an input plane (H*W) of at least this many pixels.
 
-CUDA: measured above (wins at 28x28, loses at 14x14 and 7x7). CPU: the ratio held
-from 7x7 to 56x56 planes.
+CUDA: measured above; in the later run sparse won only at 56x56 (0.87x) and lost
+at 28x28 (1.25x). Both runs predate the faster dense kernels (a tighter forward
+loop, no bank conflicts in the weight gradient): re-measure, sparse may lose at
+56x56 too. CPU: the ratio held from 7x7 to 56x56 planes.
 """
 
 MIN_DENSE_AREA = {"cpu": 1, "cuda": 49}
