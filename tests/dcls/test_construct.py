@@ -243,7 +243,7 @@ def test_second_derivative_raises_clearly():
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, testing.requires_cuda])])
 @pytest.mark.parametrize("version", VERSIONS)
 def test_autograd_records_only_what_grad_mode_and_requires_grad_ask_for(version, device):
-    # The autograd kernels (C++) skip the graph without grad mode; values must not change.
+    # Without grad mode nothing is recorded (the backward op runs below autograd); values must not change.
     D = (5, 4)
     w, p, s = (t if t is None else t.detach().to(device).requires_grad_() for t in make_params(D, version=version))
     recorded = lo.dcls_construct(w, p, s, D, version)
