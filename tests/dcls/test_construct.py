@@ -240,6 +240,40 @@ def test_second_derivative_raises_clearly():
         grads[1].sum().backward()
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, testing.requires_cuda])])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_autograd_records_only_what_grad_mode_and_requires_grad_ask_for(version, device):
+    # Without grad mode nothing is recorded (the backward op runs below autograd); values must not change.
+    D = (5, 4)
+    w, p, s = (t if t is None else t.detach().to(device).requires_grad_() for t in make_params(D, version=version))
+    recorded = lo.dcls_construct(w, p, s, D, version)
+    with torch.no_grad():
+        plain = lo.dcls_construct(w, p, s, D, version)
+    assert recorded.grad_fn is not None and plain.grad_fn is None and not plain.requires_grad
+    assert torch.equal(recorded, plain)
+    # Only P requires grad: its gradient equals the one taken with every input requiring grad.
+    g = torch.randn(recorded.shape, dtype=recorded.dtype, device=device)
+    leaves = [t for t in (w, p, s) if t is not None]
+    full = torch.autograd.grad(recorded, leaves, g)
+    detached = [t if t is None else t.detach() for t in (w, p, s)]
+    only_p = p.detach().requires_grad_()
+    (gp,) = torch.autograd.grad(lo.dcls_construct(detached[0], only_p, detached[2], D, version), [only_p], g)
+    assert torch.equal(gp, full[1])
+    # The backward op records a node (that refuses a second derivative) only in grad mode.
+    back = torch.ops.learnable_ops.dcls_construct_backward.default
+    args = (g, w, p, s, list(D), version)
+    with torch.no_grad():
+        plain_grads = back(*args)
+    assert all(t.grad_fn is None for t in plain_grads)
+    recorded_grads = back(*args)
+    assert recorded_grads[0].grad_fn is not None
+    for a, b in zip(recorded_grads, plain_grads):
+        assert torch.equal(a, b)
+    assert torch.equal(plain_grads[0], full[0]) and torch.equal(plain_grads[1], full[1])
+    with pytest.raises(NotImplementedError, match="no second derivative"):
+        recorded_grads[0].sum().backward()
+
+
 def test_torch_export():
     D = (5, 4)
     w, p, s = (t.detach() for t in make_params(D, version="max", broadcast=True))

@@ -98,6 +98,8 @@ def dcls_construct(
         ValueError: a wrong shape, ``Kc == 0``, ``D_a < 1``, an unknown version
             (the message lists the valid ones), ``SIG`` missing or superfluous.
     """
+    # Validation is on every training step's path, and on the GPU the op's host time is its
+    # cost: each check reads a shape or attribute once and builds no intermediate tuples.
     check_floating(weight, "weight")
     check_floating(P, "P")
     version = normalize_dcls_version(version)
@@ -105,19 +107,20 @@ def dcls_construct(
         raise ValueError(
             f"weight must have shape (out_channels, in_channels / groups, kernel_count), got {tuple(weight.shape)}"
         )
-    if weight.shape[2] < 1:
-        raise ValueError(f"kernel_count (weight.shape[2]) must be >= 1, got {weight.shape[2]}")
+    co, cig, kc = weight.shape
+    if kc < 1:
+        raise ValueError(f"kernel_count (weight.shape[2]) must be >= 1, got {kc}")
     if P.dim() != 4:
         raise ValueError(f"P must have shape (n, out_channels or 1, in_channels / groups, kernel_count), got {tuple(P.shape)}")
+    p_n, p_co, p_cig, p_kc = P.shape
     # One int stands for every axis of P.
-    size = int_tuple(dilated_kernel_size, "dilated_kernel_size", P.shape[0] if isinstance(dilated_kernel_size, int) else None)
+    size = int_tuple(dilated_kernel_size, "dilated_kernel_size", p_n if isinstance(dilated_kernel_size, int) else None)
     n = len(size)
     if n not in (1, 2, 3):
         raise ValueError(f"dilated_kernel_size must have 1, 2 or 3 entries, got {size}")
-    if any(d < 1 for d in size):
+    if min(size) < 1:
         raise ValueError(f"dilated_kernel_size must be >= 1 on every axis, got {size}")
-    co, cig, kc = weight.shape
-    if P.shape[0] != n or P.shape[1] not in (co, 1) or P.shape[2] != cig or P.shape[3] != kc:
+    if p_n != n or (p_co != co and p_co != 1) or p_cig != cig or p_kc != kc:
         raise ValueError(
             f"P must have shape ({n}, {co} or 1, {cig}, {kc}) for weight of shape {tuple(weight.shape)} "
             f"and dilated_kernel_size {size}, got {tuple(P.shape)}"
@@ -130,10 +133,13 @@ def dcls_construct(
             raise ValueError(f"SIG must have the shape of P, {tuple(P.shape)}, got {tuple(SIG.shape)}")
     elif SIG is not None:
         raise ValueError(f"SIG is only used by versions 'gauss' and 'max'; pass None for version {version!r}")
-    for name, t in (("P", P), ("SIG", SIG)):
-        if t is not None and t.dtype != weight.dtype:
-            raise TypeError(f"weight and {name} must have the same dtype, got {weight.dtype} and {t.dtype}")
-    check_same_device(("weight", weight), ("P", P), ("SIG", SIG))
+    dtype, device = weight.dtype, weight.device
+    if P.dtype != dtype:
+        raise TypeError(f"weight and P must have the same dtype, got {dtype} and {P.dtype}")
+    if SIG is not None and SIG.dtype != dtype:
+        raise TypeError(f"weight and SIG must have the same dtype, got {dtype} and {SIG.dtype}")
+    if P.device != device or (SIG is not None and SIG.device != device):
+        check_same_device(("weight", weight), ("P", P), ("SIG", SIG))
     size = list(size)
     if (
         torch.is_grad_enabled()
@@ -145,32 +151,6 @@ def dcls_construct(
         # roughly halves the host time of a call (the GPU work is a few microseconds).
         return _DclsConstruct.apply(weight, P, SIG, size, version)
     return torch.ops.learnable_ops.dcls_construct.default(weight, P, SIG, size, version)
-
-
-class _DclsConstruct(torch.autograd.Function):
-    """Eager autograd of ``dcls_construct``: the formula of ``_backward`` below, with both ops
-    dispatched below the Autograd key (their registered autograd would only record the same
-    graph again). Differentiating the gradient raises, as the registered double backward does."""
-
-    @staticmethod
-    def forward(ctx, weight, P, SIG, size, version):
-        ctx.save_for_backward(weight, P, SIG)
-        ctx.size, ctx.version = size, version
-        with torch._C._AutoDispatchBelowAutograd():
-            return torch.ops.learnable_ops.dcls_construct.default(weight, P, SIG, size, version)
-
-    @staticmethod
-    def backward(ctx, grad_kernel):
-        weight, P, SIG = ctx.saved_tensors
-        args = (grad_kernel.contiguous(), weight, P, SIG, ctx.size, ctx.version)
-        if torch.is_grad_enabled():
-            # create_graph=True: through the dispatcher, so that differentiating the
-            # gradient meets the backward op's registered NotImplementedError.
-            grad_weight, grad_P, grad_SIG = torch.ops.learnable_ops.dcls_construct_backward.default(*args)
-        else:
-            with torch._C._AutoDispatchBelowAutograd():
-                grad_weight, grad_P, grad_SIG = torch.ops.learnable_ops.dcls_construct_backward.default(*args)
-        return grad_weight, grad_P, (grad_SIG if SIG is not None else None), None, None
 
 
 @torch.library.register_fake("learnable_ops::dcls_construct")
@@ -185,18 +165,38 @@ def _dcls_construct_backward_fake(grad_kernel, weight, P, SIG, dilated_kernel_si
 
 
 def _setup_context(ctx, inputs, output):
-    weight, P, SIG, dilated_kernel_size, version = inputs
+    weight, P, SIG, ctx.dilated_kernel_size, ctx.version = inputs
     ctx.save_for_backward(weight, P, SIG)
-    ctx.dilated_kernel_size = dilated_kernel_size
-    ctx.version = version
 
 
 def _backward(ctx, grad_kernel):
     weight, P, SIG = ctx.saved_tensors
-    grad_weight, grad_P, grad_SIG = torch.ops.learnable_ops.dcls_construct_backward.default(
-        grad_kernel.contiguous(), weight, P, SIG, ctx.dilated_kernel_size, ctx.version
-    )
+    # The kernels make grad_kernel contiguous themselves. Without grad mode (a backward pass
+    # without create_graph) the backward op records nothing, so it is called below autograd:
+    # its registered autograd (which only refuses a second derivative) would be a second round
+    # trip through Python on every step.
+    args = (grad_kernel, weight, P, SIG, ctx.dilated_kernel_size, ctx.version)
+    if torch.is_grad_enabled():
+        grad_weight, grad_P, grad_SIG = torch.ops.learnable_ops.dcls_construct_backward.default(*args)
+    else:
+        with torch._C._AutoDispatchBelowAutograd():
+            grad_weight, grad_P, grad_SIG = torch.ops.learnable_ops.dcls_construct_backward.default(*args)
     return grad_weight, grad_P, (grad_SIG if SIG is not None else None), None, None
+
+
+class _DclsConstruct(torch.autograd.Function):
+    """Eager autograd of ``dcls_construct``: the registered formula (``_backward``), with the
+    forward op dispatched below the Autograd key (its registered autograd would only record the
+    same graph again). Differentiating the gradient raises, as the registered double backward does."""
+
+    @staticmethod
+    def forward(ctx, weight, P, SIG, dilated_kernel_size, version):
+        ctx.save_for_backward(weight, P, SIG)
+        ctx.dilated_kernel_size, ctx.version = dilated_kernel_size, version
+        with torch._C._AutoDispatchBelowAutograd():
+            return torch.ops.learnable_ops.dcls_construct.default(weight, P, SIG, dilated_kernel_size, version)
+
+    backward = staticmethod(_backward)
 
 
 def _no_double_backward(ctx, *grads):
