@@ -254,25 +254,24 @@ at::Tensor padded_input_gradient(const at::Tensor& grad_output, const at::Tensor
                          {extra_h, extra_w}, s.groups);
 }
 
-// Adds the gradient of the extrapolated samples along `dim` (2: rows, 3:
-// columns) of `grad` (a view whose extent along dim is pad + n + pad) to the
-// image samples they were extrapolated from, in place. Each edge's band (its
-// pad ring and the `nodes` samples that feed it) is folded by the pad op's
-// backward on that band alone, so the buffers are band-sized; only an image
-// narrower than two node ranges is folded in one piece.
-void fold_axis(const at::Tensor& grad, int64_t dim, int64_t n, int64_t pad, int64_t nodes, const Setup& s) {
+// Adds the gradient of the extrapolated rows of `grad` (a view with pad + n +
+// pad rows) to the image rows they were extrapolated from (degree `order`,
+// nodes `dilation` apart), in place. Each edge's band (its pad rows and the
+// rows that feed them) is folded by the pad op's backward on that band alone,
+// so the buffers are band-sized; only an image with fewer than two node ranges
+// of rows is folded in one piece.
+void fold_rows(const at::Tensor& grad, int64_t n, int64_t pad, int64_t order, int64_t dilation) {
   if (pad == 0) return;
+  const int64_t nodes = (order + 1) * dilation;
   auto fold_band = [&](int64_t band_begin, int64_t image_len, int64_t before, int64_t after) {
-    const at::Tensor band = grad.narrow(dim, band_begin, before + image_len + after);
-    std::vector<int64_t> image_size = band.sizes().vec();
-    image_size[dim] = image_len;
-    const std::vector<int64_t> band_pad =
-        dim == 3 ? std::vector<int64_t>{before, after, 0, 0} : std::vector<int64_t>{0, 0, before, after};
-    band.narrow(dim, before, image_len)
-        .copy_(call_pad_backward(band.contiguous(), image_size, band_pad, "polynomial", s.order, s.dilation));
+    const at::Tensor band = grad.narrow(2, band_begin, before + image_len + after);
+    const std::vector<int64_t> image_size{band.size(0), band.size(1), image_len, band.size(3)};
+    band.narrow(2, before, image_len)
+        .copy_(call_pad_backward(band.contiguous(), image_size, {0, 0, before, after}, "polynomial",
+                                 std::vector<int64_t>{order, 0}, std::vector<int64_t>{dilation, 1}));
   };
   if (2 * nodes <= n) {
-    // The front band writes image samples [0, nodes), which the back band, reading
+    // The front band writes image rows [0, nodes), which the back band, reading
     // [n - nodes, n) and its ring, never reads.
     fold_band(0, nodes, pad, 0);
     fold_band(pad + n - nodes, nodes, 0, pad);
@@ -282,11 +281,13 @@ void fold_axis(const at::Tensor& grad, int64_t dim, int64_t n, int64_t pad, int6
 }
 
 // The pad extends rows first, then columns, so its adjoint folds the columns
-// (over every padded row), then the rows (over the image columns).
+// (over every padded row), then the rows (over the image columns). Columns are
+// folded as the rows of the transposed view, so that the pad op's backward
+// runs along lines of H + 2 * pad_h values rather than thin rows of a few.
 void fold_extrapolated_ring(const at::Tensor& grad_padded, const Setup& s, int64_t h, int64_t w) {
   const AxisGeometry &gh = s.axes[0], &gw = s.axes[1];
-  fold_axis(grad_padded, 3, w, gw.pad, (gw.order + 1) * gw.dilation, s);
-  fold_axis(grad_padded.narrow(3, gw.pad, w), 2, h, gh.pad, (gh.order + 1) * gh.dilation, s);
+  fold_rows(grad_padded.transpose(2, 3), w, gw.pad, gw.order, gw.dilation);
+  fold_rows(grad_padded.narrow(3, gw.pad, w), h, gh.pad, gh.order, gh.dilation);
 }
 
 at::Tensor diff_conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,

@@ -508,6 +508,15 @@ def test_cuda_padded_path_layouts_and_edge_shapes():
     # Width 1 (a 3x1 kernel pads rows only), and the narrowest image for K = 7.
     run(*make((2, 3, 9, 1), (2, 3, 3, 1)))
     run(*make((1, 2, 7, 7), (2, 2, 7, 7)))
+    # An expanded (stride 0) output gradient, as from .sum(), dense and depthwise.
+    for weight, groups in ((w, 1), (make((1, 1, 1, 1), (4, 1, 3, 3))[1], 4)):
+        grads = []
+        for device in ("cpu", "cuda"):
+            xd, wd = x.detach().to(device).requires_grad_(), weight.detach().to(device).requires_grad_()
+            lo.diff_conv2d(xd, wd, groups=groups).sum().backward()
+            grads.append((xd.grad.cpu(), wd.grad.cpu()))
+        for got, want in zip(grads[1], grads[0]):
+            torch.testing.assert_close(got, want, atol=1e-8, rtol=1e-8)
     # Empty batch: empty output, zero weight gradient.
     empty = torch.zeros(0, 4, 9, 10, dtype=torch.float64, device="cuda", requires_grad=True)
     wc = w.detach().cuda().requires_grad_()
