@@ -2,20 +2,37 @@
 //
 // DiffConv2d's output equals a valid convolution of the input padded by
 // polynomial extrapolation (the pad op's `polynomial` mode, order K - 1 per
-// axis, on the dilated grid). We never build that padded copy. Instead:
+// axis, on the dilated grid). Two implementations share that definition.
+//
+// Padded path (no edge weight or edge bias; its backward also needs
+// keep_img_grad_at_invalid): the forward pass is the pad op followed by one
+// ATen valid convolution; the padded copy is a temporary. Autograd saves only
+// input and weight, as for a plain convolution, and the backward pass
+// recomputes the pad (a copy-speed kernel) for the weight gradient, frees it,
+// then computes the gradient of the padded input (the transposed convolution)
+// and folds the gradient of its extrapolated ring into the image part in
+// place: the pad's adjoint, applied to four thin bands (left, right, then
+// top, bottom) with the pad op's own backward. The op returns that padded
+// gradient and the autograd formula takes its image part, a view, so no
+// second input-sized gradient buffer is ever allocated. Peak memory is the
+// plain convolution's plus the padded border: while one padded-size buffer
+// (the recomputed padded input, then the padded gradient) is alive, a plain
+// convolution holds its input-sized gradient.
+//
+// Strip path (edge weight, edge bias, or keep_img_grad_at_invalid false in
+// the backward):
 //
 //   out          = conv(zero-padded x, w) + bias           (ATen: cuDNN / oneDNN)
 //   out[strip s] = conv(P_s, w_edge) + bias_edge           (overwrites the strip)
 //
 // where the strips (top, bottom, left, right) partition the boundary outputs
 // (those whose window leaves the image) and P_s is the polynomially padded
-// input window of a strip, built by the pad op from a thin slice of x. The big
-// convolution has exactly F.conv2d(padding='same')'s arguments, so time and
-// memory stay those of a plain conv; the strips cost O(perimeter * K) values
-// and O(perimeter * K^2) MACs per channel pair.
+// input window of a strip, built by the pad op from a thin slice of x. The
+// strips cost O(perimeter * K) values and O(perimeter * K^2) MACs per channel
+// pair.
 //
-// Backward: ATen's convolution backward of the whole output, then per strip
-// the difference between what the strip really computed and what the
+// Its backward: ATen's convolution backward of the whole output, then per
+// strip the difference between what the strip really computed and what the
 // zero-padded conv assumed. With P_s = Z_s + E_s (Z_s the zero-padded window,
 // E_s the extrapolated ring) and no edge weight, that difference is
 // conv(E_s, w): its weight gradient comes from E_s (P_s with the interior
@@ -200,6 +217,79 @@ at::Tensor box_view(const at::Tensor& t, const Box& box) {
   return t.narrow(2, box.begin[0], box.end[0] - box.begin[0]).narrow(3, box.begin[1], box.end[1] - box.begin[1]);
 }
 
+// The polynomially padded input of the padded path (the input itself for a 1x1 kernel).
+at::Tensor polynomial_pad(const at::Tensor& input, const Setup& s) {
+  if (s.padding[0] == 0 && s.padding[1] == 0) return input;
+  return call_pad(input, {s.padding[1], s.padding[1], s.padding[0], s.padding[0]}, "polynomial", s.order,
+                  s.dilation);
+}
+
+// Gradient of the valid convolution with respect to its (padded) input, of size
+// padded_h x padded_w. Dense convolutions take the transposed convolution,
+// which is the data-gradient kernel ATen's convolution backward runs (cuDNN's
+// dgrad). Grouped ones with stride 1 take the equivalent forward convolution
+// of the gradient with the flipped, group-transposed kernel and "full"
+// padding: it reaches ATen's depthwise kernels, as the backward of a plain
+// depthwise convolution does, whereas transposed grouped convolutions go to
+// cuDNN's grouped deconvolution, which has been far slower for depthwise
+// (pytorch/pytorch#47341).
+at::Tensor padded_input_gradient(const at::Tensor& grad_output, const at::Tensor& weight, const Setup& s,
+                                 int64_t padded_h, int64_t padded_w) {
+  const int64_t kh = weight.size(2), kw = weight.size(3);
+  if (s.groups > 1 && s.stride[0] == 1 && s.stride[1] == 1) {
+    const int64_t groups = s.groups, c_out = weight.size(0), c_in_per_group = weight.size(1);
+    const at::Tensor flipped = weight.reshape({groups, c_out / groups, c_in_per_group, kh, kw})
+                                   .transpose(1, 2)
+                                   .reshape({groups * c_in_per_group, c_out / groups, kh, kw})
+                                   .flip({2, 3});
+    return at::convolution(grad_output, flipped, std::nullopt, {1, 1},
+                           {(kh - 1) * s.dilation[0], (kw - 1) * s.dilation[1]}, s.dilation, false, {0, 0},
+                           groups);
+  }
+  // The rows (columns) of the padded input past the last output's window, which
+  // (H - 1) % stride counts, get no gradient: output_padding adds them as zeros.
+  const int64_t extra_h = padded_h - ((grad_output.size(2) - 1) * s.stride[0] + (kh - 1) * s.dilation[0] + 1);
+  const int64_t extra_w = padded_w - ((grad_output.size(3) - 1) * s.stride[1] + (kw - 1) * s.dilation[1] + 1);
+  return at::convolution(grad_output, weight, std::nullopt, s.stride, {0, 0}, s.dilation, true,
+                         {extra_h, extra_w}, s.groups);
+}
+
+// Adds the gradient of the extrapolated rows of `grad` (a view with pad + n +
+// pad rows) to the image rows they were extrapolated from (degree `order`,
+// nodes `dilation` apart), in place. Each edge's band (its pad rows and the
+// rows that feed them) is folded by the pad op's backward on that band alone,
+// so the buffers are band-sized; only an image with fewer than two node ranges
+// of rows is folded in one piece.
+void fold_rows(const at::Tensor& grad, int64_t n, int64_t pad, int64_t order, int64_t dilation) {
+  if (pad == 0) return;
+  const int64_t nodes = (order + 1) * dilation;
+  auto fold_band = [&](int64_t band_begin, int64_t image_len, int64_t before, int64_t after) {
+    const at::Tensor band = grad.narrow(2, band_begin, before + image_len + after);
+    const std::vector<int64_t> image_size{band.size(0), band.size(1), image_len, band.size(3)};
+    band.narrow(2, before, image_len)
+        .copy_(call_pad_backward(band.contiguous(), image_size, {0, 0, before, after}, "polynomial",
+                                 std::vector<int64_t>{order, 0}, std::vector<int64_t>{dilation, 1}));
+  };
+  if (2 * nodes <= n) {
+    // The front band writes image rows [0, nodes), which the back band, reading
+    // [n - nodes, n) and its ring, never reads.
+    fold_band(0, nodes, pad, 0);
+    fold_band(pad + n - nodes, nodes, 0, pad);
+  } else {
+    fold_band(0, n, pad, pad);
+  }
+}
+
+// The pad extends rows first, then columns, so its adjoint folds the columns
+// (over every padded row), then the rows (over the image columns). Columns are
+// folded as the rows of the transposed view, so that the pad op's backward
+// runs along lines of H + 2 * pad_h values rather than thin rows of a few.
+void fold_extrapolated_ring(const at::Tensor& grad_padded, const Setup& s, int64_t h, int64_t w) {
+  const AxisGeometry &gh = s.axes[0], &gw = s.axes[1];
+  fold_rows(grad_padded.transpose(2, 3), w, gw.pad, gw.order, gw.dilation);
+  fold_rows(grad_padded.narrow(3, gw.pad, w), h, gh.pad, gh.order, gh.dilation);
+}
+
 at::Tensor diff_conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
                               const std::optional<at::Tensor>& bias,
                               const std::optional<at::Tensor>& edge_weight,
@@ -207,6 +297,12 @@ at::Tensor diff_conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
                               at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order,
                               bool keep_img_grad_at_invalid) {
   const Setup s = check_and_plan(input, weight, edge_weight, stride, dilation, groups, order);
+  if (!edge_weight.has_value() && !edge_bias.has_value()) {
+    // Padded path; the padded copy is freed as soon as the convolution returns.
+    at::Tensor out = at::convolution(polynomial_pad(input, s), weight, bias, s.stride, {0, 0}, s.dilation, false,
+                                     {0, 0}, groups);
+    return out.contiguous();
+  }
   // Contiguous whatever the input's memory format (a no-op for NCHW inputs).
   at::Tensor out =
       at::convolution(input, weight, bias, s.stride, s.padding, s.dilation, false, {0, 0}, groups).contiguous();
@@ -296,6 +392,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> diff_conv
   return {grad_input, grad_weight, grad_bias, grad_edge_weight, grad_edge_bias};
 }
 
+// Backward of the padded path: (gradient of the padded input, whose image part
+// [ph, ph + H) x [pw, pw + W) is the input gradient, weight, bias).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kernel(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+    at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order, std::array<bool, 3> output_mask) {
+  const Setup s = check_and_plan(input, weight, std::nullopt, stride, dilation, groups, order);
+  const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
+  const int64_t h = input.size(2), w = input.size(3);
+  const int64_t padded_h = h + 2 * s.padding[0], padded_w = w + 2 * s.padding[1];
+  at::Tensor grad_padded, grad_weight, grad_bias;
+  if (grad_output.numel() == 0 || input.numel() == 0) {
+    if (need_input) grad_padded = at::zeros({input.size(0), input.size(1), padded_h, padded_w}, input.options());
+    if (need_weight) grad_weight = at::zeros_like(weight, at::MemoryFormat::Contiguous);
+    if (need_bias) grad_bias = at::zeros({weight.size(0)}, grad_output.options());
+    return {grad_padded, grad_weight, grad_bias};
+  }
+  if (need_weight) {
+    // The recomputed padded input lives for this statement only, so it is gone
+    // before the padded gradient is allocated.
+    const std::vector<int64_t> bias_sizes{weight.size(0)};
+    std::tie(std::ignore, grad_weight, grad_bias) =
+        at::convolution_backward(grad_output, polynomial_pad(input, s), weight, bias_sizes, s.stride, {0, 0},
+                                 s.dilation, false, {0, 0}, groups, {false, true, need_bias});
+    grad_weight = grad_weight.contiguous();
+  } else if (need_bias) {
+    grad_bias = grad_output.sum({0, 2, 3});
+  }
+  if (need_input) {
+    grad_padded = padded_input_gradient(grad_output, weight, s, padded_h, padded_w).contiguous();
+    fold_extrapolated_ring(grad_padded, s, h, w);
+  }
+  return {grad_padded, grad_weight, grad_bias};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
@@ -306,16 +436,21 @@ TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
       "diff_conv2d_backward(Tensor grad_output, Tensor input, Tensor weight, Tensor? edge_weight, "
       "bool has_edge_bias, int[2] stride, int[2] dilation, int groups, int[2] order, "
       "bool keep_img_grad_at_invalid, bool[5] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "diff_conv2d_padded_backward(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, "
+      "int[2] dilation, int groups, int[2] order, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(learnable_ops, CPU, m) {
   m.impl("diff_conv2d", &diff_conv2d_kernel);
   m.impl("diff_conv2d_backward", &diff_conv2d_backward_kernel);
+  m.impl("diff_conv2d_padded_backward", &diff_conv2d_padded_backward_kernel);
 }
 
 TORCH_LIBRARY_IMPL(learnable_ops, CUDA, m) {
   m.impl("diff_conv2d", &diff_conv2d_kernel);
   m.impl("diff_conv2d_backward", &diff_conv2d_backward_kernel);
+  m.impl("diff_conv2d_padded_backward", &diff_conv2d_padded_backward_kernel);
 }
 
 }  // namespace learnable_ops
