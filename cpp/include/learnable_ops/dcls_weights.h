@@ -155,6 +155,8 @@ LO_HD int64_t dcls_clamped_cell(T x, int64_t D) {
 
 template <typename T>
 LO_HD void dcls_axis_window(DclsVersion v, T c, T sig, int64_t D, int64_t& lo, int64_t& hi) {
+  lo = 0;  // every case below assigns both; this only keeps -Wmaybe-uninitialized quiet
+  hi = D;
   switch (v) {
     case DclsVersion::V0:
     case DclsVersion::V1: {
