@@ -2,7 +2,7 @@
 # build against the torch that will import us, and decides whether CUDA is on.
 execute_process(
   COMMAND "${Python_EXECUTABLE}" -c
-    "import torch; print(torch.utils.cmake_prefix_path); print(torch.__version__); print(torch.version.cuda or '')"
+    "import torch; print(torch.utils.cmake_prefix_path); print(torch.__version__); print(int(torch.backends.openmp.is_available())); print(torch.version.cuda or '')"
   OUTPUT_VARIABLE _torch_info OUTPUT_STRIP_TRAILING_WHITESPACE
   RESULT_VARIABLE _torch_rc)
 if(NOT _torch_rc EQUAL 0)
@@ -13,9 +13,10 @@ string(REPLACE "\n" ";" _torch_info "${_torch_info}")
 list(GET _torch_info 0 _torch_prefix)
 list(GET _torch_info 1 LEARNABLE_OPS_TORCH_VERSION)
 list(LENGTH _torch_info _n)
+list(GET _torch_info 2 LEARNABLE_OPS_TORCH_OPENMP)
 set(_torch_cuda "")
-if(_n GREATER 2)
-  list(GET _torch_info 2 _torch_cuda)
+if(_n GREATER 3)  # a CPU-only torch prints an empty CUDA version, stripped above
+  list(GET _torch_info 3 _torch_cuda)
 endif()
 list(APPEND CMAKE_PREFIX_PATH "${_torch_prefix}")
 

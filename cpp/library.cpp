@@ -22,7 +22,12 @@ pybind11::dict build_info() {
   info["cuda_architectures"] = "";
   info["cuda_compiler"] = "";
 #endif
-  info["openmp"] = static_cast<bool>(AT_PARALLEL_OPENMP);
+  // Whether our CPU kernels run in parallel: at::parallel_for needs -fopenmp here.
+#ifdef _OPENMP
+  info["openmp"] = true;
+#else
+  info["openmp"] = false;
+#endif
   info["compiler"] = LEARNABLE_OPS_COMPILER;
   info["cxx11_abi"] = static_cast<bool>(_GLIBCXX_USE_CXX11_ABI);
   return info;

@@ -41,8 +41,9 @@ def build_info() -> dict:
     Returns:
         A dict with ``torch_version`` (the torch the extension was compiled
         against), ``cuda`` (whether CUDA kernels are present),
-        ``cuda_architectures``, ``cuda_compiler``, ``openmp`` (whether ATen
-        parallelises with OpenMP), ``compiler`` and ``cxx11_abi``.
+        ``cuda_architectures``, ``cuda_compiler``, ``openmp`` (whether the
+        extension was compiled with OpenMP, i.e. its CPU kernels run on
+        ``torch.get_num_threads()`` threads), ``compiler`` and ``cxx11_abi``.
     """
     return dict(_C.build_info())
 
