@@ -2,13 +2,27 @@
 // shift gradient). Taps, padding maps and checks are the shared ones
 // (shift_plan.h, padding.h), exactly as on the CPU.
 //
-// Grid: blockIdx.x is one (n, c) plane, blockIdx.y a chunk of it, so a
-// block reads its channel's shifts once and the shift-gradient reduction is
-// a per-block partial sum (written to its own slot, then summed by at::sum in
-// a fixed order): no atomics, deterministic.
+// Grid: blockIdx.x is one (n, c) plane, blockIdx.y a chunk of it, so a block
+// derives its channel's taps once (three threads do the double-precision
+// rounding, then every thread builds its plan from them) and the
+// shift-gradient reduction is a per-block partial sum (written to its own
+// slot, then summed by at::sum in a fixed order): no atomics, deterministic.
+//
+// Speed: the kernels are memory-bound, so each thread handles U elements per
+// pass and issues all their loads before any store (memory-level
+// parallelism); (d, h, w) come from a flat in-plane index through fast
+// division by invariants (IntDivider). An element whose taps (forward, shift
+// gradient) or preimages (input gradient) all lie inside the plane reads at
+// a constant offset from its own index per corner; only the others go
+// through the padding map, in the same order, so both paths give the same
+// value.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/cuda/detail/IntegerDivider.cuh>
 #include <torch/library.h>
+
+#include <limits>
+#include <type_traits>
 
 #include "learnable_ops/checks.h"
 #include "learnable_ops/cuda_utils.cuh"
@@ -17,23 +31,91 @@
 namespace learnable_ops {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kMaxThreads = 256;
+// Elements of a plane per block, at most: a block then runs a few passes, so
+// that its setup is amortised, and a 56x56 plane is one block.
+constexpr int64_t kMaxChunk = 8192;
+
+// Elements per thread per pass: enough that a thread keeps about `bytes` of
+// distinct input in flight (the other taps of a corner mostly hit the cache).
+template <typename scalar_t, int bytes>
+constexpr int unroll_for() {
+  return int(sizeof(scalar_t)) >= bytes ? 1 : bytes / int(sizeof(scalar_t));
+}
+// kBits: axes with two taps per element (the last kBits axes); 0 = sparse.
+template <typename scalar_t, int kBits>
+constexpr int gather_unroll() {
+  return unroll_for<scalar_t, kBits == 0 ? 16 : 8>();
+}
+template <typename scalar_t>
+constexpr int reduce_unroll() {
+  return unroll_for<scalar_t, 8>();
+}
 
 struct PlaneLaunch {
   dim3 grid;
+  int threads;
   int64_t chunk;   // elements of a plane per block
   int64_t chunks;  // blocks per plane
 };
 
-PlaneLaunch plane_launch(const ShiftGeometry& g) {
-  const int64_t plane = g.plane();
-  int64_t chunk = std::max<int64_t>(int64_t(kThreads) * 8, (plane + 65534) / 65535);
-  const int64_t chunks = (plane + chunk - 1) / chunk;
+PlaneLaunch plane_launch(const ShiftGeometry& g, int unroll) {
+  const int64_t plane = g.plane(), planes = g.batch * g.channels;
+  TORCH_CHECK(planes <= std::numeric_limits<int32_t>::max(), "shift: batch * channels = ", planes,
+              " exceeds the CUDA grid");
+  // gridDim.y is at most 65535.
+  const int64_t want = std::min<int64_t>((plane + kMaxChunk - 1) / kMaxChunk, 65535);
+  const int64_t chunk = (plane + want - 1) / want;
   PlaneLaunch l;
-  l.grid = dim3(static_cast<unsigned>(g.batch * g.channels), static_cast<unsigned>(chunks));
   l.chunk = chunk;
-  l.chunks = chunks;
+  l.chunks = (plane + chunk - 1) / chunk;
+  // The block size (4 to 8 warps) that leaves the fewest idle slots in the
+  // last pass; on a tie the larger (fewer passes).
+  int64_t best_slots = std::numeric_limits<int64_t>::max();
+  l.threads = kMaxThreads;
+  for (int threads = 128; threads <= kMaxThreads; threads += 32) {
+    const int64_t pass = int64_t(threads) * unroll;
+    const int64_t slots = (chunk + pass - 1) / pass * pass;
+    if (slots <= best_slots) {
+      best_slots = slots;
+      l.threads = threads;
+    }
+  }
+  l.grid = dim3(static_cast<unsigned>(planes), static_cast<unsigned>(l.chunks));
   return l;
+}
+
+// 32-bit in-plane indexing when every plane index, tap coordinate and corner
+// offset ((f0 + 1) H + f1 + 1) W + f2 + 1 fits: |f + 1| <= 2n + 1 per axis
+// (equivalent_shift), so |offset| <= 8 * plane + 1.
+bool needs_wide_index(const ShiftGeometry& g) {
+  return g.plane() > std::numeric_limits<int32_t>::max() / 8 - 1;
+}
+
+// (d, h, w) of an in-plane index, by multiplication with precomputed magic
+// numbers for the int32 path (IntDivider; dividends < 2^31).
+template <typename index_t>
+struct PlaneIndex {
+  using uindex_t = std::make_unsigned_t<index_t>;
+  at::cuda::detail::IntDivider<uindex_t> width, height;
+  index_t size[3];
+  __device__ __forceinline__ void unravel(index_t s, index_t* c) const {
+    const auto w = width.divmod(static_cast<uindex_t>(s));
+    const auto h = height.divmod(w.div);
+    c[0] = static_cast<index_t>(h.div);
+    c[1] = static_cast<index_t>(h.mod);
+    c[2] = static_cast<index_t>(w.mod);
+  }
+};
+
+template <typename index_t>
+PlaneIndex<index_t> plane_index(const ShiftGeometry& g) {
+  using uindex_t = std::make_unsigned_t<index_t>;
+  PlaneIndex<index_t> p;
+  p.width = at::cuda::detail::IntDivider<uindex_t>(static_cast<uindex_t>(g.size[2]));
+  p.height = at::cuda::detail::IntDivider<uindex_t>(static_cast<uindex_t>(g.size[1]));
+  for (int a = 0; a < 3; ++a) p.size[a] = static_cast<index_t>(g.size[a]);
+  return p;
 }
 
 template <typename T>
@@ -41,194 +123,565 @@ __device__ __forceinline__ T quiet_nan() {
   return static_cast<T>(__longlong_as_double(0x7ff8000000000000ULL));
 }
 
-// Position (d, h, w) of element s of a plane.
-template <typename index_t>
-__device__ __forceinline__ void unravel(index_t s, const ShiftGeometry& g, index_t& d, index_t& h,
-                                        index_t& w) {
-  const index_t W = static_cast<index_t>(g.size[2]), H = static_cast<index_t>(g.size[1]);
-  w = s % W;
-  const index_t rest = s / W;
-  h = rest % H;
-  d = rest / H;
+// Inputs j in [lo, hi) of an axis of length n have exactly one output o
+// whose tap at shift fk (it reads pad_index(o - fk)) reads them, namely
+// o = j + fk, inside [0, n). Others may have none, one or several (border,
+// reflect and symmetric edges, periodic wrap) and take the general path.
+// The outputs that read through the padding map are the m = |fk| at the
+// front (fk > 0) or the back (fk < 0); the span leaves out what they read.
+// Needs |fk| <= n for periodic (equivalent_shift gives |f| < n, so f + 1 is fine).
+template <typename I>
+LO_HD void single_preimage_span(I n, I fk, PadMode mode, I& lo, I& hi) {
+  lo = fk < 0 ? -fk : 0;
+  hi = fk > 0 ? n - fk : n;
+  const I m = fk < 0 ? -fk : fk;
+  switch (mode) {
+    case PadMode::Border:  // they read input 0 or n - 1
+      if (fk > 0 && lo < 1) lo = 1;
+      if (fk < 0 && hi > n - 1) hi = n - 1;
+      break;
+    case PadMode::Reflect:  // they read [1, m] or [n - 1 - m, n - 2] (m <= n - 1)
+      if (m > n - 1)
+        hi = lo;
+      else if (fk > 0)
+        lo = m + 1;
+      else if (fk < 0)
+        hi = n - 1 - m;
+      break;
+    case PadMode::Symmetric:  // they read [0, m - 1] or [n - m, n - 1] (m <= n)
+      if (m > n)
+        hi = lo;
+      else if (fk > 0)
+        lo = m;
+      else if (fk < 0)
+        hi = n - m;
+      break;
+    default:  // zeros: nothing; periodic: [n - m, n) or [0, m), outside [lo, hi)
+      break;
+  }
+  if (hi < lo) hi = lo;
 }
 
-// The chunk [begin, end) of plane blockIdx.x that a block works on, with its
-// channel's taps (computed once per thread from the shifts).
-template <typename acc_t, typename index_t>
-struct BlockPlane {
-  int64_t offset;  // of the plane in the tensor
-  ChannelTaps ct;
-  acc_t t[3];
-  index_t begin, end;
-  __device__ BlockPlane(const double* shifts, const ShiftGeometry& g, bool rounded, int64_t chunk) {
-    const int64_t plane = blockIdx.x;
-    offset = plane * g.plane();
-    ct = channel_taps(shifts + (plane % g.channels) * g.ndim, g, rounded);
-    for (int a = 0; a < 3; ++a) t[a] = static_cast<acc_t>(ct.axis[a].t);
-    begin = static_cast<index_t>(blockIdx.y * chunk);
-    end = static_cast<index_t>(min(g.plane(), int64_t(begin) + chunk));
+// The taps of the block's channel along each axis. Threads 0..2 do the
+// double-precision rounding and reduction (equivalent_shift) of one axis
+// each; every thread then reads them.
+struct BlockTaps {
+  AxisTaps axis[3];
+  bool finite;
+};
+
+__device__ BlockTaps block_taps(const double* __restrict__ shifts, const ShiftGeometry& g,
+                                bool rounded) {
+  __shared__ AxisTaps axes[3];
+  __shared__ int finite[3];
+  if (threadIdx.x < 3) {
+    const int a = threadIdx.x, k = a - g.first_axis();
+    AxisTaps taps{0, 0.0};
+    bool ok = true;
+    if (k >= 0)
+      ok = axis_taps(shifts[(int64_t(blockIdx.x) % g.channels) * g.ndim + k],
+                     a == 0 ? g.size[0] : (a == 1 ? g.size[1] : g.size[2]), g.padding, rounded, &taps);
+    axes[a] = taps;
+    finite[a] = ok;
+  }
+  __syncthreads();
+  BlockTaps b;
+  for (int a = 0; a < 3; ++a) b.axis[a] = axes[a];
+  b.finite = finite[0] && finite[1] && finite[2];
+  return b;
+}
+
+// An element reads up to 2^kBits corners, one tap per axis; slot k takes tap
+// (k >> (2 - a)) & 1 on axis a (only the last kBits axes have a bit), so
+// ascending slots are the order D tap, H tap, W tap of every path. A slot is
+// used when each of its taps is below that axis's tap count. Slot k of
+// element s of the plane reads s - offset[k] when the taps are interior
+// (forward and shift gradient), and its input-gradient preimage is
+// s + offset[k] when the preimages are single (input gradient).
+template <typename index_t, int kBits>
+struct TapPlan {
+  static constexpr int kSlots = 1 << kBits;
+  static constexpr int kFirstBit = 3 - kBits;  // axes before it have one tap
+  index_t f[3];
+  int taps[3];
+  unsigned used;
+  index_t offset[kSlots];
+  // The constant-offset path holds when c[a] - lo[a] is in [0, span[a]) on every axis.
+  index_t lo[3], span[3];
+
+  static __device__ __forceinline__ int tap(int k, int a) {
+    return a >= kFirstBit ? (k >> (2 - a)) & 1 : 0;
+  }
+
+  __device__ void init(const BlockTaps& b, const index_t* size, const int* tap_counts) {
+    for (int a = 0; a < 3; ++a) {
+      f[a] = static_cast<index_t>(b.axis[a].f);
+      taps[a] = tap_counts[a];
+    }
+    used = 0;
+#pragma unroll
+    for (int k = 0; k < kSlots; ++k) {
+      bool ok = true;
+      for (int a = 0; a < 3; ++a) ok = ok && tap(k, a) < taps[a];
+      if (ok) used |= 1u << k;
+      offset[k] = ((f[0] + tap(k, 0)) * size[1] + f[1] + tap(k, 1)) * size[2] + f[2] + tap(k, 2);
+    }
+  }
+
+  __device__ __forceinline__ bool is_used(int k) const { return (used >> k) & 1u; }
+
+  // Spans where all taps i - f - k (k < taps) of an axis lie in [0, n).
+  __device__ void set_interior_spans(const index_t* size) {
+    for (int a = 0; a < 3; ++a) {
+      lo[a] = f[a] + taps[a] - 1;
+      span[a] = size[a] - taps[a] + 1;
+    }
+  }
+
+  __device__ __forceinline__ bool fast(const index_t* c) const {
+    using uindex_t = std::make_unsigned_t<index_t>;
+    bool ok = true;
+#pragma unroll
+    for (int a = 0; a < 3; ++a)
+      if (kBits == 0 || a >= kFirstBit)  // a one-tap axis without a bit has size 1 here
+        ok = ok && static_cast<uindex_t>(c[a] - lo[a]) < static_cast<uindex_t>(span[a]);
+    return ok;
+  }
+
+  // Indices (into the plane) that the used slots of the element at c read,
+  // -1 for a zero of the padding; s is its in-plane index.
+  __device__ __forceinline__ void gather_indices(index_t s, const index_t* c, const index_t* size,
+                                                 PadMode mode, index_t* idx) const {
+    if (fast(c)) {
+#pragma unroll
+      for (int k = 0; k < kSlots; ++k) idx[k] = s - offset[k];
+      return;
+    }
+    index_t at[3][2];
+#pragma unroll
+    for (int a = 0; a < 3; ++a)
+#pragma unroll
+      for (int k = 0; k < 2; ++k)
+        at[a][k] = (k == 0 || a >= kFirstBit) ? pad_index_t<index_t>(c[a] - f[a] - k, size[a], mode)
+                                              : index_t(-1);
+#pragma unroll
+    for (int k = 0; k < kSlots; ++k) {
+      const index_t id = at[0][tap(k, 0)], ih = at[1][tap(k, 1)], iw = at[2][tap(k, 2)];
+      idx[k] = (id < 0 || ih < 0 || iw < 0) ? index_t(-1) : (id * size[1] + ih) * size[2] + iw;
+    }
   }
 };
 
-template <typename scalar_t, typename index_t, bool kActive>
+// Weight of slot k: the product of the per-axis tap weights, D then H then W.
+template <typename acc_t, typename index_t, int kBits>
+__device__ __forceinline__ acc_t slot_weight(int k, const acc_t* t) {
+  acc_t w = acc_t(1);
+  for (int a = 0; a < 3; ++a) {
+    const acc_t wa = TapPlan<index_t, kBits>::tap(k, a) ? t[a] : acc_t(1) - t[a];
+    w = a == 0 ? wa : w * wa;
+  }
+  return w;
+}
+
+// Bounds of the block's chunk of its plane.
+struct Chunk {
+  int64_t plane_offset;
+  int64_t begin, end;
+  __device__ Chunk(const ShiftGeometry& g, int64_t chunk) {
+    plane_offset = int64_t(blockIdx.x) * g.plane();
+    begin = int64_t(blockIdx.y) * chunk;
+    end = min(g.plane(), begin + chunk);
+  }
+};
+
+// What the forward and the input gradient share: the block's chunk of the
+// source and destination planes, its channel's taps (tap 1 on the axes whose
+// fraction t is non-zero), the slot plan and the slot weights.
+template <typename scalar_t, typename index_t, int kBits>
+struct GatherBlock {
+  using acc_t = at::opmath_type<scalar_t>;
+  static constexpr int K = TapPlan<index_t, kBits>::kSlots;
+  const scalar_t* src;
+  scalar_t* dst;
+  index_t begin, end;
+  acc_t t[3];
+  int taps[3];
+  TapPlan<index_t, kBits> plan;
+  acc_t weight[K];
+
+  // False, after filling the chunk with NaN, when a shift of the channel is
+  // not finite.
+  __device__ bool init(const scalar_t* source, scalar_t* destination, const double* shifts,
+                       const ShiftGeometry& g, const index_t* size, int64_t chunk) {
+    const BlockTaps bt = block_taps(shifts, g, /*rounded=*/kBits == 0);
+    const Chunk ch(g, chunk);
+    src = source + ch.plane_offset;
+    dst = destination + ch.plane_offset;
+    begin = static_cast<index_t>(ch.begin);
+    end = static_cast<index_t>(ch.end);
+    if (!bt.finite) {
+      for (index_t s = begin + threadIdx.x; s < end; s += blockDim.x) dst[s] = quiet_nan<scalar_t>();
+      return false;
+    }
+    for (int a = 0; a < 3; ++a) {
+      t[a] = static_cast<acc_t>(bt.axis[a].t);
+      taps[a] = t[a] != acc_t(0) ? 2 : 1;
+    }
+    plan.init(bt, size, taps);
+#pragma unroll
+    for (int k = 0; k < K; ++k) weight[k] = slot_weight<acc_t, index_t, kBits>(k, t);
+    return true;
+  }
+
+  // The weighted sum of the used slots' values, in slot order.
+  __device__ __forceinline__ acc_t combine(const scalar_t* v) const {
+    acc_t acc = 0;
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+      if (plan.is_used(k)) acc += weight[k] * static_cast<acc_t>(v[k]);
+    return acc;
+  }
+};
+
+// Forward: kBits = 0 is the sparse gather (rounded taps, a copy of the value);
+// kBits = ndim (or 3) the active interpolation, with taps on the axes whose
+// fraction t is non-zero.
+template <typename scalar_t, typename index_t, int kBits>
 __global__ void shift_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
                                      const double* __restrict__ shifts, ShiftGeometry g,
-                                     int64_t chunk) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const BlockPlane<acc_t, index_t> b(shifts, g, /*rounded=*/!kActive, chunk);
-  const ChannelTaps& ct = b.ct;
-  const acc_t* t = b.t;
-  const scalar_t* xp = x + b.offset;
-  scalar_t* yp = y + b.offset;
-  const index_t D = g.size[0], H = g.size[1], W = g.size[2];
-  const index_t fd = ct.axis[0].f, fh = ct.axis[1].f, fw = ct.axis[2].f;
-  for (index_t s = b.begin + threadIdx.x; s < b.end; s += blockDim.x) {
-    if (!ct.finite) {
-      yp[s] = quiet_nan<scalar_t>();
-      continue;
-    }
-    index_t d, h, w;
-    unravel(s, g, d, h, w);
-    if constexpr (!kActive) {
-      const index_t id = pad_index_t<index_t>(d - fd, D, g.padding);
-      const index_t ih = pad_index_t<index_t>(h - fh, H, g.padding);
-      const index_t iw = pad_index_t<index_t>(w - fw, W, g.padding);
-      yp[s] = (id < 0 || ih < 0 || iw < 0) ? scalar_t(0) : xp[(id * H + ih) * W + iw];
-    } else {
-      acc_t acc = 0;
-      for (int kd = 0; kd < (t[0] != acc_t(0) ? 2 : 1); ++kd) {
-        const index_t id = pad_index_t<index_t>(d - fd - kd, D, g.padding);
-        if (id < 0) continue;
-        const acc_t wd = kd ? t[0] : acc_t(1) - t[0];
-        for (int kh = 0; kh < (t[1] != acc_t(0) ? 2 : 1); ++kh) {
-          const index_t ih = pad_index_t<index_t>(h - fh - kh, H, g.padding);
-          if (ih < 0) continue;
-          const acc_t wh = kh ? t[1] : acc_t(1) - t[1];
-          const scalar_t* row = xp + (id * H + ih) * W;
-          for (int kw = 0; kw < (t[2] != acc_t(0) ? 2 : 1); ++kw) {
-            const index_t iw = pad_index_t<index_t>(w - fw - kw, W, g.padding);
-            if (iw < 0) continue;
-            const acc_t ww = kw ? t[2] : acc_t(1) - t[2];
-            acc += wd * wh * ww * static_cast<acc_t>(row[iw]);
-          }
-        }
+                                     PlaneIndex<index_t> pi, int64_t chunk) {
+  constexpr int U = gather_unroll<scalar_t, kBits>();
+  constexpr int K = TapPlan<index_t, kBits>::kSlots;
+  GatherBlock<scalar_t, index_t, kBits> b;
+  if (!b.init(x, y, shifts, g, pi.size, chunk)) return;
+  b.plan.set_interior_spans(pi.size);
+  const scalar_t* xp = b.src;
+  scalar_t* yp = b.dst;
+  const index_t end = b.end;
+  const index_t step = static_cast<index_t>(blockDim.x);
+  for (index_t base = b.begin + threadIdx.x; base < end; base += U * step) {
+    index_t idx[U][K];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const index_t s = base + u * step;
+#pragma unroll
+      for (int k = 0; k < K; ++k) idx[u][k] = -1;
+      if (s < end) {
+        index_t c[3];
+        pi.unravel(s, c);
+        b.plan.gather_indices(s, c, pi.size, g.padding, idx[u]);
       }
-      yp[s] = static_cast<scalar_t>(acc);
+    }
+    scalar_t v[U][K];
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int k = 0; k < K; ++k)
+        v[u][k] = (b.plan.is_used(k) && idx[u][k] >= 0) ? xp[idx[u][k]] : scalar_t(0);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const index_t s = base + u * step;
+      if (s >= end) continue;
+      if constexpr (kBits == 0)
+        yp[s] = v[u][0];
+      else
+        yp[s] = static_cast<scalar_t>(b.combine(v[u]));
     }
   }
 }
 
-// Exact adjoint: each input element gathers, in a fixed order, every output
-// whose taps read it (per-axis preimages of the padding map).
-template <typename scalar_t, typename index_t>
-__global__ void shift_input_backward_kernel(const scalar_t* __restrict__ go, scalar_t* __restrict__ gx,
-                                            const double* __restrict__ shifts, ShiftGeometry g,
-                                            bool rounded, int64_t chunk) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const BlockPlane<acc_t, index_t> b(shifts, g, rounded, chunk);
-  const ChannelTaps& ct = b.ct;
-  const acc_t* t = b.t;
-  const scalar_t* gp = go + b.offset;
-  scalar_t* xp = gx + b.offset;
-  const index_t D = g.size[0], H = g.size[1], W = g.size[2];
-  const index_t fd = ct.axis[0].f, fh = ct.axis[1].f, fw = ct.axis[2].f;
-  for (index_t s = b.begin + threadIdx.x; s < b.end; s += blockDim.x) {
-    if (!ct.finite) {
-      xp[s] = quiet_nan<scalar_t>();
-      continue;
-    }
-    index_t d, h, w;
-    unravel(s, g, d, h, w);
-    acc_t acc = 0;
-    for (int kd = 0; kd < (t[0] != acc_t(0) ? 2 : 1); ++kd) {
-      const acc_t wd = kd ? t[0] : acc_t(1) - t[0];
-      for_each_preimage_t<index_t>(d, D, fd + kd, D, g.padding, [&](index_t od) {
-        for (int kh = 0; kh < (t[1] != acc_t(0) ? 2 : 1); ++kh) {
-          const acc_t wh = kh ? t[1] : acc_t(1) - t[1];
-          for_each_preimage_t<index_t>(h, H, fh + kh, H, g.padding, [&](index_t oh) {
-            const scalar_t* row = gp + (od * H + oh) * W;
-            for (int kw = 0; kw < (t[2] != acc_t(0) ? 2 : 1); ++kw) {
-              const acc_t weight = wd * wh * (kw ? t[2] : acc_t(1) - t[2]);
-              for_each_preimage_t<index_t>(w, W, fw + kw, W, g.padding,
-                                           [&](index_t ow) { acc += weight * static_cast<acc_t>(row[ow]); });
-            }
-          });
+// The outputs o in [0, n) of an axis whose tap at shift fk (it reads
+// pad_index(o - fk)) reads input j, ascending: the same sequence as
+// for_each_preimage_t(j, n, fk, n, mode), enumerated without a callback so
+// that the nested D/H/W loops of the general path stay small. Either the range
+// [o1, end) (period 0), or the merge of the progressions o1 + i * period and
+// o2 + i * period below end.
+template <typename I>
+struct PreimageCursor {
+  I o1, o2, period, end;
+
+  static __device__ PreimageCursor range(I lo, I hi, I before, I n) {
+    const I a = lo + before, b = hi + before;
+    return {a < 0 ? I(0) : a, n, I(0), b > n ? n : b};
+  }
+  static __device__ PreimageCursor lattice(I r1, I r2, I period, I before, I n) {
+    return {floor_mod_t(before + r1, period), r2 < 0 ? n : floor_mod_t(before + r2, period), period, n};
+  }
+  // Cases as in for_each_preimage_t (padding.h).
+  static __device__ PreimageCursor of(I j, I n, I before, PadMode mode) {
+    switch (mode) {
+      case PadMode::Border: {
+        const I big = n + (before < 0 ? -before : before) + n + 1;
+        return range(j == 0 ? -big : j, j == n - 1 ? n + big : j + 1, before, n);
+      }
+      case PadMode::Periodic:
+        return lattice(j, -1, n, before, n);
+      case PadMode::Reflect: {
+        if (n == 1) {
+          const I big = n + (before > 0 ? before : -before) + 1;
+          return range(-big, big, before, n);
         }
-      });
+        const I period = 2 * n - 2, mirror = period - j;
+        return lattice(j, (mirror == j || mirror == period) ? I(-1) : mirror, period, before, n);
+      }
+      case PadMode::Symmetric:
+        return lattice(j, 2 * n - 1 - j, 2 * n, before, n);
+      default:  // zeros
+        return range(j, j + 1, before, n);
     }
-    xp[s] = static_cast<scalar_t>(acc);
+  }
+
+  __device__ __forceinline__ bool next(I& o) {
+    if (period == 0) {
+      if (o1 >= end) return false;
+      o = o1++;
+      return true;
+    }
+    if (o1 >= end && o2 >= end) return false;
+    if (o1 <= o2) {
+      o = o1;
+      if (o2 == o1) o2 += period;
+      o1 += period;
+    } else {
+      o = o2;
+      o2 += period;
+    }
+    return true;
+  }
+};
+
+// The input gradient of the element at c of a plane of grad_output gp, by
+// enumerating the per-axis preimages of every tap: D tap, D preimages, H tap,
+// H preimages, W tap, W preimages (the order of the constant-offset path).
+template <typename scalar_t, typename acc_t, typename index_t, int kBits>
+__device__ __forceinline__ acc_t adjoint_general(const scalar_t* __restrict__ gp,
+                                                 const TapPlan<index_t, kBits>& plan, const acc_t* t,
+                                                 const index_t* size, PadMode mode, const index_t* c) {
+  acc_t acc = 0;
+  for (int kd = 0; kd < plan.taps[0]; ++kd) {
+    const acc_t wd = kd ? t[0] : acc_t(1) - t[0];
+    auto cd = PreimageCursor<index_t>::of(c[0], size[0], plan.f[0] + kd, mode);
+    for (index_t od; cd.next(od);) {
+      for (int kh = 0; kh < plan.taps[1]; ++kh) {
+        const acc_t wh = kh ? t[1] : acc_t(1) - t[1];
+        auto ch = PreimageCursor<index_t>::of(c[1], size[1], plan.f[1] + kh, mode);
+        for (index_t oh; ch.next(oh);) {
+          const scalar_t* row = gp + (od * size[1] + oh) * size[2];
+          for (int kw = 0; kw < plan.taps[2]; ++kw) {
+            const acc_t weight = wd * wh * (kw ? t[2] : acc_t(1) - t[2]);
+            auto cw = PreimageCursor<index_t>::of(c[2], size[2], plan.f[2] + kw, mode);
+            for (index_t ow; cw.next(ow);) acc += weight * static_cast<acc_t>(row[ow]);
+          }
+        }
+      }
+    }
+  }
+  return acc;
+}
+
+// Exact adjoint: each input element gathers, in a fixed order, every output
+// whose taps read it. Where every axis has a single preimage per tap
+// (single_preimage_span) that is output s + offset[k] of slot k; elsewhere the
+// per-axis preimages of the padding map are enumerated (same order, D tap,
+// D preimages, H tap, ...).
+template <typename scalar_t, typename index_t, int kBits>
+__global__ void shift_input_backward_kernel(const scalar_t* __restrict__ go,
+                                            scalar_t* __restrict__ gx,
+                                            const double* __restrict__ shifts, ShiftGeometry g,
+                                            PlaneIndex<index_t> pi, int64_t chunk) {
+  constexpr int U = gather_unroll<scalar_t, kBits>();
+  constexpr int K = TapPlan<index_t, kBits>::kSlots;
+  GatherBlock<scalar_t, index_t, kBits> b;
+  if (!b.init(go, gx, shifts, g, pi.size, chunk)) return;
+  auto& plan = b.plan;
+  const scalar_t* gp = b.src;
+  scalar_t* xp = b.dst;
+  const index_t end = b.end;
+  // Per axis, the inputs with a single preimage for every tap.
+  for (int a = 0; a < 3; ++a) {
+    index_t lo, hi;
+    single_preimage_span<index_t>(pi.size[a], plan.f[a], g.padding, lo, hi);
+    if (b.taps[a] == 2) {
+      index_t lo1, hi1;
+      single_preimage_span<index_t>(pi.size[a], plan.f[a] + 1, g.padding, lo1, hi1);
+      lo = max(lo, lo1);
+      hi = min(hi, hi1);
+    }
+    plan.lo[a] = lo;
+    plan.span[a] = hi > lo ? hi - lo : index_t(0);
+  }
+  static_assert(U <= 32, "the pass keeps one bit per element");
+  const index_t step = static_cast<index_t>(blockDim.x);
+  for (index_t base = b.begin + threadIdx.x; base < end; base += U * step) {
+    unsigned fast = 0, general = 0;
+    scalar_t v[U][K];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const index_t s = base + u * step;
+      bool in_span = false;
+      if (s < end) {
+        index_t c[3];
+        pi.unravel(s, c);
+        in_span = plan.fast(c);
+        if (in_span)
+          fast |= 1u << u;
+        else
+          general |= 1u << u;
+      }
+#pragma unroll
+      for (int k = 0; k < K; ++k)
+        v[u][k] = (in_span && plan.is_used(k)) ? gp[s + plan.offset[k]] : scalar_t(0);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if ((fast >> u) & 1u) xp[base + u * step] = static_cast<scalar_t>(b.combine(v[u]));
+    }
+    // The rest, one at a time (one copy of the general path, not U).
+    while (general != 0) {
+      const int u = __ffs(general) - 1;
+      general &= general - 1;
+      const index_t s = base + u * step;
+      index_t c[3];
+      pi.unravel(s, c);
+      xp[s] = static_cast<scalar_t>(adjoint_general(gp, plan, b.t, pi.size, g.padding, c));
+    }
   }
 }
 
 // Shift gradient: per element, grad_output times the derivative of the
-// multilinear interpolation along each present axis (floor taps, both taps),
-// reduced per block into partial[(plane * chunks + blockIdx.y) * 3 + axis].
-template <typename scalar_t, typename index_t>
+// multilinear interpolation along each present axis (floor taps, both taps
+// on every present axis), reduced per block into
+// partial[(plane * chunks + blockIdx.y) * 3 + axis]: per thread in element
+// order, then across the warp (butterfly) and the warps (in order).
+template <typename scalar_t, typename index_t, int kBits>
 __global__ void shift_shifts_backward_kernel(const scalar_t* __restrict__ go,
                                              const scalar_t* __restrict__ x,
                                              const double* __restrict__ shifts, ShiftGeometry g,
-                                             int64_t chunk,
+                                             PlaneIndex<index_t> pi, int64_t chunk,
                                              at::opmath_type<scalar_t>* __restrict__ partial) {
   using acc_t = at::opmath_type<scalar_t>;
-  __shared__ acc_t reduce[3][kThreads];
-  const BlockPlane<acc_t, index_t> b(shifts, g, /*rounded=*/false, chunk);
-  const ChannelTaps& ct = b.ct;
-  const acc_t* t = b.t;
-  const scalar_t* gp = go + b.offset;
-  const scalar_t* xp = x + b.offset;
-  const index_t D = g.size[0], H = g.size[1], W = g.size[2];
-  const index_t fd = ct.axis[0].f, fh = ct.axis[1].f, fw = ct.axis[2].f;
+  using Plan = TapPlan<index_t, kBits>;
+  static_assert(kBits >= 1, "every present axis has two taps");
+  constexpr int U = reduce_unroll<scalar_t>();
+  constexpr int K = Plan::kSlots;
+  __shared__ acc_t warp_sums[3][kMaxThreads / 32];
+  const BlockTaps bt = block_taps(shifts, g, /*rounded=*/false);
+  const Chunk ch(g, chunk);
+  acc_t* out = partial + (int64_t(blockIdx.x) * gridDim.y + blockIdx.y) * 3;
+  if (!bt.finite) {
+    if (threadIdx.x < 3) out[threadIdx.x] = quiet_nan<acc_t>();
+    return;
+  }
+  const scalar_t* gp = go + ch.plane_offset;
+  const scalar_t* xp = x + ch.plane_offset;
+  const index_t begin = static_cast<index_t>(ch.begin), end = static_cast<index_t>(ch.end);
   const int first = g.first_axis();
-  acc_t sums[3] = {0, 0, 0};
-  for (index_t s = b.begin + threadIdx.x; s < b.end; s += blockDim.x) {
-    if (!ct.finite) {
-      sums[2] = quiet_nan<acc_t>();
-      sums[1] = sums[0] = sums[2];
-      continue;
+  acc_t t[3];
+  int taps[3];
+  for (int a = 0; a < 3; ++a) {
+    t[a] = static_cast<acc_t>(bt.axis[a].t);
+    taps[a] = a >= first ? 2 : 1;
+  }
+  Plan plan;
+  plan.init(bt, pi.size, taps);
+  plan.set_interior_spans(pi.size);
+  // coef[k][a]: derivative along axis a of the weight of slot k (the tap
+  // weight of axis a replaced by -1 for tap 0, +1 for tap 1).
+  acc_t coef[K][3];
+#pragma unroll
+  for (int k = 0; k < K; ++k)
+#pragma unroll
+    for (int a = 0; a < 3; ++a) {
+      acc_t w = acc_t(1);
+      for (int b = 0; b < 3; ++b) {
+        const int tb = Plan::tap(k, b);
+        const acc_t wb = b == a ? (tb ? acc_t(1) : acc_t(-1)) : (tb ? t[b] : acc_t(1) - t[b]);
+        w = b == 0 ? wb : w * wb;
+      }
+      coef[k][a] = w;
     }
-    index_t d, h, w;
-    unravel(s, g, d, h, w);
-    const acc_t grad = static_cast<acc_t>(gp[s]);
-    for (int kd = 0; kd < (first == 0 ? 2 : 1); ++kd) {
-      const index_t id = pad_index_t<index_t>(d - fd - kd, D, g.padding);
-      if (id < 0) continue;
-      const acc_t wd = kd ? t[0] : acc_t(1) - t[0], dd = kd ? acc_t(1) : acc_t(-1);
-      for (int kh = 0; kh < (first <= 1 ? 2 : 1); ++kh) {
-        const index_t ih = pad_index_t<index_t>(h - fh - kh, H, g.padding);
-        if (ih < 0) continue;
-        const acc_t wh = kh ? t[1] : acc_t(1) - t[1], dh = kh ? acc_t(1) : acc_t(-1);
-        const scalar_t* row = xp + (id * H + ih) * W;
-        for (int kw = 0; kw < 2; ++kw) {
-          const index_t iw = pad_index_t<index_t>(w - fw - kw, W, g.padding);
-          if (iw < 0) continue;
-          const acc_t ww = kw ? t[2] : acc_t(1) - t[2], dw = kw ? acc_t(1) : acc_t(-1);
-          const acc_t v = grad * static_cast<acc_t>(row[iw]);
-          sums[0] += v * dd * wh * ww;
-          sums[1] += v * wd * dh * ww;
-          sums[2] += v * wd * wh * dw;
-        }
+  acc_t sums[3] = {0, 0, 0};
+  const index_t step = static_cast<index_t>(blockDim.x);
+  for (index_t base = begin + threadIdx.x; base < end; base += U * step) {
+    index_t idx[U][K];
+    scalar_t grad[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const index_t s = base + u * step;
+#pragma unroll
+      for (int k = 0; k < K; ++k) idx[u][k] = -1;
+      grad[u] = scalar_t(0);
+      if (s < end) {
+        grad[u] = gp[s];
+        index_t c[3];
+        pi.unravel(s, c);
+        plan.gather_indices(s, c, pi.size, g.padding, idx[u]);
+      }
+    }
+    scalar_t v[U][K];
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int k = 0; k < K; ++k)
+        v[u][k] = (plan.is_used(k) && idx[u][k] >= 0) ? xp[idx[u][k]] : scalar_t(0);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (base + u * step >= end) continue;
+      const acc_t gr = static_cast<acc_t>(grad[u]);
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        if (!plan.is_used(k) || idx[u][k] < 0) continue;
+        const acc_t value = gr * static_cast<acc_t>(v[u][k]);
+#pragma unroll
+        for (int a = 0; a < 3; ++a)
+          if (a >= Plan::kFirstBit) sums[a] += value * coef[k][a];
       }
     }
   }
-  for (int a = 0; a < 3; ++a) reduce[a][threadIdx.x] = sums[a];
-  __syncthreads();
-  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride)
-      for (int a = 0; a < 3; ++a) reduce[a][threadIdx.x] += reduce[a][threadIdx.x + stride];
-    __syncthreads();
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+#pragma unroll
+  for (int a = 0; a < 3; ++a) {
+    acc_t v = sums[a];
+    for (int delta = 16; delta > 0; delta /= 2) v += __shfl_xor_sync(0xffffffffu, v, delta);
+    if (lane == 0) warp_sums[a][warp] = v;
   }
-  if (threadIdx.x < 3)
-    partial[(int64_t(blockIdx.x) * gridDim.y + blockIdx.y) * 3 + threadIdx.x] = reduce[threadIdx.x][0];
-}
-
-// 32-bit in-plane indexing when every plane index and every tap coordinate
-// i - f - 1 (|f| <= 2n after equivalent_shift) fits with room to spare.
-bool needs_wide_index(const ShiftGeometry& g) {
-  return g.plane() > std::numeric_limits<int32_t>::max() / 4;
+  __syncthreads();
+  if (threadIdx.x < 3) {
+    acc_t total = 0;
+    for (int w = 0; w < int(blockDim.x / 32); ++w) total += warp_sums[threadIdx.x][w];
+    out[threadIdx.x] = total;
+  }
 }
 
 at::Tensor shifts_as_double(const at::Tensor& shifts) {
   return shifts.detach().to(at::kDouble).contiguous();
+}
+
+// Calls launch(index_t(), std::integral_constant<int, kBits>()) for an
+// interpolating kernel: 32-bit indices when they fit, and one tap bit per
+// axis (3 on the 64-bit path, which covers every ndim).
+template <typename F>
+void dispatch_interpolating(const ShiftGeometry& g, F&& launch) {
+  if (needs_wide_index(g))
+    launch(int64_t(), std::integral_constant<int, 3>());
+  else if (g.ndim == 1)
+    launch(int32_t(), std::integral_constant<int, 1>());
+  else if (g.ndim == 2)
+    launch(int32_t(), std::integral_constant<int, 2>());
+  else
+    launch(int32_t(), std::integral_constant<int, 3>());
+}
+
+// The same for a gather of the forward or its adjoint: kBits = 0 (one tap
+// per axis) for the sparse shift.
+template <typename F>
+void dispatch_gather(const ShiftGeometry& g, bool sparse, F&& launch) {
+  if (!sparse)
+    dispatch_interpolating(g, launch);
+  else if (needs_wide_index(g))
+    launch(int64_t(), std::integral_constant<int, 0>());
+  else
+    launch(int32_t(), std::integral_constant<int, 0>());
 }
 
 at::Tensor shift_cuda(const at::Tensor& input, const at::Tensor& shifts,
@@ -242,21 +695,16 @@ at::Tensor shift_cuda(const at::Tensor& input, const at::Tensor& shifts,
   at::Tensor out = at::empty(input.sizes(), x.options());
   if (out.numel() == 0) return out;
   const at::Tensor s = shifts_as_double(shifts);
-  const PlaneLaunch l = plane_launch(g);
-  const bool wide = needs_wide_index(g);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shift_cuda", [&] {
-    auto launch = [&](auto index_tag, auto active_tag) {
+    dispatch_gather(g, !active, [&](auto index_tag, auto bits) {
       using index_t = decltype(index_tag);
-      shift_forward_kernel<scalar_t, index_t, decltype(active_tag)::value>
-          <<<l.grid, kThreads, 0, current_stream()>>>(x.const_data_ptr<scalar_t>(),
-                                                      out.mutable_data_ptr<scalar_t>(),
-                                                      s.const_data_ptr<double>(), g, l.chunk);
+      constexpr int kBits = decltype(bits)::value;
+      const PlaneLaunch l = plane_launch(g, gather_unroll<scalar_t, kBits>());
+      shift_forward_kernel<scalar_t, index_t, kBits><<<l.grid, l.threads, 0, current_stream()>>>(
+          x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), s.const_data_ptr<double>(),
+          g, plane_index<index_t>(g), l.chunk);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-    };
-    if (wide)
-      active ? launch(int64_t(), std::true_type()) : launch(int64_t(), std::false_type());
-    else
-      active ? launch(int32_t(), std::true_type()) : launch(int32_t(), std::false_type());
+    });
   });
   return out;
 }
@@ -272,17 +720,16 @@ at::Tensor shift_input_backward_cuda(const at::Tensor& grad_output, const at::Te
   at::Tensor gx = at::empty(grad_output.sizes(), go.options());
   if (gx.numel() == 0) return gx;
   const at::Tensor s = shifts_as_double(shifts);
-  const PlaneLaunch l = plane_launch(g);
-  const bool wide = needs_wide_index(g);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(), "shift_input_backward_cuda", [&] {
-    auto launch = [&](auto index_tag) {
+    dispatch_gather(g, !active, [&](auto index_tag, auto bits) {
       using index_t = decltype(index_tag);
-      shift_input_backward_kernel<scalar_t, index_t><<<l.grid, kThreads, 0, current_stream()>>>(
-          go.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(),
-          s.const_data_ptr<double>(), g, /*rounded=*/!active, l.chunk);
+      constexpr int kBits = decltype(bits)::value;
+      const PlaneLaunch l = plane_launch(g, gather_unroll<scalar_t, kBits>());
+      shift_input_backward_kernel<scalar_t, index_t, kBits><<<l.grid, l.threads, 0, current_stream()>>>(
+          go.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), s.const_data_ptr<double>(),
+          g, plane_index<index_t>(g), l.chunk);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-    };
-    wide ? launch(int64_t()) : launch(int32_t());
+    });
   });
   return gx;
 }
@@ -302,19 +749,19 @@ at::Tensor shift_shifts_backward_cuda(const at::Tensor& grad_output, const at::T
   if (input.numel() == 0) return at::zeros_like(shifts, at::MemoryFormat::Contiguous);
   const at::Tensor go = grad_output.contiguous(), x = input.contiguous();
   const at::Tensor s = shifts_as_double(shifts);
-  const PlaneLaunch l = plane_launch(g);
-  at::Tensor partial = at::empty({g.batch, g.channels, l.chunks, 3}, input.options().dtype(acc_type));
-  const bool wide = needs_wide_index(g);
+  at::Tensor partial;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shift_shifts_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    auto launch = [&](auto index_tag) {
+    dispatch_interpolating(g, [&](auto index_tag, auto bits) {
       using index_t = decltype(index_tag);
-      shift_shifts_backward_kernel<scalar_t, index_t><<<l.grid, kThreads, 0, current_stream()>>>(
-          go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), s.const_data_ptr<double>(),
-          g, l.chunk, partial.mutable_data_ptr<acc_t>());
+      constexpr int kBits = decltype(bits)::value;
+      const PlaneLaunch l = plane_launch(g, reduce_unroll<scalar_t>());
+      partial = at::empty({g.batch, g.channels, l.chunks, 3}, input.options().dtype(acc_type));
+      shift_shifts_backward_kernel<scalar_t, index_t, kBits><<<l.grid, l.threads, 0, current_stream()>>>(
+          go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), s.const_data_ptr<double>(), g,
+          plane_index<index_t>(g), l.chunk, partial.mutable_data_ptr<acc_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-    };
-    wide ? launch(int64_t()) : launch(int32_t());
+    });
   });
   return partial.sum(at::IntArrayRef{0, 2})
       .narrow(1, g.first_axis(), g.ndim)
