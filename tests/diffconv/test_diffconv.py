@@ -485,9 +485,10 @@ def test_cuda_padded_path_equals_cpu(shape_x, shape_w, stride, dilation, groups,
         lambda x, w, b: lo.diff_conv2d(x, w, b, stride, dilation, groups, order=order), [x, w, b], atol=1e-8, rtol=1e-8
     )
     # Only the input, only the weight: the other gradients are not computed.
-    testing.check_cpu_cuda(lambda x: lo.diff_conv2d(x, w.detach(), None, stride, dilation, groups, order=order), [x],
+    # (check_cpu_cuda moves only the arguments: the captured tensor follows them.)
+    testing.check_cpu_cuda(lambda x: lo.diff_conv2d(x, w.detach().to(x.device), None, stride, dilation, groups, order=order), [x],
                            atol=1e-8, rtol=1e-8)
-    testing.check_cpu_cuda(lambda w: lo.diff_conv2d(x.detach(), w, None, stride, dilation, groups, order=order), [w],
+    testing.check_cpu_cuda(lambda w: lo.diff_conv2d(x.detach().to(w.device), w, None, stride, dilation, groups, order=order), [w],
                            atol=1e-8, rtol=1e-8)
 
 
