@@ -21,7 +21,7 @@ import torch
 METHODS = ("auto", "dense", "sparse", "construct")
 """Values of the DCLS modules' ``method`` argument."""
 
-SPARSE_TAP_RATIO = {"cpu": 1.0, "cuda": 0.5}
+SPARSE_TAP_RATIO = {"cpu": 1.0, "cuda": 0.0}
 """The sparse path is chosen when ``Kc * 2^n <= ratio * prod(D)``.
 
 CPU: the sparse and the dense path run the same vectorised tap loop, so their
@@ -35,17 +35,19 @@ CUDA (H100, torch 2.11, 64 images, fwd+bwd, 34 taps in 17x17 v0 against our
 dense 17x17): a first run gave 0.75x at 192x28x28, but 1.64x at 384x14x14 and
 1.95x at 768x7x7; the later run of docs/performance.md 0.87x at 96x56x56,
 1.25x at 192x28x28, 2.6x at 384x14x14 and 7x7. The sparse kernel reads shared
-memory once per FMA, the dense one keeps a register window, so sparse wins
-only on large planes; see :data:`SPARSE_MIN_PLANE`.
+memory once per FMA, the dense one keeps a register window. After the dense
+kernels got faster (a register window of 7 rows, no bank conflicts in the weight
+gradient), the 2026-11-23 run had sparse at 1.45x dense at 96x56x56, 2.34x at
+192x28x28, 3.89x at 384x14x14 and 2.45x at 768x7x7, and ConvNeXt-T-dcls v0's bf16
+training step at 4.04x the baseline with sparse against 1.57x for gauss (dense).
+So 'auto' never picks sparse on CUDA (ratio 0); ``method='sparse'`` still forces it.
 """
 
 SPARSE_MIN_PLANE = {"cpu": 0, "cuda": 56 * 56}
 """The sparse path also needs an input plane (H*W) of at least this many pixels.
 
-CUDA: measured above; in the later run sparse won only at 56x56 (0.87x) and lost
-at 28x28 (1.25x). Both runs predate the faster dense kernels (a tighter forward
-loop, no bank conflicts in the weight gradient): re-measure, sparse may lose at
-56x56 too. CPU: the ratio held from 7x7 to 56x56 planes.
+CUDA: moot while :data:`SPARSE_TAP_RATIO` is 0 there (kept for a faster sparse
+kernel). CPU: the ratio held from 7x7 to 56x56 planes.
 """
 
 MIN_DENSE_AREA = {"cpu": 1, "cuda": 49}
