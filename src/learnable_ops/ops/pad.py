@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from learnable_ops.ops._direct_autograd import direct_autograd, wants_direct_autograd
 from learnable_ops.ops._validate import check_floating, check_rank, choice, int_tuple
 
 PAD_MODES = ("zeros", "border", "periodic", "reflect", "symmetric")
@@ -125,6 +126,8 @@ def pad(
     if mode not in EXTRAPOLATION_MODES:
         if order is not None or dilation is not None:
             raise ValueError(f"order and dilation apply to mode 'polynomial' only, got mode {mode!r}")
+        if wants_direct_autograd(input):
+            return _PadDirect.apply(input, list(amounts), mode, None, None)
         return torch.ops.learnable_ops.pad.default(input, list(amounts), mode)
     if order is None:
         raise ValueError(
@@ -142,6 +145,8 @@ def pad(
                 f"input has size {input.shape[dim]} on dimension {dim}; polynomial padding of order "
                 f"{orders[k]} with dilation {steps[k]} needs at least {need} samples there"
             )
+    if wants_direct_autograd(input):
+        return _PadDirect.apply(input, list(amounts), mode, orders, steps)
     return torch.ops.learnable_ops.pad.default(input, list(amounts), mode, orders, steps)
 
 
@@ -176,6 +181,7 @@ def _pad_backward_backward(ctx, grad_grad_input):
 
 
 torch.library.register_autograd("learnable_ops::pad", _pad_backward, setup_context=_pad_setup_context)
+_PadDirect = direct_autograd(torch.ops.learnable_ops.pad.default, _pad_setup_context, _pad_backward)
 torch.library.register_autograd(
     "learnable_ops::pad_backward", _pad_backward_backward, setup_context=_pad_backward_setup_context
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from learnable_ops.ops._direct_autograd import direct_autograd, wants_direct_autograd
 from learnable_ops.ops._validate import check_floating, check_rank, check_same_device, check_tensor, choice
 from learnable_ops.ops.pad import normalize_pad_mode
 
@@ -75,6 +76,8 @@ def shift(
     check_shift_args(input, shifts)
     padding_mode = normalize_pad_mode(padding_mode, "padding_mode")
     mode = normalize_shift_mode(mode)
+    if not input.is_quantized and wants_direct_autograd(input, shifts):
+        return _ShiftDirect.apply(input, shifts, padding_mode, mode)
     return torch.ops.learnable_ops.shift.default(input, shifts, padding_mode, mode)
 
 
@@ -190,6 +193,7 @@ def _shift_shifts_backward_backward(ctx, grad_grad_shifts):
 
 
 torch.library.register_autograd("learnable_ops::shift", _shift_backward, setup_context=_shift_setup_context)
+_ShiftDirect = direct_autograd(torch.ops.learnable_ops.shift.default, _shift_setup_context, _shift_backward)
 torch.library.register_autograd(
     "learnable_ops::shift_input_backward",
     _shift_input_backward_backward,
