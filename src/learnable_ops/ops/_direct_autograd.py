@@ -16,6 +16,7 @@ exactly the registered ones.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -30,8 +31,25 @@ def wants_direct_autograd(*tensors: torch.Tensor | None) -> bool:
     return not (torch.compiler.is_compiling() or torch.jit.is_tracing())
 
 
+def backward_below_autograd(backward: Callable) -> Callable:
+    """Wraps a backward formula so that its ops run below the Autograd key unless
+    ``create_graph=True`` asks for a graph (then they go through the dispatcher and stay
+    differentiable). Without grad mode nothing would be recorded anyway; this only skips the
+    backward ops' own Python autograd kernels."""
+
+    @functools.wraps(backward)
+    def run(ctx, *grads):
+        if torch.is_grad_enabled():
+            return backward(ctx, *grads)
+        with torch._C._AutoDispatchBelowAutograd():
+            return backward(ctx, *grads)
+
+    return run
+
+
 def direct_autograd(op, setup_context: Callable, backward: Callable) -> type[torch.autograd.Function]:
     """An ``autograd.Function`` computing ``op`` with the given registered formulas."""
+    run_backward = backward_below_autograd(backward)
 
     class DirectAutograd(torch.autograd.Function):
         @staticmethod
@@ -41,12 +59,7 @@ def direct_autograd(op, setup_context: Callable, backward: Callable) -> type[tor
             setup_context(ctx, args, out)
             return out
 
-        @staticmethod
-        def backward(ctx, *grads):
-            if torch.is_grad_enabled():  # create_graph=True: differentiable, through the dispatcher
-                return backward(ctx, *grads)
-            with torch._C._AutoDispatchBelowAutograd():
-                return backward(ctx, *grads)
+        backward = staticmethod(run_backward)
 
     DirectAutograd.__name__ = DirectAutograd.__qualname__ = f"Direct_{op.name().replace('::', '_')}"
     return DirectAutograd

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from learnable_ops.ops._direct_autograd import backward_below_autograd, direct_autograd, wants_direct_autograd
 from learnable_ops.ops._validate import check_floating, check_same_device, choice, int_tuple
 
 DCLS_VERSIONS = ("v0", "v1", "max", "gauss")
@@ -141,15 +142,10 @@ def dcls_construct(
     if P.device != device or (SIG is not None and SIG.device != device):
         check_same_device(("weight", weight), ("P", P), ("SIG", SIG))
     size = list(size)
-    if (
-        torch.is_grad_enabled()
-        and (weight.requires_grad or P.requires_grad or (SIG is not None and SIG.requires_grad))
-        and not torch.compiler.is_compiling()
-    ):
-        # Eager training: the same autograd as the op's registered one (below), entered
-        # directly instead of through the dispatcher's Python autograd kernel, which
-        # roughly halves the host time of a call (the GPU work is a few microseconds).
-        return _DclsConstruct.apply(weight, P, SIG, size, version)
+    if wants_direct_autograd(weight, P, SIG):
+        # Eager training: the registered autograd entered directly (ops/_direct_autograd.py),
+        # which roughly halves the host time of a call (the GPU work is a few microseconds).
+        return _DclsConstructDirect.apply(weight, P, SIG, size, version)
     return torch.ops.learnable_ops.dcls_construct.default(weight, P, SIG, size, version)
 
 
@@ -171,32 +167,11 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_kernel):
     weight, P, SIG = ctx.saved_tensors
-    # The kernels make grad_kernel contiguous themselves. Without grad mode (a backward pass
-    # without create_graph) the backward op records nothing, so it is called below autograd:
-    # its registered autograd (which only refuses a second derivative) would be a second round
-    # trip through Python on every step.
-    args = (grad_kernel, weight, P, SIG, ctx.dilated_kernel_size, ctx.version)
-    if torch.is_grad_enabled():
-        grad_weight, grad_P, grad_SIG = torch.ops.learnable_ops.dcls_construct_backward.default(*args)
-    else:
-        with torch._C._AutoDispatchBelowAutograd():
-            grad_weight, grad_P, grad_SIG = torch.ops.learnable_ops.dcls_construct_backward.default(*args)
+    # The kernels make grad_kernel contiguous themselves.
+    grad_weight, grad_P, grad_SIG = torch.ops.learnable_ops.dcls_construct_backward.default(
+        grad_kernel, weight, P, SIG, ctx.dilated_kernel_size, ctx.version
+    )
     return grad_weight, grad_P, (grad_SIG if SIG is not None else None), None, None
-
-
-class _DclsConstruct(torch.autograd.Function):
-    """Eager autograd of ``dcls_construct``: the registered formula (``_backward``), with the
-    forward op dispatched below the Autograd key (its registered autograd would only record the
-    same graph again). Differentiating the gradient raises, as the registered double backward does."""
-
-    @staticmethod
-    def forward(ctx, weight, P, SIG, dilated_kernel_size, version):
-        ctx.save_for_backward(weight, P, SIG)
-        ctx.dilated_kernel_size, ctx.version = dilated_kernel_size, version
-        with torch._C._AutoDispatchBelowAutograd():
-            return torch.ops.learnable_ops.dcls_construct.default(weight, P, SIG, dilated_kernel_size, version)
-
-    backward = staticmethod(_backward)
 
 
 def _no_double_backward(ctx, *grads):
@@ -206,7 +181,14 @@ def _no_double_backward(ctx, *grads):
     )
 
 
-torch.library.register_autograd("learnable_ops::dcls_construct", _backward, setup_context=_setup_context)
+# Without grad mode (a backward pass without create_graph) the backward op records nothing,
+# so it runs below autograd: its registered autograd (which only refuses a second derivative)
+# would be a second round trip through Python on every step.
+torch.library.register_autograd(
+    "learnable_ops::dcls_construct", backward_below_autograd(_backward), setup_context=_setup_context
+)
+# Differentiating the gradient raises, through the dispatcher, as the registered double backward does.
+_DclsConstructDirect = direct_autograd(torch.ops.learnable_ops.dcls_construct.default, _setup_context, _backward)
 # An explicit error instead of autograd's silent fallthrough (which would drop these terms).
 torch.library.register_autograd(
     "learnable_ops::dcls_construct_backward", _no_double_backward, setup_context=lambda ctx, inputs, output: None

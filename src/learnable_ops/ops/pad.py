@@ -126,9 +126,7 @@ def pad(
     if mode not in EXTRAPOLATION_MODES:
         if order is not None or dilation is not None:
             raise ValueError(f"order and dilation apply to mode 'polynomial' only, got mode {mode!r}")
-        if wants_direct_autograd(input):
-            return _PadDirect.apply(input, list(amounts), mode, None, None)
-        return torch.ops.learnable_ops.pad.default(input, list(amounts), mode)
+        return _pad(input, list(amounts), mode)
     if order is None:
         raise ValueError(
             "order is required for mode 'polynomial': the degree of the extrapolating polynomial, "
@@ -145,9 +143,14 @@ def pad(
                 f"input has size {input.shape[dim]} on dimension {dim}; polynomial padding of order "
                 f"{orders[k]} with dilation {steps[k]} needs at least {need} samples there"
             )
+    return _pad(input, list(amounts), mode, orders, steps)
+
+
+def _pad(input, amounts, mode, orders=None, steps=None):
+    """The op on checked arguments, with the direct eager autograd when a graph is needed."""
     if wants_direct_autograd(input):
-        return _PadDirect.apply(input, list(amounts), mode, orders, steps)
-    return torch.ops.learnable_ops.pad.default(input, list(amounts), mode, orders, steps)
+        return _PadDirect.apply(input, amounts, mode, orders, steps)
+    return torch.ops.learnable_ops.pad.default(input, amounts, mode, orders, steps)
 
 
 @torch.library.register_fake("learnable_ops::pad")
