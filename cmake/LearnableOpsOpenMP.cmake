@@ -10,11 +10,8 @@
 set(LEARNABLE_OPS_OPENMP OFF)
 set(LEARNABLE_OPS_OPENMP_LINK "")
 if(LEARNABLE_OPS_TORCH_OPENMP AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
-  execute_process(
-    COMMAND "${Python_EXECUTABLE}" -c
-      "import torch\nfor line in open('/proc/self/maps'):\n    p = line.split()[-1]\n    name = p.rsplit('/', 1)[-1]\n    if name.startswith(('libgomp', 'libiomp', 'libomp')) and '.so' in name:\n        print(p); break"
-    OUTPUT_VARIABLE _omp_runtime OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
-  if(_omp_runtime AND EXISTS "${_omp_runtime}")
+  learnable_ops_torch_runtime_library(_omp_runtime libgomp libiomp libomp)
+  if(_omp_runtime)
     set(LEARNABLE_OPS_OPENMP_LINK "${_omp_runtime}")
   else()
     find_package(OpenMP REQUIRED COMPONENTS CXX)

@@ -24,11 +24,8 @@ if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_SYSTEM_NAME STREQUAL "Linux")
             -Wl,--trace
     OUTPUT_VARIABLE _trace ERROR_VARIABLE _trace_err RESULT_VARIABLE _rc)
   if(_rc EQUAL 0 AND "${_trace}${_trace_err}" MATCHES "libstdc\\+\\+\\.a")
-    execute_process(
-      COMMAND "${Python_EXECUTABLE}" -c
-        "import torch\nfor line in open('/proc/self/maps'):\n    if 'libstdc++.so' in line:\n        print(line.split()[-1]); break"
-      OUTPUT_VARIABLE _runtime OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc2)
-    if(NOT _rc2 EQUAL 0 OR NOT EXISTS "${_runtime}")
+    learnable_ops_torch_runtime_library(_runtime libstdc++)
+    if(NOT _runtime)
       message(FATAL_ERROR "learnable_ops: ${CMAKE_CXX_COMPILER} links libstdc++ statically, "
         "which crashes torch when a kernel raises, and the libstdc++.so that torch loads "
         "was not found. Build with another compiler, e.g. CXX=/usr/bin/g++.")

@@ -79,3 +79,19 @@ if(LEARNABLE_OPS_CUDA)
          CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS}")
 endif()
 message(STATUS "learnable_ops: torch ${LEARNABLE_OPS_TORCH_VERSION}, C++${LEARNABLE_OPS_CXX_STANDARD}, CUDA kernels: ${LEARNABLE_OPS_CUDA} ${LEARNABLE_OPS_CUDA_ARCHS}")
+
+# learnable_ops_torch_runtime_library(<out-var> <name-prefix>...): the path of the first shared
+# library mapped into a Python process after `import torch` whose file name starts with one of
+# the prefixes (e.g. libstdc++, libgomp), or "" if none (or not on Linux). Used to link the
+# runtimes torch itself loaded instead of the ones the compiler would pick.
+function(learnable_ops_torch_runtime_library out_var)
+  string(REPLACE ";" "', '" _prefixes "${ARGN}")
+  execute_process(
+    COMMAND "${Python_EXECUTABLE}" -c
+      "import torch\nfor line in open('/proc/self/maps'):\n    p = line.split()[-1]\n    name = p.rsplit('/', 1)[-1]\n    if name.startswith(('${_prefixes}',)) and '.so' in name:\n        print(p); break"
+    OUTPUT_VARIABLE _path OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  if(NOT EXISTS "${_path}")
+    set(_path "")
+  endif()
+  set(${out_var} "${_path}" PARENT_SCOPE)
+endfunction()

@@ -20,7 +20,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   grep -E "learnable_ops: |warning" "$OUT/build.log" | grep -v "torch/include" | sort -u | head -20
 fi
 cd /tmp && python3 -m learnable_ops info; cd - > /dev/null
-[ -n "${DIAG:-}" ] && bash tools/gpu-diag.sh $DIAG 2>&1 | tee "$OUT/diag.log"
+[ -n "${DIAG:-}" ] && bash tools/gpu-diag.sh 2>&1 | tee "$OUT/diag.log"
 # Run tests against the installed package (not the source tree, which has no _C).
 mkdir -p /tmp/t && cp -r tests /tmp/t/ && cp pyproject.toml /tmp/t/ && cp -r docs README.md /tmp/t/ 2>/dev/null
 # pytest-xdist, where present, spreads the tests over processes and survives a crashing one.
