@@ -30,6 +30,9 @@ def workloads():
     yield "pad reflect fwd+bwd (F.pad)", _fwd_bwd(lambda t: F.pad(t, (3, 3, 3, 3), mode="reflect"), x)
     xb = torch.randn(64, 96, 56, 56, device=dev, dtype=torch.bfloat16, requires_grad=True)
     s = (torch.rand(96, 2, device=dev) * 6 - 3).requires_grad_()
+    xf = torch.randn(64, 96, 56, 56, device=dev, requires_grad=True)
+    yield "shift sparse zeros fp32 fwd+bwd", _fwd_bwd(lambda t, w: lo.shift(t, w, "zeros", "sparse"), xf, s)
+    yield "shift active zeros fp32 fwd+bwd", _fwd_bwd(lambda t, w: lo.shift(t, w, "zeros", "active"), xf, s)
     yield "shift sparse zeros bf16 fwd", lambda: lo.shift(xb.detach(), s.detach(), "zeros", "sparse")
     yield "shift sparse zeros bf16 fwd+bwd", _fwd_bwd(lambda t, w: lo.shift(t, w, "zeros", "sparse"), xb, s)
     yield "shift active reflect bf16 fwd+bwd", _fwd_bwd(lambda t, w: lo.shift(t, w, "reflect", "active"), xb, s)
@@ -42,6 +45,10 @@ def workloads():
         yield f"conv same K={k} fwd+bwd", _fwd_bwd(lambda t, w: F.conv2d(t, w, padding=k // 2), xd, wd)
         yield f"poly pad + valid K={k} fwd+bwd", _fwd_bwd(
             lambda t, w: F.conv2d(lo.pad(t, (k // 2,) * 4, "polynomial", order=k - 1), w), xd, wd)
+        wdw = torch.randn(64, 1, k, k, device=dev, requires_grad=True)
+        yield f"diffconv depthwise K={k} fwd+bwd", _fwd_bwd(lambda t, w: lo.diff_conv2d(t, w, groups=64), xd, wdw)
+        yield f"conv same depthwise K={k} fwd+bwd", _fwd_bwd(
+            lambda t, w: F.conv2d(t, w, padding=k // 2, groups=64), xd, wdw)
     for version in ("v0", "max", "v1"):
         w = torch.randn(96, 1, 34, device=dev, requires_grad=True)
         P = (torch.randn(2, 96, 1, 34, device=dev) * 3).requires_grad_()

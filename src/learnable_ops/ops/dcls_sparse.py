@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from learnable_ops.ops._direct_autograd import direct_autograd, wants_direct_autograd
 from learnable_ops.ops._validate import check_floating, check_same_device, choice, int_tuple
 
 SPARSE_VERSIONS = ("v0", "v1")
@@ -99,6 +100,9 @@ def dcls_sparse_depthwise(
                 f"the padded input along axis {a} ({input.shape[2 + a] + 2 * p[a]}) is smaller than "
                 f"dilated_kernel_size ({D[a]})"
             )
+    if wants_direct_autograd(input, w, pos, bias):
+        # Eager training: the registered autograd entered directly (ops/_direct_autograd.py).
+        return _SparseDirect.apply(input, w, pos, bias, list(D), list(s), list(p), version)
     return torch.ops.learnable_ops.dcls_sparse_depthwise.default(input, w, pos, bias, list(D), list(s), list(p), version)
 
 
@@ -155,3 +159,5 @@ def _backward_backward(ctx, *grads):
 torch.library.register_autograd(
     "learnable_ops::dcls_sparse_depthwise_backward", _backward_backward, setup_context=_setup_backward
 )
+
+_SparseDirect = direct_autograd(torch.ops.learnable_ops.dcls_sparse_depthwise.default, _setup, _backward)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from learnable_ops.ops._direct_autograd import direct_autograd, wants_direct_autograd
 from learnable_ops.ops._validate import check_floating, check_rank, check_same_device, int_tuple
 
 
@@ -111,6 +112,9 @@ def depthwise_conv2d(
             f"the padded input ({input.shape[2] + pad[0] + pad[1]}x{input.shape[3] + pad[2] + pad[3]}) is smaller "
             f"than the kernel ({kh}x{kw})"
         )
+    if wants_direct_autograd(input, w, bias):
+        # Eager training: the registered autograd entered directly (ops/_direct_autograd.py).
+        return _DepthwiseDirect.apply(input, w, bias, list(s), list(pad))
     return torch.ops.learnable_ops.depthwise_conv2d.default(input, w, bias, list(s), list(pad))
 
 
@@ -246,3 +250,5 @@ torch.library.register_autograd(
 torch.library.register_autograd(
     "learnable_ops::depthwise_conv2d_backward_weight", _backward_backward_weight, setup_context=_setup_backward_weight
 )
+
+_DepthwiseDirect = direct_autograd(torch.ops.learnable_ops.depthwise_conv2d.default, _setup, _backward)
