@@ -49,6 +49,13 @@ def workloads():
         yield f"diffconv depthwise K={k} fwd+bwd", _fwd_bwd(lambda t, w: lo.diff_conv2d(t, w, groups=64), xd, wdw)
         yield f"conv same depthwise K={k} fwd+bwd", _fwd_bwd(
             lambda t, w: F.conv2d(t, w, padding=k // 2, groups=64), xd, wdw)
+    for c, hw in ((768, 7), (384, 14)):
+        xs = torch.randn(64, c, hw, hw, device=dev, requires_grad=True)
+        w17 = torch.randn(c, 1, 17, 17, device=dev, requires_grad=True)
+        w7 = torch.randn(c, 1, 7, 7, device=dev, requires_grad=True)
+        yield f"depthwise 17x17 {c}x{hw}x{hw} fwd+bwd (ours)", _fwd_bwd(lambda t, w: lo.depthwise_conv2d(t, w), xs, w17)
+        yield f"depthwise 7x7 {c}x{hw}x{hw} fwd+bwd (cuDNN)", _fwd_bwd(
+            lambda t, w, c=c: F.conv2d(t, w, padding=3, groups=c), xs, w7)
     for version in ("v0", "max", "v1"):
         w = torch.randn(96, 1, 34, device=dev, requires_grad=True)
         P = (torch.randn(2, 96, 1, 34, device=dev) * 3).requires_grad_()
