@@ -194,6 +194,11 @@ def test_cuda_matches_cpu(kh, kw, stride, padding):
         (2, 3, 13, 29, 17, 17, 2, 8),
         (2, 3, 9, 40, 17, 17, (1, 2), 8),  # the register-window path with stride 2 along W
         (2, 70, 3, 3, 3, 3, 1, 1),
+        # Several images staged per weight-gradient iteration, with a partial last batch
+        # (11 = 8 + 3) and with batch chunks (21 images in chunks of 3).
+        (11, 5, 7, 7, 17, 17, 1, "same"),
+        (21, 70, 7, 7, 17, 17, 1, "same"),
+        (13, 40, 10, 9, 5, 5, 1, "same"),
     ],
 )
 def test_cuda_matches_cpu_tilings(n, c, h, w, kh, kw, stride, padding):
