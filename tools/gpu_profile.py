@@ -49,6 +49,14 @@ def workloads():
         yield f"diffconv depthwise K={k} fwd+bwd", _fwd_bwd(lambda t, w: lo.diff_conv2d(t, w, groups=64), xd, wdw)
         yield f"conv same depthwise K={k} fwd+bwd", _fwd_bwd(
             lambda t, w: F.conv2d(t, w, padding=k // 2, groups=64), xd, wdw)
+    for dtype in (torch.float32, torch.bfloat16):
+        xs = torch.randn(128, 96, 56, 56, device=dev, dtype=dtype).to(memory_format=torch.channels_last)
+        w7 = torch.randn(96, 1, 7, 7, device=dev, dtype=dtype)
+        w17 = torch.randn(96, 1, 17, 17, device=dev, dtype=dtype)
+        yield f"inference dw 7x7 cuDNN channels_last 128x96x56x56 {dtype}", lambda t=xs, w=w7: F.conv2d(t, w, padding=3, groups=96)
+        yield f"inference dw 7x7 cuDNN NCHW 128x96x56x56 {dtype}", lambda t=xs.contiguous(), w=w7: F.conv2d(t, w, padding=3, groups=96)
+        yield f"inference dw 17x17 ours channels_last 128x96x56x56 {dtype}", lambda t=xs, w=w17: lo.depthwise_conv2d(t, w)
+        yield f"inference dw 17x17 ours NCHW 128x96x56x56 {dtype}", lambda t=xs.contiguous(), w=w17: lo.depthwise_conv2d(t, w)
     for c, hw in ((768, 7), (384, 14)):
         xs = torch.randn(64, c, hw, hw, device=dev, requires_grad=True)
         w17 = torch.randn(c, 1, 17, 17, device=dev, requires_grad=True)
