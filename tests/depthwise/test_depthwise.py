@@ -53,6 +53,45 @@ def test_sampled_sizes_strides_paddings():
         )
 
 
+@pytest.mark.parametrize(
+    "h,w,kh,kw,stride,padding",
+    [
+        (7, 7, 17, 17, 1, "same"),  # ConvNeXt stage 4: only the central 13x13 taps reach the plane
+        (3, 9, 17, 5, 1, "same"),  # cropped along H only
+        (5, 4, 23, 31, 2, (11, 12, 15, 15)),  # stride 2, asymmetric padding
+        (2, 2, 9, 9, 1, (8, 0, 0, 8)),  # one-sided: taps cropped on one side of each axis
+        (1, 1, 31, 31, 1, "same"),  # a single pixel: only the centre tap
+    ],
+)
+def test_taps_that_only_read_padding(h, w, kh, kw, stride, padding):
+    # The ops skip kernel rows and columns that multiply zero padding for every output;
+    # values and gradients are unchanged and those taps' weight gradients are exactly 0.
+    x, k, b = make(2, 3, h, w, kh, kw)
+    testing.assert_matches_reference(
+        lambda x, k, b: lo.depthwise_conv2d(x, k, b, stride, padding),
+        lambda x, k, b: reference(x, k, b, stride, padding),
+        [x, k, b],
+    )
+    top, bottom, left, right = _padding4(padding, (kh, kw), (stride, stride))
+    ho = (h + top + bottom - kh) // stride + 1
+    wo = (w + left + right - kw) // stride + 1
+    lo.depthwise_conv2d(x, k, b, stride, padding).square().sum().backward()
+    u = torch.arange(kh)
+    v = torch.arange(kw)
+    rows = (u >= max(0, top - (ho - 1) * stride)) & (u <= h - 1 + top)
+    cols = (v >= max(0, left - (wo - 1) * stride)) & (v <= w - 1 + left)
+    assert rows.sum() < kh or cols.sum() < kw
+    dead = ~(rows[:, None] & cols[None, :])
+    assert (k.grad[:, 0][:, dead] == 0).all()
+    assert (k.grad[:, 0][:, ~dead] != 0).any()
+    # Skipped, not multiplied by zero: inf in an unreachable tap gives no NaN (F.conv2d gives NaN).
+    k2 = k.detach().clone()
+    k2[:, 0][:, dead] = float("inf")
+    torch.testing.assert_close(
+        lo.depthwise_conv2d(x.detach(), k2, None, stride, padding), reference(x.detach(), k.detach(), None, stride, padding)
+    )
+
+
 def test_same_padding_even_kernel_puts_extra_cell_bottom_right():
     assert same_padding((4, 7)) == (1, 2, 3, 3)
     x = torch.randn(1, 2, 9, 10, dtype=torch.float64)
@@ -199,6 +238,10 @@ def test_cuda_matches_cpu(kh, kw, stride, padding):
         (11, 5, 7, 7, 17, 17, 1, "same"),
         (21, 70, 7, 7, 17, 17, 1, "same"),
         (13, 40, 10, 9, 5, 5, 1, "same"),
+        # Kernels cropped to the taps that reach the plane (17x17 -> 13x5 and 3x3).
+        (4, 6, 7, 3, 17, 17, 1, "same"),
+        (2, 5, 2, 2, 17, 17, 1, "same"),
+        (2, 3, 5, 4, 23, 31, 2, (11, 12, 15, 15)),
     ],
 )
 def test_cuda_matches_cpu_tilings(n, c, h, w, kh, kw, stride, padding):
