@@ -247,3 +247,119 @@ def test_cuda_opcheck_compile_and_bad_grad():
     testing.check_compile(lambda t: lo.pad(t, [4, 9, 2, 2], "periodic"), [x])
     with pytest.raises(ValueError, match="grad_output must have shape"):
         torch.ops.learnable_ops.pad_backward(torch.randn(2, 3, 4, 11, device="cuda"), [2, 3, 4, 5], [3, 4, 0, 0], "reflect")
+
+
+def cuda_matches_cpu(x, pad, mode, *, grad_tol=1e-12, **kw):
+    """Forward values bit-identical (index modes copy), gradients close: the
+    CUDA gather sums the same terms as the CPU kernel in another order."""
+    want = lo.pad(x, pad, mode, **kw)
+    got = lo.pad(x.cuda(), pad, mode, **kw).cpu()
+    if mode == "polynomial":
+        torch.testing.assert_close(got, want, atol=grad_tol, rtol=grad_tol)
+    else:
+        assert torch.equal(got, want), (mode, pad, x.shape)
+    g = torch.randn(want.shape, dtype=x.dtype)
+    order, dilation = kw.get("order"), kw.get("dilation")
+    order = [order] if isinstance(order, int) else order
+    want_grad = torch.ops.learnable_ops.pad_backward(g, list(x.shape), pad, mode, order, dilation)
+    got_grad = torch.ops.learnable_ops.pad_backward(g.cuda(), list(x.shape), pad, mode, order, dilation).cpu()
+    torch.testing.assert_close(got_grad, want_grad, atol=grad_tol, rtol=grad_tol)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+@pytest.mark.parametrize("mode", lo.PAD_MODES + ("polynomial",))
+def test_cuda_every_width_up_to_130(mode):
+    # Four columns per thread: every remainder of the width modulo 4, output
+    # widths with and without aligned vector stores, rows wider than a block.
+    rng = np.random.default_rng(21)
+    for width in range(1, 131):
+        x = torch.randn(2, 3, 3, width, dtype=torch.float64)
+        if mode == "polynomial":
+            order = int(rng.integers(0, 3))
+            pad = [int(v) for v in rng.integers(0, 5, size=2)] if width > order else [0, 0]
+            pad += [int(v) for v in rng.integers(-1, 3, size=2)] if 3 > order else [0, 0]
+            cuda_matches_cpu(x, pad, mode, grad_tol=1e-10, order=order)
+        else:
+            cuda_matches_cpu(x, random_pad(x.shape, rng), mode)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+@pytest.mark.parametrize("mode", lo.PAD_MODES)
+def test_cuda_3d_huge_pads_and_crops(mode):
+    x = torch.randn(1, 2, 3, 4, 5, dtype=torch.float64)
+    cuda_matches_cpu(x, [40, 37, 33, 50, 29, 31], mode)
+    cuda_matches_cpu(x, [-2, -1, -1, -2, -1, 0], mode)
+    cuda_matches_cpu(x, [-4, 60, 45, -3, 0, 17], mode)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+@pytest.mark.parametrize("mode", lo.PAD_MODES + ("polynomial",))
+def test_cuda_tables_that_do_not_fit_shared_memory(mode):
+    # The per-block axis tables hold 16 KB; beyond that an axis is computed
+    # inline. Output widths > 4096 overflow the forward table, long preimage
+    # lists (border edges, many periods) and tall axes the backward ones.
+    kw = {"order": 2} if mode == "polynomial" else {}
+    for shape, pad in (
+        ((1, 2, 3, 50), [3000, 2077, 1, 2]),
+        ((1, 1, 5000, 7), [2, 3, 6, 1]),
+        ((1, 1, 3, 3, 3000), [1, 4100, 0, 1, 2, 0]),
+        ((2, 1, 4100), [-3, 5]),
+    ):
+        cuda_matches_cpu(torch.randn(shape, dtype=torch.float64), pad, mode, grad_tol=1e-9 if kw else 1e-12, **kw)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+@pytest.mark.parametrize("mode", lo.PAD_MODES + ("polynomial",))
+def test_cuda_layouts_and_half_precision(mode):
+    kw = {"order": 1} if mode == "polynomial" else {}
+    x = torch.randn(2, 6, 9, 12)
+    pad = [2, 3, 1, 4]
+    ref = lo.pad(x, pad, mode, **kw)
+    xc = x.cuda()
+    for layout in (xc.to(memory_format=torch.channels_last), xc.transpose(2, 3).contiguous().transpose(2, 3)):
+        torch.testing.assert_close(lo.pad(layout, pad, mode, **kw).cpu(), ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lo.pad(xc[:, ::2], pad, mode, **kw).cpu(), ref[:, ::2], atol=1e-5, rtol=1e-5)
+    g = torch.randn(ref.shape)
+    order = [1] if kw else None
+    grad_ref = torch.ops.learnable_ops.pad_backward(g, list(x.shape), pad, mode, order)
+    for dtype in (torch.float16, torch.bfloat16):
+        got = lo.pad(x.to(dtype).cuda(), pad, mode, **kw).cpu()
+        want = lo.pad(x.to(dtype), pad, mode, **kw)
+        if kw:
+            torch.testing.assert_close(got.float(), want.float(), atol=2e-2, rtol=2e-2)
+        else:
+            assert torch.equal(got, want)
+        grad = torch.ops.learnable_ops.pad_backward(g.to(dtype).cuda(), list(x.shape), pad, mode, order).cpu()
+        torch.testing.assert_close(grad.float(), grad_ref, atol=5e-2, rtol=2e-2)
+    # A channels_last gradient reaches the backward kernel as a contiguous copy.
+    xg = x.cuda().to(memory_format=torch.channels_last).requires_grad_()
+    lo.pad(xg, pad, mode, **kw).backward(g.cuda().to(memory_format=torch.channels_last))
+    torch.testing.assert_close(xg.grad.cpu(), grad_ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+def test_cuda_64bit_indices():
+    # 2 * 32768 * 32769 > 2^31 elements (4.3 GB in float16): the kernels switch
+    # to 64-bit indices. Peak about 4.5 GB (the input, then the gradient).
+    free, _ = torch.cuda.mem_get_info()
+    if free < 10 * 2**30:
+        pytest.skip("needs about 10 GB of free GPU memory")
+    shape = (2, 1, 32768, 32769)
+    x = torch.empty(shape, dtype=torch.float16, device="cuda")
+    x[:, :, -4:].normal_()
+    pad = [3, 2, -(shape[2] - 4), 1]  # keep the last 4 rows (offsets past 2^31), pad W and below
+    out = lo.pad(x, pad, "reflect")
+    tail = x[:, :, -4:].float().cpu()
+    del x
+    want = lo.pad(tail, [3, 2, 0, 1], "reflect")
+    assert torch.equal(out.float().cpu(), want)
+    g = torch.randn(out.shape, dtype=torch.float16, device="cuda")
+    grad = torch.ops.learnable_ops.pad_backward(g, list(shape), pad, "reflect")
+    want_grad = torch.ops.learnable_ops.pad_backward(g.float().cpu(), [2, 1, 4, shape[3]], [3, 2, 0, 1], "reflect")
+    torch.testing.assert_close(grad[:, :, -4:].float().cpu(), want_grad, atol=1e-2, rtol=1e-2)
+    assert not grad[:, :, :-4].any()

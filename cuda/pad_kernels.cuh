@@ -1,0 +1,487 @@
+// pad: the CUDA kernel bodies and their launch planning, written so that the
+// host compiler can run them too: tests/pad/pad_cuda_emulation.cpp includes
+// this header without nvcc and replays every block and thread in loops, which
+// checks the index arithmetic, the shared-memory tables and their fallbacks on
+// a machine without a GPU. Nothing here includes ATen.
+//
+// Two kernels serve every mode:
+//
+//   pad_forward_kernel  index modes (zeros, border, periodic, reflect,
+//                       symmetric), forward: each output is a copy (or 0).
+//   pad_gather_kernel   every backward pass, and the polynomial forward: each
+//                       target element sums its weighted list of sources.
+//                       Backward: the target is an input element, its list
+//                       the outputs that read it (the preimages of padding.h),
+//                       so the result is the exact adjoint, summed in a fixed
+//                       order by one writer: deterministic, no atomics.
+//                       Polynomial forward: the target is an output element,
+//                       its list the Lagrange taps of lagrange.h.
+//
+// Both kernels give each thread four consecutive columns of one row (one
+// division per four elements, a vector store where the row is aligned) and
+// walk the items grid-stride over a single wave of blocks. A block first
+// builds, in shared memory, per-axis tables of what the elements need: the
+// source index of every output index (forward), or the list of every target
+// index with its weights (gather). The lists are tiny for the interior (one
+// entry: the copy), so an element whose three axes each have a single source
+// reads it directly. An axis whose table does not fit the budget is computed
+// inline from the same shared maps, with a host-computed interior run as its
+// fast path.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "learnable_ops/lagrange.h"
+#include "learnable_ops/macros.h"
+#include "learnable_ops/padding.h"
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define LO_PAD_UNROLL _Pragma("unroll")
+#else
+#define LO_PAD_UNROLL
+#endif
+
+namespace learnable_ops {
+namespace pad_kernels {
+
+// Columns per thread.
+constexpr int kQuad = 4;
+
+// One spatial axis of a pad (D, H or W), as in PadPlan.
+template <typename I>
+struct PadAxis {
+  I in, out, before;
+  int64_t order, step;  // polynomial mode only
+};
+
+// Where a thread sits in the launch: blockIdx / gridDim / threadIdx / blockDim
+// and the block's dynamic shared memory on the GPU, loop counters in the
+// emulation.
+struct ThreadSlot {
+  int64_t block, grid;
+  int thread, threads;
+  unsigned char* shared;
+};
+
+template <typename scalar_t>
+struct alignas(kQuad * sizeof(scalar_t)) Quad {
+  scalar_t v[kQuad];
+};
+
+// Stores the quad at row[col..col+3]; a vector store when the caller checked
+// that every quad is aligned and complete (width % 4 == 0, aligned base).
+template <typename scalar_t, typename I>
+LO_HD void store_quad(scalar_t* row, I col, I width, const scalar_t (&v)[kQuad], bool vector_store) {
+  if (vector_store) {
+    Quad<scalar_t> q;
+    LO_PAD_UNROLL
+    for (int k = 0; k < kQuad; ++k) q.v[k] = v[k];
+    *reinterpret_cast<Quad<scalar_t>*>(row + col) = q;
+    return;
+  }
+  LO_PAD_UNROLL
+  for (int k = 0; k < kQuad; ++k)
+    if (col + k < width) row[col + k] = v[k];
+}
+
+// ---------------------------------------------------------------------------
+// Forward, index modes.
+
+template <typename scalar_t, typename I>
+struct ForwardArgs {
+  const scalar_t* x;
+  scalar_t* y;
+  PadAxis<I> axis[3];
+  I quads;  // per output row: ceil(out W / 4)
+  I items;  // rows * quads
+  // Byte offset of each axis's source-index table in shared memory, or -1:
+  // that axis computes pad_index inline.
+  int32_t table_offset[3];
+  bool vector_store;
+};
+
+template <PadMode M, typename I>
+LO_HD I source_index(const PadAxis<I>& axis, I o) {
+  return pad_index_t<I>(o - axis.before, axis.in, M);
+}
+
+template <PadMode M, typename scalar_t, typename I>
+LO_HD void pad_forward_tables(const ThreadSlot& s, const ForwardArgs<scalar_t, I>& a) {
+  for (int ax = 0; ax < 3; ++ax) {
+    if (a.table_offset[ax] < 0) continue;
+    I* table = reinterpret_cast<I*>(s.shared + a.table_offset[ax]);
+    for (I o = I(s.thread); o < a.axis[ax].out; o += I(s.threads)) table[o] = source_index<M>(a.axis[ax], o);
+  }
+}
+
+template <PadMode M, typename scalar_t, typename I>
+LO_HD I forward_source(const ThreadSlot& s, const ForwardArgs<scalar_t, I>& a, int ax, I o) {
+  return a.table_offset[ax] >= 0 ? reinterpret_cast<const I*>(s.shared + a.table_offset[ax])[o]
+                                 : source_index<M>(a.axis[ax], o);
+}
+
+template <PadMode M, typename scalar_t, typename I>
+LO_HD void pad_forward_items(const ThreadSlot& s, const ForwardArgs<scalar_t, I>& a) {
+  const PadAxis<I>& D = a.axis[0];
+  const PadAxis<I>& H = a.axis[1];
+  const PadAxis<I>& W = a.axis[2];
+  const I stride = I(s.grid) * I(s.threads);
+  for (I item = I(s.block) * I(s.threads) + I(s.thread); item < a.items; item += stride) {
+    const I row = item / a.quads;
+    const I col = (item - row * a.quads) * kQuad;
+    const I oh = row % H.out;
+    const I t = row / H.out;
+    const I od = t % D.out;
+    const I b = t / D.out;
+    const I id = forward_source<M>(s, a, 0, od);
+    const I ih = forward_source<M>(s, a, 1, oh);
+    scalar_t v[kQuad] = {scalar_t(0), scalar_t(0), scalar_t(0), scalar_t(0)};
+    if (id >= 0 && ih >= 0) {
+      const scalar_t* xrow = a.x + ((b * D.in + id) * H.in + ih) * W.in;
+      LO_PAD_UNROLL
+      for (int k = 0; k < kQuad; ++k) {
+        const I ow = col + k;
+        if (ow < W.out) {
+          const I iw = forward_source<M>(s, a, 2, ow);
+          if (iw >= 0) v[k] = xrow[iw];
+        }
+      }
+    }
+    store_quad(a.y + row * W.out, col, W.out, v, a.vector_store);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Gather: backward of every mode, forward of the polynomial mode.
+
+template <typename scalar_t, typename I>
+struct GatherArgs {
+  const scalar_t* src;
+  scalar_t* dst;
+  PadAxis<I> axis[3];
+  // Polynomial mode: true for the forward pass (targets are outputs, listing
+  // their Lagrange taps), false for the backward pass (targets are inputs).
+  bool poly_sources;
+  I target[3], source[3];  // extents of dst and src per axis
+  I quads, items;
+  // Shared-memory lists: count[j], then slots entries per target j (index and,
+  // in polynomial mode, weight). count_offset < 0: the axis lists inline.
+  int32_t count_offset[3], index_offset[3], weight_offset[3];
+  I slots[3];
+  // Inline axes: targets in [safe_lo, safe_hi) have the single source
+  // j + safe_shift with weight 1.
+  I safe_lo[3], safe_hi[3], safe_shift[3];
+  bool vector_store;
+};
+
+// Calls f(source_index, weight) for the list of target j on one axis, in a
+// fixed order.
+template <PadMode M, typename I, typename F>
+LO_HD void visit_list(const PadAxis<I>& axis, bool poly_sources, I j, F&& f) {
+  if constexpr (M == PadMode::Polynomial) {
+    if (poly_sources) {
+      for_each_polynomial_source(int64_t(j) - int64_t(axis.before), int64_t(axis.in), axis.order, axis.step,
+                                 [&](int64_t i, double w) { f(I(i), w); });
+    } else {
+      for_each_polynomial_preimage(int64_t(j), int64_t(axis.in), int64_t(axis.before), int64_t(axis.out),
+                                   axis.order, axis.step, true, [&](int64_t o, double w) { f(I(o), w); });
+    }
+  } else {
+    (void)poly_sources;
+    for_each_preimage_t<I>(j, axis.in, axis.before, axis.out, M, [&](I o) { f(o, 1.0); });
+  }
+}
+
+template <PadMode M, typename scalar_t, typename I>
+LO_HD void pad_gather_tables(const ThreadSlot& s, const GatherArgs<scalar_t, I>& a) {
+  constexpr bool weighted = M == PadMode::Polynomial;
+  for (int ax = 0; ax < 3; ++ax) {
+    if (a.count_offset[ax] < 0) continue;
+    I* count = reinterpret_cast<I*>(s.shared + a.count_offset[ax]);
+    I* index = reinterpret_cast<I*>(s.shared + a.index_offset[ax]);
+    double* weight = weighted ? reinterpret_cast<double*>(s.shared + a.weight_offset[ax]) : nullptr;
+    const I slots = a.slots[ax];
+    for (I j = I(s.thread); j < a.target[ax]; j += I(s.threads)) {
+      I c = 0;
+      visit_list<M>(a.axis[ax], a.poly_sources, j, [&](I o, double w) {
+        // The host sized slots as the longest list (same enumeration).
+        if (c < slots) {
+          index[j * slots + c] = o;
+          if (weighted) weight[j * slots + c] = w;
+        }
+        ++c;
+      });
+      count[j] = c;
+    }
+  }
+}
+
+template <PadMode M, typename scalar_t, typename I>
+struct GatherView {
+  static constexpr bool weighted = M == PadMode::Polynomial;
+  const ThreadSlot& s;
+  const GatherArgs<scalar_t, I>& a;
+
+  // True when target j has exactly one source on axis ax: sets it and its weight.
+  LO_HD bool single(int ax, I j, I& o, double& w) const {
+    if (a.count_offset[ax] >= 0) {
+      const I* count = reinterpret_cast<const I*>(s.shared + a.count_offset[ax]);
+      if (count[j] != 1) return false;
+      const I at = j * a.slots[ax];
+      o = reinterpret_cast<const I*>(s.shared + a.index_offset[ax])[at];
+      w = weighted ? reinterpret_cast<const double*>(s.shared + a.weight_offset[ax])[at] : 1.0;
+      return true;
+    }
+    if (j >= a.safe_lo[ax] && j < a.safe_hi[ax]) {
+      o = j + a.safe_shift[ax];
+      w = 1.0;
+      return true;
+    }
+    return false;
+  }
+
+  template <typename F>
+  LO_HD void visit(int ax, I j, F&& f) const {
+    if (a.count_offset[ax] >= 0) {
+      const I n = reinterpret_cast<const I*>(s.shared + a.count_offset[ax])[j];
+      const I* index = reinterpret_cast<const I*>(s.shared + a.index_offset[ax]) + j * a.slots[ax];
+      const double* weight =
+          weighted ? reinterpret_cast<const double*>(s.shared + a.weight_offset[ax]) + j * a.slots[ax] : nullptr;
+      for (I c = 0; c < n; ++c) f(index[c], weighted ? weight[c] : 1.0);
+      return;
+    }
+    visit_list<M>(a.axis[ax], a.poly_sources, j, f);
+  }
+};
+
+template <PadMode M, typename acc_t, typename scalar_t, typename I>
+LO_HD void pad_gather_items(const ThreadSlot& s, const GatherArgs<scalar_t, I>& a) {
+  constexpr bool weighted = M == PadMode::Polynomial;
+  const GatherView<M, scalar_t, I> view{s, a};
+  const I stride = I(s.grid) * I(s.threads);
+  const I source_plane = a.source[0] * a.source[1] * a.source[2];
+  for (I item = I(s.block) * I(s.threads) + I(s.thread); item < a.items; item += stride) {
+    const I row = item / a.quads;
+    const I col = (item - row * a.quads) * kQuad;
+    const I jh = row % a.target[1];
+    const I t = row / a.target[1];
+    const I jd = t % a.target[0];
+    const I b = t / a.target[0];
+    const scalar_t* base = a.src + b * source_plane;
+    acc_t acc[kQuad] = {acc_t(0), acc_t(0), acc_t(0), acc_t(0)};
+    I od = 0, oh = 0;
+    double wd = 1.0, wh = 1.0;
+    if (view.single(0, jd, od, wd) && view.single(1, jh, oh, wh)) {
+      // The common case: one source row (the copy, away from D/H edges).
+      const scalar_t* srow = base + (od * a.source[1] + oh) * a.source[2];
+      const double wdh = wd * wh;
+      LO_PAD_UNROLL
+      for (int k = 0; k < kQuad; ++k) {
+        const I jw = col + k;
+        if (jw >= a.target[2]) continue;
+        I ow = 0;
+        double ww = 1.0;
+        if (view.single(2, jw, ow, ww)) {
+          acc[k] = weighted ? acc_t(wdh * ww) * acc_t(srow[ow]) : acc_t(srow[ow]);
+        } else {
+          view.visit(2, jw, [&](I o, double w) {
+            acc[k] += weighted ? acc_t(wdh * w) * acc_t(srow[o]) : acc_t(srow[o]);
+          });
+        }
+      }
+    } else {
+      view.visit(0, jd, [&](I o_d, double w_d) {
+        view.visit(1, jh, [&](I o_h, double w_h) {
+          const scalar_t* srow = base + (o_d * a.source[1] + o_h) * a.source[2];
+          const double wdh = w_d * w_h;
+          for (int k = 0; k < kQuad; ++k) {
+            const I jw = col + k;
+            if (jw >= a.target[2]) continue;
+            view.visit(2, jw, [&](I o, double w) {
+              acc[k] += weighted ? acc_t(wdh * w) * acc_t(srow[o]) : acc_t(srow[o]);
+            });
+          }
+        });
+      });
+    }
+    scalar_t v[kQuad];
+    LO_PAD_UNROLL
+    for (int k = 0; k < kQuad; ++k) v[k] = static_cast<scalar_t>(acc[k]);
+    store_quad(a.dst + row * a.target[2], col, a.target[2], v, a.vector_store);
+  }
+}
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+__device__ inline ThreadSlot this_thread_slot() {
+  extern __shared__ __align__(16) unsigned char pad_tables[];
+  return ThreadSlot{int64_t(blockIdx.x), int64_t(gridDim.x), int(threadIdx.x), int(blockDim.x), pad_tables};
+}
+
+template <PadMode M, typename scalar_t, typename I>
+__global__ void pad_forward_kernel(const ForwardArgs<scalar_t, I> a) {
+  const ThreadSlot s = this_thread_slot();
+  pad_forward_tables<M>(s, a);
+  __syncthreads();
+  pad_forward_items<M>(s, a);
+}
+
+template <PadMode M, typename acc_t, typename scalar_t, typename I>
+__global__ void pad_gather_kernel(const GatherArgs<scalar_t, I> a) {
+  const ThreadSlot s = this_thread_slot();
+  pad_gather_tables<M>(s, a);
+  __syncthreads();
+  pad_gather_items<M, acc_t>(s, a);
+}
+#endif
+
+// ---------------------------------------------------------------------------
+// Host-side planning, shared by pad.cu and the emulation test.
+
+inline size_t align8(size_t bytes) { return (bytes + 7) & ~size_t(7); }
+
+template <typename scalar_t>
+bool quads_aligned(const scalar_t* row0, int64_t width) {
+  return width % kQuad == 0 && reinterpret_cast<uintptr_t>(row0) % sizeof(Quad<scalar_t>) == 0;
+}
+
+// Fills the geometry and the tables (W first: it is read per element, H and D
+// per quad). Returns the dynamic shared memory in bytes.
+template <typename scalar_t, typename I>
+size_t plan_forward(ForwardArgs<scalar_t, I>& a, const PadAxis<I> (&axes)[3], I rows, size_t budget) {
+  size_t used = 0;
+  for (int ax = 0; ax < 3; ++ax) a.axis[ax] = axes[ax];
+  for (int ax = 2; ax >= 0; --ax) {
+    const size_t need = align8(size_t(axes[ax].out) * sizeof(I));
+    a.table_offset[ax] = -1;
+    if (need <= budget - used) {
+      a.table_offset[ax] = int32_t(used);
+      used += need;
+    }
+  }
+  a.quads = (axes[2].out + kQuad - 1) / kQuad;
+  a.items = rows * a.quads;
+  a.vector_store = quads_aligned(a.y, int64_t(axes[2].out));
+  return used;
+}
+
+// Longest list of any target on one axis.
+template <PadMode M, typename I>
+int64_t longest_list(const PadAxis<I>& axis, bool poly_sources, I targets) {
+  int64_t longest = 0;
+  for (I j = 0; j < targets; ++j) {
+    int64_t c = 0;
+    visit_list<M>(axis, poly_sources, j, [&](I, double) { ++c; });
+    longest = std::max(longest, c);
+  }
+  return longest;
+}
+
+// For an axis listed inline: the longest run of targets whose list is only the
+// copy (weight 1). Not only the first run: a reflect axis starts with a
+// single-preimage edge element (input 0), then the pad band, then the interior.
+template <PadMode M, typename I>
+void single_source_run(const PadAxis<I>& axis, bool poly_sources, I& lo, I& hi, I& shift) {
+  const int64_t n = axis.in, out = axis.out, before = axis.before;
+  lo = hi = shift = 0;
+  if constexpr (M == PadMode::Polynomial) {
+    if (poly_sources) {  // outputs copying an input: padded coordinate in [0, n)
+      lo = I(std::max<int64_t>(0, before));
+      hi = I(std::max<int64_t>(lo, std::min<int64_t>(out, before + n)));
+      shift = I(-before);
+      return;
+    }
+    // Inputs whose copy is kept and which no extrapolation tap reads. The
+    // taps of an extended edge read the step * (order + 1) inputs next to it.
+    const int64_t taps = axis.step * (axis.order + 1);
+    int64_t first = std::max<int64_t>(0, -before), last = std::min<int64_t>(n, out - before);
+    if (before > 0) first = std::max(first, taps);
+    if (out - before - n > 0) last = std::min(last, n - taps);
+    lo = I(first);
+    hi = I(std::max(first, last));
+    shift = I(before);
+    return;
+  } else {
+    // Inputs read by a padded (non-copy) output are hit; the others in the
+    // copied range have the copy as their single preimage.
+    (void)poly_sources;
+    std::vector<char> hit(static_cast<size_t>(n), 0);
+    const int64_t period = M == PadMode::Periodic    ? n
+                           : M == PadMode::Reflect   ? std::max<int64_t>(1, 2 * n - 2)
+                           : M == PadMode::Symmetric ? 2 * n
+                                                     : 0;
+    auto mark = [&](int64_t p_lo, int64_t p_hi) {  // padded coordinates [p_lo, p_hi)
+      if (p_hi <= p_lo || M == PadMode::Zeros) return;
+      if (M == PadMode::Border) {
+        hit[pad_index(p_lo, n, M)] = 1;
+        return;
+      }
+      if (p_hi - p_lo >= period) p_hi = p_lo + period;  // one period hits everything it can
+      for (int64_t p = p_lo; p < p_hi; ++p) hit[pad_index(p, n, M)] = 1;
+    };
+    mark(-before, std::min<int64_t>(0, out - before));  // front band
+    mark(std::max<int64_t>(n, -before), out - before);  // back band
+    const int64_t first = std::max<int64_t>(0, -before), last = std::min<int64_t>(n, out - before);
+    int64_t best_lo = 0, best_len = 0;
+    for (int64_t j = first; j < last;) {
+      if (hit[j]) {
+        ++j;
+        continue;
+      }
+      int64_t k = j;
+      while (k < last && !hit[k]) ++k;
+      if (k - j > best_len) best_lo = j, best_len = k - j;
+      j = k;
+    }
+    lo = I(best_lo);
+    hi = I(best_lo + best_len);
+    shift = I(before);
+  }
+}
+
+// Fills the gather geometry (targets and sources per poly_sources) and its
+// tables, W first. Returns the dynamic shared memory in bytes.
+template <PadMode M, typename scalar_t, typename I>
+size_t plan_gather(GatherArgs<scalar_t, I>& a, const PadAxis<I> (&axes)[3], bool poly_sources, I batch,
+                   size_t budget) {
+  constexpr bool weighted = M == PadMode::Polynomial;
+  const bool targets_are_outputs = weighted && poly_sources;
+  a.poly_sources = poly_sources;
+  for (int ax = 0; ax < 3; ++ax) {
+    a.axis[ax] = axes[ax];
+    a.target[ax] = targets_are_outputs ? axes[ax].out : axes[ax].in;
+    a.source[ax] = targets_are_outputs ? axes[ax].in : axes[ax].out;
+  }
+  size_t used = 0;
+  for (int ax = 2; ax >= 0; --ax) {
+    const I n = a.target[ax];
+    a.count_offset[ax] = a.index_offset[ax] = a.weight_offset[ax] = -1;
+    a.slots[ax] = 0;
+    a.safe_lo[ax] = a.safe_hi[ax] = a.safe_shift[ax] = 0;
+    // At least a count and one slot per target, before enumerating anything.
+    if (align8(size_t(n) * 2 * sizeof(I)) <= budget - used) {
+      const int64_t slots = longest_list<M>(axes[ax], poly_sources, n);
+      const size_t count_bytes = align8(size_t(n) * sizeof(I));
+      const size_t index_bytes = align8(size_t(n) * size_t(slots) * sizeof(I));
+      const size_t weight_bytes = weighted ? align8(size_t(n) * size_t(slots) * sizeof(double)) : 0;
+      if (count_bytes + index_bytes + weight_bytes <= budget - used) {
+        a.slots[ax] = I(slots);
+        a.weight_offset[ax] = int32_t(used);
+        a.count_offset[ax] = int32_t(used + weight_bytes);
+        a.index_offset[ax] = int32_t(used + weight_bytes + count_bytes);
+        used += weight_bytes + count_bytes + index_bytes;
+        continue;
+      }
+    }
+    single_source_run<M>(axes[ax], poly_sources, a.safe_lo[ax], a.safe_hi[ax], a.safe_shift[ax]);
+  }
+  a.quads = (a.target[2] + kQuad - 1) / kQuad;
+  a.items = batch * a.target[0] * a.target[1] * a.quads;
+  a.vector_store = quads_aligned(a.dst, int64_t(a.target[2]));
+  return used;
+}
+
+}  // namespace pad_kernels
+}  // namespace learnable_ops
