@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -415,80 +416,96 @@ void forward_active(const scalar_t* x, scalar_t* y, const ShiftGeometry& g,
 // then applies the adjoint of the W taps. One writer per input row: no
 // atomics, and the result does not depend on the number of threads.
 // ---------------------------------------------------------------------------
+// Scratch rows of one thread of the input gradient.
+template <typename scalar_t>
+struct InputBackwardScratch {
+  using acc_t = at::opmath_type<scalar_t>;
+  std::vector<acc_t> gathered, acc;
+  explicit InputBackwardScratch(int64_t W)
+      : gathered(W), acc(std::is_same_v<scalar_t, acc_t> ? 0 : W) {}
+};
+
+// Input-gradient row r (over batch, channels, D, H) of gx.
+template <typename scalar_t>
+void input_backward_row(const scalar_t* go, scalar_t* gx, const ShiftGeometry& g,
+                        const std::vector<ChannelTaps>& taps, const AxisMaps& map_w,
+                        const AxisPreimages* pre, int64_t r, InputBackwardScratch<scalar_t>& scratch) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t D = g.size[0], H = g.size[1], W = g.size[2];
+  std::vector<acc_t>& gathered = scratch.gathered;
+  const int64_t h = r % H, d = (r / H) % D, plane = r / (H * D), c = plane % g.channels;
+  scalar_t* out = gx + r * W;
+  const ChannelTaps& ct = taps[c];
+  if (!ct.finite) {
+    fill_nan(out, W);
+    return;
+  }
+  const acc_t td = static_cast<acc_t>(ct.axis[0].t), th = static_cast<acc_t>(ct.axis[1].t);
+  const scalar_t* plane_base = go + plane * D * H * W;
+  // The first kMaxRows output rows are kept by reference; more (border,
+  // reflect or symmetric padding with large shifts) are summed in `gathered`.
+  constexpr int kMaxRows = 4;
+  const scalar_t* rows[kMaxRows];
+  acc_t weights[kMaxRows];
+  int64_t count = 0;
+  auto add = [&](const scalar_t* row, acc_t weight) {
+    if (count < kMaxRows) {
+      rows[count] = row;
+      weights[count] = weight;
+    } else {
+      if (count == kMaxRows)
+        combine_rows(gathered.data(), rows, weights, kMaxRows, W);
+      for (int64_t j = 0; j < W; ++j) gathered[j] += weight * static_cast<acc_t>(row[j]);
+    }
+    ++count;
+  };
+  for (int kd = 0; kd < (td != acc_t(0) ? 2 : 1); ++kd) {
+    const acc_t wd = kd ? td : acc_t(1) - td;
+    for (const int64_t* od = pre[0].begin(c, kd, d); od != pre[0].end(c, kd, d); ++od) {
+      for (int kh = 0; kh < (th != acc_t(0) ? 2 : 1); ++kh) {
+        const acc_t wh = kh ? th : acc_t(1) - th;
+        for (const int64_t* oh = pre[1].begin(c, kh, h); oh != pre[1].end(c, kh, h); ++oh)
+          add(plane_base + (*od * H + *oh) * W, wd * wh);
+      }
+    }
+  }
+  const int64_t f = ct.axis[2].f;
+  const acc_t t = static_cast<acc_t>(ct.axis[2].t);
+  if (count == 0) {
+    std::fill(out, out + W, scalar_t(0));
+    return;
+  }
+  // float and double accumulate in the output row itself; half types in acc.
+  acc_t* dst;
+  if constexpr (std::is_same_v<scalar_t, acc_t>)
+    dst = out;
+  else
+    dst = scratch.acc.data();
+  const int64_t* map = map_w.of(c);
+  if (count > kMaxRows) {
+    adjoint_row(dst, gathered.data(), W, f, t, map);
+  } else if (count == 1 && weights[0] == acc_t(1)) {
+    adjoint_row(dst, rows[0], W, f, t, map);
+  } else if (t != acc_t(0) && count == 2) {
+    adjoint_corners<2>(dst, rows, weights, W, f, t, map);
+  } else if (t != acc_t(0) && count == 4) {
+    adjoint_corners<4>(dst, rows, weights, W, f, t, map);
+  } else {
+    combine_rows(gathered.data(), rows, weights, static_cast<int>(count), W);
+    adjoint_row(dst, gathered.data(), W, f, t, map);
+  }
+  if constexpr (!std::is_same_v<scalar_t, acc_t>)
+    for (int64_t j = 0; j < W; ++j) out[j] = static_cast<scalar_t>(dst[j]);
+}
+
 template <typename scalar_t>
 void input_backward(const scalar_t* go, scalar_t* gx, const ShiftGeometry& g,
                     const std::vector<ChannelTaps>& taps, const AxisMaps& map_w,
                     const AxisPreimages* pre) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t D = g.size[0], H = g.size[1], W = g.size[2];
-  const int64_t rows = g.batch * g.channels * D * H;
-  at::parallel_for(0, rows, row_grain(W), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> gathered(W), acc(std::is_same_v<scalar_t, acc_t> ? 0 : W);
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t h = r % H, d = (r / H) % D, plane = r / (H * D), c = plane % g.channels;
-      scalar_t* out = gx + r * W;
-      const ChannelTaps& ct = taps[c];
-      if (!ct.finite) {
-        fill_nan(out, W);
-        continue;
-      }
-      const acc_t td = static_cast<acc_t>(ct.axis[0].t), th = static_cast<acc_t>(ct.axis[1].t);
-      const scalar_t* plane_base = go + plane * D * H * W;
-      // The first kMaxRows output rows are kept by reference; more (border,
-      // reflect or symmetric padding with large shifts) are summed in `gathered`.
-      constexpr int kMaxRows = 4;
-      const scalar_t* rows[kMaxRows];
-      acc_t weights[kMaxRows];
-      int64_t count = 0;
-      auto add = [&](const scalar_t* row, acc_t weight) {
-        if (count < kMaxRows) {
-          rows[count] = row;
-          weights[count] = weight;
-        } else {
-          if (count == kMaxRows)
-            combine_rows(gathered.data(), rows, weights, kMaxRows, W);
-          for (int64_t j = 0; j < W; ++j) gathered[j] += weight * static_cast<acc_t>(row[j]);
-        }
-        ++count;
-      };
-      for (int kd = 0; kd < (td != acc_t(0) ? 2 : 1); ++kd) {
-        const acc_t wd = kd ? td : acc_t(1) - td;
-        for (const int64_t* od = pre[0].begin(c, kd, d); od != pre[0].end(c, kd, d); ++od) {
-          for (int kh = 0; kh < (th != acc_t(0) ? 2 : 1); ++kh) {
-            const acc_t wh = kh ? th : acc_t(1) - th;
-            for (const int64_t* oh = pre[1].begin(c, kh, h); oh != pre[1].end(c, kh, h); ++oh)
-              add(plane_base + (*od * H + *oh) * W, wd * wh);
-          }
-        }
-      }
-      const int64_t f = ct.axis[2].f;
-      const acc_t t = static_cast<acc_t>(ct.axis[2].t);
-      if (count == 0) {
-        std::fill(out, out + W, scalar_t(0));
-        continue;
-      }
-      // float and double accumulate in the output row itself; half types in acc.
-      acc_t* dst;
-      if constexpr (std::is_same_v<scalar_t, acc_t>)
-        dst = out;
-      else
-        dst = acc.data();
-      const int64_t* map = map_w.of(c);
-      if (count > kMaxRows) {
-        adjoint_row(dst, gathered.data(), W, f, t, map);
-      } else if (count == 1 && weights[0] == acc_t(1)) {
-        adjoint_row(dst, rows[0], W, f, t, map);
-      } else if (t != acc_t(0) && count == 2) {
-        adjoint_corners<2>(dst, rows, weights, W, f, t, map);
-      } else if (t != acc_t(0) && count == 4) {
-        adjoint_corners<4>(dst, rows, weights, W, f, t, map);
-      } else {
-        combine_rows(gathered.data(), rows, weights, static_cast<int>(count), W);
-        adjoint_row(dst, gathered.data(), W, f, t, map);
-      }
-      if constexpr (!std::is_same_v<scalar_t, acc_t>)
-        for (int64_t j = 0; j < W; ++j) out[j] = static_cast<scalar_t>(acc[j]);
-    }
+  const int64_t rows = g.batch * g.channels * g.size[0] * g.size[1];
+  at::parallel_for(0, rows, row_grain(g.size[2]), [&](int64_t begin, int64_t end) {
+    InputBackwardScratch<scalar_t> scratch(g.size[2]);
+    for (int64_t r = begin; r < end; ++r) input_backward_row(go, gx, g, taps, map_w, pre, r, scratch);
   });
 }
 
@@ -500,76 +517,138 @@ void input_backward(const scalar_t* go, scalar_t* gx, const ShiftGeometry& g,
 // slot and the slots are added in a fixed order afterwards, so the result is
 // deterministic and independent of the number of threads.
 // ---------------------------------------------------------------------------
+// The fixed chunking of the shift gradient: `chunks` chunks of `chunk` rows
+// per plane; partial holds 3 sums per (plane, chunk).
+struct ShiftsChunking {
+  int64_t rows_per_plane, chunk, chunks;
+  explicit ShiftsChunking(const ShiftGeometry& g)
+      : rows_per_plane(g.size[0] * g.size[1]),
+        chunk(row_grain(g.size[2])),
+        chunks((rows_per_plane + chunk - 1) / chunk) {}
+};
+
+// value and diff products per corner slot and position of one thread.
 template <typename scalar_t>
-void shifts_backward(const scalar_t* go, const scalar_t* x, double* out, const ShiftGeometry& g,
-                     const std::vector<ChannelTaps>& taps, const AxisMaps* maps) {
+struct ShiftsBackwardScratch {
+  using acc_t = at::opmath_type<scalar_t>;
+  std::vector<acc_t> value, diff;
+  explicit ShiftsBackwardScratch(int64_t W) : value(4 * W), diff(4 * W) {}
+};
+
+// The three sums of chunk `unit` (plane * chunks + chunk), into sums[0..2].
+template <typename scalar_t>
+void shifts_backward_unit(const scalar_t* go, const scalar_t* x, double* sums, const ShiftGeometry& g,
+                          const std::vector<ChannelTaps>& taps, const AxisMaps* maps,
+                          const ShiftsChunking& k, int64_t unit, ShiftsBackwardScratch<scalar_t>& scratch) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t D = g.size[0], H = g.size[1], W = g.size[2];
-  const int64_t rows_per_plane = D * H;
-  const int64_t chunk = row_grain(W);
-  const int64_t chunks = (rows_per_plane + chunk - 1) / chunk;
-  const int64_t planes = g.batch * g.channels;
-  const int first = g.first_axis();
-  std::vector<double> partial(planes * chunks * 3, 0.0);
-  at::parallel_for(0, planes * chunks, 1, [&](int64_t begin, int64_t end) {
-    Corner<scalar_t, acc_t> corners[4];
-    // value and diff products per corner slot and position, summed over the chunk's rows.
-    std::vector<acc_t> value(4 * W), diff(4 * W);
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t plane = unit / chunks, c = plane % g.channels;
-      const ChannelTaps& ct = taps[c];
-      double* sums = partial.data() + unit * 3;
-      if (!ct.finite) {
-        std::fill(sums, sums + 3, std::numeric_limits<double>::quiet_NaN());
-        continue;
-      }
-      const int64_t f = ct.axis[2].f;
-      const int64_t* map_w = maps[2].of(c);
-      std::fill(value.begin(), value.end(), acc_t(0));
-      std::fill(diff.begin(), diff.end(), acc_t(0));
-      // The corner weights depend on the channel only; remember them per slot.
-      acc_t weight[4] = {}, d_weight[4][2] = {};
-      const int64_t row_end = std::min(rows_per_plane, (unit % chunks + 1) * chunk);
-      for (int64_t pr = (unit % chunks) * chunk; pr < row_end; ++pr) {
-        const int64_t h = pr % H, d = pr / H;
-        const scalar_t* grow = go + (plane * rows_per_plane + pr) * W;
-        const int count =
-            row_corners(corners, x + plane * D * H * W, g, ct, maps, c, d, h, /*both_taps=*/true);
-        for (int k = 0; k < count; ++k) {
-          const int slot = corners[k].slot;
-          weight[slot] = corners[k].weight;
-          d_weight[slot][0] = corners[k].d_weight[0];
-          d_weight[slot][1] = corners[k].d_weight[1];
-          accumulate_row_products(value.data() + slot * W, diff.data() + slot * W, grow,
-                                  corners[k].row, W, f, map_w);
-        }
-      }
-      // Along W the derivative of corner k is weight_k * diff_k; along H (D)
-      // it is d_weight_k * (value_k + t * diff_k), the W interpolation
-      // (1 - t) v[tap 0] + t v[tap 1] = v[tap 0] + t (v[tap 1] - v[tap 0]).
-      const double t = ct.axis[2].t;
-      for (int slot = 0; slot < 4; ++slot) {
-        double v = 0, dv = 0;
-        for (int64_t w = 0; w < W; ++w) {
-          v += static_cast<double>(value[slot * W + w]);
-          dv += static_cast<double>(diff[slot * W + w]);
-        }
-        sums[2] += static_cast<double>(weight[slot]) * dv;
-        const double lerp = v + t * dv;
-        sums[1] += static_cast<double>(d_weight[slot][1]) * lerp;
-        sums[0] += static_cast<double>(d_weight[slot][0]) * lerp;
-      }
-      if (first >= 1) sums[0] = 0;
-      if (first == 2) sums[1] = 0;
+  const int64_t plane = unit / k.chunks, c = plane % g.channels;
+  const ChannelTaps& ct = taps[c];
+  if (!ct.finite) {
+    std::fill(sums, sums + 3, std::numeric_limits<double>::quiet_NaN());
+    return;
+  }
+  std::fill(sums, sums + 3, 0.0);
+  const int64_t f = ct.axis[2].f;
+  const int64_t* map_w = maps[2].of(c);
+  std::vector<acc_t>& value = scratch.value;
+  std::vector<acc_t>& diff = scratch.diff;
+  std::fill(value.begin(), value.end(), acc_t(0));
+  std::fill(diff.begin(), diff.end(), acc_t(0));
+  Corner<scalar_t, acc_t> corners[4];
+  // The corner weights depend on the channel only; remember them per slot.
+  acc_t weight[4] = {}, d_weight[4][2] = {};
+  const int64_t row_end = std::min(k.rows_per_plane, (unit % k.chunks + 1) * k.chunk);
+  for (int64_t pr = (unit % k.chunks) * k.chunk; pr < row_end; ++pr) {
+    const int64_t h = pr % H, d = pr / H;
+    const scalar_t* grow = go + (plane * k.rows_per_plane + pr) * W;
+    const int count =
+        row_corners(corners, x + plane * D * H * W, g, ct, maps, c, d, h, /*both_taps=*/true);
+    for (int i = 0; i < count; ++i) {
+      const int slot = corners[i].slot;
+      weight[slot] = corners[i].weight;
+      d_weight[slot][0] = corners[i].d_weight[0];
+      d_weight[slot][1] = corners[i].d_weight[1];
+      accumulate_row_products(value.data() + slot * W, diff.data() + slot * W, grow, corners[i].row, W,
+                              f, map_w);
     }
-  });
-  // out[c * 3 + a] = sum over n, then chunks, in a fixed order.
+  }
+  // Along W the derivative of corner k is weight_k * diff_k; along H (D)
+  // it is d_weight_k * (value_k + t * diff_k), the W interpolation
+  // (1 - t) v[tap 0] + t v[tap 1] = v[tap 0] + t (v[tap 1] - v[tap 0]).
+  const double t = ct.axis[2].t;
+  for (int slot = 0; slot < 4; ++slot) {
+    double v = 0, dv = 0;
+    for (int64_t w = 0; w < W; ++w) {
+      v += static_cast<double>(value[slot * W + w]);
+      dv += static_cast<double>(diff[slot * W + w]);
+    }
+    sums[2] += static_cast<double>(weight[slot]) * dv;
+    const double lerp = v + t * dv;
+    sums[1] += static_cast<double>(d_weight[slot][1]) * lerp;
+    sums[0] += static_cast<double>(d_weight[slot][0]) * lerp;
+  }
+  const int first = g.first_axis();
+  if (first >= 1) sums[0] = 0;
+  if (first == 2) sums[1] = 0;
+}
+
+// out[c * 3 + a] = sum over n, then chunks, of the partial sums, in a fixed order.
+void reduce_shift_partials(const std::vector<double>& partial, double* out, const ShiftGeometry& g,
+                           int64_t chunks) {
   std::fill(out, out + g.channels * 3, 0.0);
   for (int64_t n = 0; n < g.batch; ++n)
     for (int64_t c = 0; c < g.channels; ++c)
       for (int64_t k = 0; k < chunks; ++k)
         for (int a = 0; a < 3; ++a)
           out[c * 3 + a] += partial[((n * g.channels + c) * chunks + k) * 3 + a];
+}
+
+template <typename scalar_t>
+void shifts_backward(const scalar_t* go, const scalar_t* x, double* out, const ShiftGeometry& g,
+                     const std::vector<ChannelTaps>& taps, const AxisMaps* maps) {
+  const ShiftsChunking k(g);
+  const int64_t planes = g.batch * g.channels;
+  std::vector<double> partial(planes * k.chunks * 3, 0.0);
+  at::parallel_for(0, planes * k.chunks, 1, [&](int64_t begin, int64_t end) {
+    ShiftsBackwardScratch<scalar_t> scratch(g.size[2]);
+    for (int64_t unit = begin; unit < end; ++unit)
+      shifts_backward_unit(go, x, partial.data() + unit * 3, g, taps, maps, k, unit, scratch);
+  });
+  reduce_shift_partials(partial, out, g, k.chunks);
+}
+
+// ---------------------------------------------------------------------------
+// Fused backward: both gradients, parallel over (n, c) planes. A plane's
+// grad_output is read for its input gradient and, while it is still in the
+// cache, for its shift-gradient chunks; the rows and chunks run exactly the
+// code of the separate ops and the partial sums are reduced in the same
+// order, so both results are bit-identical to shift_input_backward and
+// shift_shifts_backward, for any number of threads.
+// ---------------------------------------------------------------------------
+template <typename scalar_t>
+void fused_backward(const scalar_t* go, const scalar_t* x, scalar_t* gx, double* out,
+                    const ShiftGeometry& g, const std::vector<ChannelTaps>& gather_taps,
+                    const AxisMaps& gather_map_w, const AxisPreimages* pre,
+                    const std::vector<ChannelTaps>& floor_taps, const AxisMaps* floor_maps) {
+  const ShiftsChunking k(g);
+  const int64_t planes = g.batch * g.channels;
+  const int64_t rows_per_plane = k.rows_per_plane;
+  std::vector<double> partial(planes * k.chunks * 3, 0.0);
+  // About row_grain's work per task: a plane is input rows plus shift rows.
+  const int64_t grain = std::max<int64_t>(1, row_grain(g.size[2]) / (2 * rows_per_plane));
+  at::parallel_for(0, planes, grain, [&](int64_t begin, int64_t end) {
+    InputBackwardScratch<scalar_t> input_scratch(g.size[2]);
+    ShiftsBackwardScratch<scalar_t> shifts_scratch(g.size[2]);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      for (int64_t r = plane * rows_per_plane; r < (plane + 1) * rows_per_plane; ++r)
+        input_backward_row(go, gx, g, gather_taps, gather_map_w, pre, r, input_scratch);
+      for (int64_t unit = plane * k.chunks; unit < (plane + 1) * k.chunks; ++unit)
+        shifts_backward_unit(go, x, partial.data() + unit * 3, g, floor_taps, floor_maps, k, unit,
+                             shifts_scratch);
+    }
+  });
+  reduce_shift_partials(partial, out, g, k.chunks);
 }
 
 // ---------------------------------------------------------------------------
@@ -617,13 +696,8 @@ at::Tensor shift_input_backward_cpu(const at::Tensor& grad_output, const at::Ten
 
 at::Tensor shift_shifts_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                                      const at::Tensor& shifts, c10::string_view padding_mode) {
-  check_floating(grad_output, "grad_output");
-  check_floating(input, "input");
-  check_same_dtype(grad_output, "grad_output", input, "input");
-  TORCH_CHECK_VALUE(grad_output.sizes() == input.sizes(), "grad_output must have the shape of input ",
-                    input.sizes(), ", got ", grad_output.sizes());
-  const ShiftGeometry g =
-      make_shift_geometry(input, "input", shifts, std::string(padding_mode), /*active=*/true);
+  const ShiftGeometry g = check_shift_backward_args(grad_output, input, shifts,
+                                                    std::string(padding_mode), /*active=*/true);
   at::Tensor sums = at::zeros({g.channels, 3}, input.options().dtype(at::kDouble));
   if (input.numel() > 0) {
     const at::Tensor go = grad_output.contiguous(), x = input.contiguous();
@@ -635,6 +709,36 @@ at::Tensor shift_shifts_backward_cpu(const at::Tensor& grad_output, const at::Te
     });
   }
   return sums.narrow(1, g.first_axis(), g.ndim).to(shifts.scalar_type()).contiguous();
+}
+
+// Both gradients in one op: (shift_input_backward(grad_output, shifts, ...),
+// shift_shifts_backward(grad_output, input, shifts, ...)), bit-identical.
+std::tuple<at::Tensor, at::Tensor> shift_backward_cpu(const at::Tensor& grad_output,
+                                                      const at::Tensor& input, const at::Tensor& shifts,
+                                                      c10::string_view padding_mode,
+                                                      c10::string_view mode) {
+  const bool active = parse_shift_mode(std::string(mode));
+  const ShiftGeometry g =
+      check_shift_backward_args(grad_output, input, shifts, std::string(padding_mode), active);
+  const at::Tensor go = grad_output.contiguous(), x = input.contiguous();
+  at::Tensor gx = at::empty(grad_output.sizes(), go.options());
+  at::Tensor sums = at::zeros({g.channels, 3}, input.options().dtype(at::kDouble));
+  if (x.numel() > 0) {
+    // The input gradient uses the forward's taps (rounded in sparse mode),
+    // the shift gradient the floor taps of the interpolation.
+    const auto gather_taps = all_channel_taps(shifts, g, /*rounded=*/!active);
+    const AxisPreimages pre[2] = {axis_preimages(gather_taps, g, 0), axis_preimages(gather_taps, g, 1)};
+    const AxisMaps gather_map_w = axis_maps(gather_taps, g, 2);
+    const auto floor_taps = all_channel_taps(shifts, g, /*rounded=*/false);
+    const AxisMaps floor_maps[3] = {axis_maps(floor_taps, g, 0), axis_maps(floor_taps, g, 1),
+                                    axis_maps(floor_taps, g, 2)};
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shift_backward_cpu", [&] {
+      fused_backward(go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                     gx.mutable_data_ptr<scalar_t>(), sums.mutable_data_ptr<double>(), g, gather_taps,
+                     gather_map_w, pre, floor_taps, floor_maps);
+    });
+  }
+  return {gx, sums.narrow(1, g.first_axis(), g.ndim).to(shifts.scalar_type()).contiguous()};
 }
 
 // QuantizedCPU sparse shift: a pure integer gather of the representation;
@@ -674,12 +778,16 @@ TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
   m.def("shift(Tensor input, Tensor shifts, str padding_mode='zeros', str mode='sparse') -> Tensor");
   m.def("shift_input_backward(Tensor grad_output, Tensor shifts, str padding_mode, str mode) -> Tensor");
   m.def("shift_shifts_backward(Tensor grad_output, Tensor input, Tensor shifts, str padding_mode) -> Tensor");
+  m.def(
+      "shift_backward(Tensor grad_output, Tensor input, Tensor shifts, str padding_mode, str mode) "
+      "-> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(learnable_ops, CPU, m) {
   m.impl("shift", &shift_cpu);
   m.impl("shift_input_backward", &shift_input_backward_cpu);
   m.impl("shift_shifts_backward", &shift_shifts_backward_cpu);
+  m.impl("shift_backward", &shift_backward_cpu);
 }
 
 TORCH_LIBRARY_IMPL(learnable_ops, QuantizedCPU, m) { m.impl("shift", &shift_quantized_cpu); }
