@@ -642,16 +642,246 @@ void shifts_backward(const scalar_t* go, const scalar_t* x, double* out, const S
 }
 
 // ---------------------------------------------------------------------------
-// Fused backward: both gradients in one parallel region over (n, c) planes:
-// each task runs the input-gradient rows of its planes, then their
-// shift-gradient chunks (alternating plane by plane measured ~10% slower on
-// the CPU: the two loops then compete for the caches and predictors). The
+// Active fused backward in adjoint form. Both gradients read the same
+// grad_output neighbourhood: for input j, with G = sum_k weight_k g_k the
+// grad_output rows whose D/H taps read j's row, P0[j] = G at the output whose
+// W tap 0 reads j and P1[j] = G at the one whose tap 1 does (their sums where
+// the padding map sends several outputs to j),
+//   grad_input[j] = (1 - t) P0[j] + t P1[j]
+//   shift gradient along W = sum_j x[j] (P1[j] - P0[j])
+// and along H (D) the same interpolation of the rows combined with the
+// derivatives of the corner weights, times x[j]. One pass over each input row
+// gives both; the shift gradient sums per position, then per chunk of rows,
+// in a fixed order (equal to shift_shifts_backward up to float rounding).
+// ---------------------------------------------------------------------------
+
+// Input row j's gradient into dst (overwritten) and its derivative products
+// into dw, dh, dd (accumulated), from K grad_output rows with weights
+// weights[0] (interpolation), weights[1] (H derivative), weights[2] (D).
+template <int K, int kAxes, typename acc_t, typename row_t, typename scalar_t>
+void adjoint_with_derivatives(acc_t* __restrict__ dst, acc_t* __restrict__ dw, acc_t* __restrict__ dh,
+                              acc_t* __restrict__ dd, const scalar_t* __restrict__ x_row,
+                              const row_t* const* rows, const acc_t (*weights)[4], int64_t n, int64_t f,
+                              acc_t t, const int64_t* map) {
+  const acc_t u = acc_t(1) - t;
+  // Output p's rows combined with the three weight sets.
+  auto combined = [&](int64_t p, acc_t* v) {
+    v[0] = v[1] = v[2] = 0;
+    for (int k = 0; k < K; ++k) {
+      const acc_t r = static_cast<acc_t>(rows[k][p]);
+      v[0] += weights[0][k] * r;
+      if constexpr (kAxes >= 1) v[1] += weights[1][k] * r;
+      if constexpr (kAxes >= 2) v[2] += weights[2][k] * r;
+    }
+  };
+  // Output p (combined values v) reaches input j through its W tap `tap`.
+  auto scatter = [&](int64_t j, int tap, const acc_t* v) {
+    const acc_t xv = static_cast<acc_t>(x_row[j]), c = tap ? t : u;
+    dst[j] += c * v[0];
+    dw[j] += tap ? xv * v[0] : -(xv * v[0]);
+    if constexpr (kAxes >= 1) dh[j] += xv * (c * v[1]);
+    if constexpr (kAxes >= 2) dd[j] += xv * (c * v[2]);
+  };
+  std::fill(dst, dst + n, acc_t(0));
+  const Span in = interior(f, n, true);
+  if (in.hi > in.lo) {
+    // Both outputs j + f and j + f + 1 are interior for j in [in.lo - f, in.hi - f - 1).
+    const row_t* r[K];
+    for (int k = 0; k < K; ++k) r[k] = rows[k] + f;
+    for (int64_t j = in.lo - f; j < in.hi - f - 1; ++j) {
+      acc_t g0 = 0, g1 = 0, h0 = 0, h1 = 0, d0 = 0, d1 = 0;
+      for (int k = 0; k < K; ++k) {
+        const acc_t v0 = static_cast<acc_t>(r[k][j]), v1 = static_cast<acc_t>(r[k][j + 1]);
+        g0 += weights[0][k] * v0;
+        g1 += weights[0][k] * v1;
+        if constexpr (kAxes >= 1) {
+          h0 += weights[1][k] * v0;
+          h1 += weights[1][k] * v1;
+        }
+        if constexpr (kAxes >= 2) {
+          d0 += weights[2][k] * v0;
+          d1 += weights[2][k] * v1;
+        }
+      }
+      const acc_t xv = static_cast<acc_t>(x_row[j]);
+      dst[j] = u * g0 + t * g1;
+      dw[j] += xv * (g1 - g0);
+      if constexpr (kAxes >= 1) dh[j] += xv * (u * h0 + t * h1);
+      if constexpr (kAxes >= 2) dd[j] += xv * (u * d0 + t * d1);
+    }
+    acc_t v[3];
+    combined(in.hi - 1, v);
+    scatter(in.hi - f - 1, 0, v);
+    combined(in.lo, v);
+    scatter(in.lo - f - 1, 1, v);
+  }
+  auto edge = [&](int64_t p) {
+    acc_t v[3];
+    combined(p, v);
+    const int64_t j0 = map[p + 1], j1 = map[p];
+    if (j0 >= 0) scatter(j0, 0, v);
+    if (j1 >= 0) scatter(j1, 1, v);
+  };
+  for (int64_t p = 0; p < in.lo; ++p) edge(p);
+  for (int64_t p = in.hi; p < n; ++p) edge(p);
+}
+
+template <typename scalar_t>
+struct ActiveFusedScratch {
+  using acc_t = at::opmath_type<scalar_t>;
+  std::vector<acc_t> gathered, dst, products;
+  explicit ActiveFusedScratch(int64_t W) : gathered(3 * W), dst(W), products(3 * W) {}
+};
+
+// Chunk `unit` (plane * chunks + chunk) of the active fused backward: the
+// input gradient of its rows and its three shift-gradient sums.
+template <typename scalar_t>
+void active_fused_unit(const scalar_t* go, const scalar_t* x, scalar_t* gx, double* sums,
+                       const ShiftGeometry& g, const std::vector<ChannelTaps>& taps, const AxisMaps& map_w,
+                       const AxisPreimages* pre, const ShiftsChunking& k, int64_t unit,
+                       ActiveFusedScratch<scalar_t>& scratch) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t D = g.size[0], H = g.size[1], W = g.size[2];
+  const int64_t plane = unit / k.chunks, c = plane % g.channels;
+  const int64_t row_begin = plane * k.rows_per_plane + (unit % k.chunks) * k.chunk;
+  const int64_t row_end = std::min((plane + 1) * k.rows_per_plane, row_begin + k.chunk);
+  const ChannelTaps& ct = taps[c];
+  if (!ct.finite) {
+    fill_nan(gx + row_begin * W, (row_end - row_begin) * W);
+    std::fill(sums, sums + 3, std::numeric_limits<double>::quiet_NaN());
+    return;
+  }
+  const int first = g.first_axis();
+  const int axes = static_cast<int>(g.ndim) - 1;  // D/H axes present
+  const acc_t td = static_cast<acc_t>(ct.axis[0].t), th = static_cast<acc_t>(ct.axis[1].t);
+  const int64_t f = ct.axis[2].f;
+  const acc_t t = static_cast<acc_t>(ct.axis[2].t);
+  const int64_t* map = map_w.of(c);
+  const scalar_t* plane_base = go + plane * D * H * W;
+  std::vector<acc_t>& products = scratch.products;
+  std::fill(products.begin(), products.end(), acc_t(0));
+  acc_t* dd = products.data();
+  acc_t* dh = dd + W;
+  acc_t* dw = dh + W;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const int64_t h = r % H, d = (r / H) % D;
+    scalar_t* out = gx + r * W;
+    acc_t* dst;
+    if constexpr (std::is_same_v<scalar_t, acc_t>)
+      dst = out;
+    else
+      dst = scratch.dst.data();
+    // The grad_output rows whose D/H taps (both taps on every present axis:
+    // the derivatives need tap 1 even where its weight t is 0) read row (d, h).
+    constexpr int kMaxRows = 4;
+    const scalar_t* rows[kMaxRows];
+    acc_t weights[3][4];
+    int count = 0;
+    acc_t* gathered = scratch.gathered.data();
+    auto add = [&](const scalar_t* row, acc_t wg, acc_t wh, acc_t wd) {
+      if (count < kMaxRows) {
+        rows[count] = row;
+        weights[0][count] = wg;
+        weights[1][count] = wh;
+        weights[2][count] = wd;
+      } else {
+        if (count == kMaxRows) {
+          std::fill(gathered, gathered + 3 * W, acc_t(0));
+          for (int i = 0; i < kMaxRows; ++i)
+            for (int a = 0; a < 3; ++a)
+              for (int64_t j = 0; j < W; ++j)
+                gathered[a * W + j] += weights[a][i] * static_cast<acc_t>(rows[i][j]);
+        }
+        const acc_t wa[3] = {wg, wh, wd};
+        for (int a = 0; a < 3; ++a)
+          for (int64_t j = 0; j < W; ++j) gathered[a * W + j] += wa[a] * static_cast<acc_t>(row[j]);
+      }
+      ++count;
+    };
+    for (int kd = 0; kd < (first == 0 ? 2 : 1); ++kd) {
+      const acc_t wd = kd ? td : acc_t(1) - td, sd = kd ? acc_t(1) : acc_t(-1);
+      for (const int64_t* od = pre[0].begin(c, kd, d); od != pre[0].end(c, kd, d); ++od) {
+        for (int kh = 0; kh < (first <= 1 ? 2 : 1); ++kh) {
+          const acc_t wh = kh ? th : acc_t(1) - th, sh = kh ? acc_t(1) : acc_t(-1);
+          for (const int64_t* oh = pre[1].begin(c, kh, h); oh != pre[1].end(c, kh, h); ++oh)
+            add(plane_base + (*od * H + *oh) * W, wd * wh, wd * sh, sd * wh);
+        }
+      }
+    }
+    auto run = [&](auto corner_count, auto axis_count, const auto* const* source, const acc_t(*w)[4]) {
+      adjoint_with_derivatives<decltype(corner_count)::value, decltype(axis_count)::value>(
+          dst, dw, dh, dd, x + r * W, source, w, W, f, t, map);
+    };
+    auto dispatch = [&](auto axis_count) {
+      using I1 = std::integral_constant<int, 1>;
+      using I2 = std::integral_constant<int, 2>;
+      using I3 = std::integral_constant<int, 3>;
+      using I4 = std::integral_constant<int, 4>;
+      if (count == 1) {
+        run(I1(), axis_count, rows, weights);
+      } else if (count == 2) {
+        run(I2(), axis_count, rows, weights);
+      } else if (count == 4) {
+        run(I4(), axis_count, rows, weights);
+      } else {
+        // Three rows, or more than four: the three combinations, summed above.
+        if (count == 3) {
+          std::fill(gathered, gathered + 3 * W, acc_t(0));
+          for (int i = 0; i < 3; ++i)
+            for (int a = 0; a < 3; ++a)
+              for (int64_t j = 0; j < W; ++j)
+                gathered[a * W + j] += weights[a][i] * static_cast<acc_t>(rows[i][j]);
+        }
+        const acc_t* combined[3] = {gathered, gathered + W, gathered + 2 * W};
+        static constexpr acc_t unit_weights[3][4] = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}};
+        run(I3(), axis_count, combined, unit_weights);
+      }
+    };
+    if (count == 0)
+      std::fill(dst, dst + W, acc_t(0));
+    else if (axes == 0)
+      dispatch(std::integral_constant<int, 0>());
+    else if (axes == 1)
+      dispatch(std::integral_constant<int, 1>());
+    else
+      dispatch(std::integral_constant<int, 2>());
+    if constexpr (!std::is_same_v<scalar_t, acc_t>)
+      for (int64_t j = 0; j < W; ++j) out[j] = static_cast<scalar_t>(dst[j]);
+  }
+  double total[3] = {0, 0, 0};
+  for (int a = 0; a < 3; ++a)
+    for (int64_t w = 0; w < W; ++w) total[a] += static_cast<double>(products[a * W + w]);
+  sums[0] = first >= 1 ? 0.0 : total[0];
+  sums[1] = first == 2 ? 0.0 : total[1];
+  sums[2] = total[2];
+}
+
+template <typename scalar_t>
+void active_fused_backward(const scalar_t* go, const scalar_t* x, scalar_t* gx, double* out,
+                           const ShiftGeometry& g, const std::vector<ChannelTaps>& taps,
+                           const AxisMaps& map_w, const AxisPreimages* pre) {
+  const ShiftsChunking k(g);
+  const int64_t units = g.batch * g.channels * k.chunks;
+  std::vector<double> partial(units * 3, 0.0);
+  at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
+    ActiveFusedScratch<scalar_t> scratch(g.size[2]);
+    for (int64_t unit = begin; unit < end; ++unit)
+      active_fused_unit(go, x, gx, partial.data() + unit * 3, g, taps, map_w, pre, k, unit, scratch);
+  });
+  reduce_shift_partials(partial, out, g, k.chunks);
+}
+
+// ---------------------------------------------------------------------------
+// Sparse fused backward: both gradients in one parallel region over (n, c)
+// planes; each task runs the input-gradient rows of its planes (rounded
+// taps), then their shift-gradient chunks (floor taps): alternating plane by
+// plane measured ~10% slower, the two loops competing for the caches. The
 // rows and chunks run the code of the separate ops, and the partial sums are
 // reduced in the same order, so both results are bit-identical to
 // shift_input_backward and shift_shifts_backward, for any number of threads.
 // ---------------------------------------------------------------------------
 template <typename scalar_t>
-void fused_backward(const scalar_t* go, const scalar_t* x, scalar_t* gx, double* out,
+void sparse_fused_backward(const scalar_t* go, const scalar_t* x, scalar_t* gx, double* out,
                     const ShiftGeometry& g, const std::vector<ChannelTaps>& gather_taps,
                     const AxisMaps& gather_map_w, const AxisPreimages* pre,
                     const std::vector<ChannelTaps>& floor_taps, const AxisMaps* floor_maps) {
@@ -733,7 +963,8 @@ at::Tensor shift_shifts_backward_cpu(const at::Tensor& grad_output, const at::Te
 }
 
 // Both gradients in one op: (shift_input_backward(grad_output, shifts, ...),
-// shift_shifts_backward(grad_output, input, shifts, ...)), bit-identical.
+// shift_shifts_backward(grad_output, input, shifts, ...)): bit-identical in
+// sparse mode, equal up to float rounding in active mode (adjoint form).
 std::tuple<at::Tensor, at::Tensor> shift_backward_cpu(const at::Tensor& grad_output,
                                                       const at::Tensor& input, const at::Tensor& shifts,
                                                       c10::string_view padding_mode,
@@ -746,17 +977,25 @@ std::tuple<at::Tensor, at::Tensor> shift_backward_cpu(const at::Tensor& grad_out
   at::Tensor sums = at::zeros({g.channels, 3}, input.options().dtype(at::kDouble));
   if (x.numel() > 0) {
     // The input gradient uses the forward's taps (rounded in sparse mode),
-    // the shift gradient the floor taps of the interpolation.
+    // the shift gradient the floor taps of the interpolation: in active mode
+    // the same ones, so one pass in adjoint form gives both.
     const auto gather_taps = all_channel_taps(shifts, g, /*rounded=*/!active);
     const AxisPreimages pre[2] = {axis_preimages(gather_taps, g, 0), axis_preimages(gather_taps, g, 1)};
     const AxisMaps gather_map_w = axis_maps(gather_taps, g, 2);
-    const auto floor_taps = all_channel_taps(shifts, g, /*rounded=*/false);
-    const AxisMaps floor_maps[3] = {axis_maps(floor_taps, g, 0), axis_maps(floor_taps, g, 1),
-                                    axis_maps(floor_taps, g, 2)};
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shift_backward_cpu", [&] {
-      fused_backward(go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
-                     gx.mutable_data_ptr<scalar_t>(), sums.mutable_data_ptr<double>(), g, gather_taps,
-                     gather_map_w, pre, floor_taps, floor_maps);
+      const scalar_t* go_data = go.const_data_ptr<scalar_t>();
+      const scalar_t* x_data = x.const_data_ptr<scalar_t>();
+      scalar_t* gx_data = gx.mutable_data_ptr<scalar_t>();
+      double* sums_data = sums.mutable_data_ptr<double>();
+      if (active) {
+        active_fused_backward(go_data, x_data, gx_data, sums_data, g, gather_taps, gather_map_w, pre);
+      } else {
+        const auto floor_taps = all_channel_taps(shifts, g, /*rounded=*/false);
+        const AxisMaps floor_maps[3] = {axis_maps(floor_taps, g, 0), axis_maps(floor_taps, g, 1),
+                                        axis_maps(floor_taps, g, 2)};
+        sparse_fused_backward(go_data, x_data, gx_data, sums_data, g, gather_taps, gather_map_w, pre,
+                              floor_taps, floor_maps);
+      }
     });
   }
   return {gx, sums.narrow(1, g.first_axis(), g.ndim).to(shifts.scalar_type()).contiguous()};
