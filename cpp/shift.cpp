@@ -26,6 +26,17 @@
 namespace learnable_ops {
 namespace {
 
+// The row loops below are compute-bound once the rows are in the cache, and
+// the portable build targets SSE2 only: on x86-64 Linux with GCC each gets an
+// AVX2+FMA clone beside the baseline one, chosen once at load time (function
+// multiversioning, ifunc). Results can then differ by FMA rounding between
+// machines, never between calls or thread counts on one machine.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define LO_ROW_LOOP __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define LO_ROW_LOOP
+#endif
+
 // Per-channel padding-map table of one axis: for channel c and position i,
 // tap 1 reads of(c)[i] and tap 0 reads of(c)[i + 1] (-1 = zero).
 struct AxisMaps {
@@ -124,7 +135,7 @@ void gather_row(out_t* __restrict__ out, const src_t* __restrict__ src, int64_t 
 
 // out[w] = (1 - t) src[tap 0] + t src[tap 1].
 template <typename acc_t, typename out_t, typename src_t>
-void lerp_row(out_t* __restrict__ out, const src_t* __restrict__ src, int64_t n, int64_t f, acc_t t,
+LO_ROW_LOOP void lerp_row(out_t* __restrict__ out, const src_t* __restrict__ src, int64_t n, int64_t f, acc_t t,
               const int64_t* map) {
   const acc_t u = acc_t(1) - t;
   const Span in = interior(f, n, true);
@@ -145,7 +156,7 @@ void lerp_row(out_t* __restrict__ out, const src_t* __restrict__ src, int64_t n,
 // Adjoint of lerp_row (t = 0: of gather_row): acc[j] = sum over the
 // positions w whose taps read j of their weight times src[w].
 template <typename acc_t, typename src_t>
-void adjoint_row(acc_t* __restrict__ acc, const src_t* __restrict__ src, int64_t n, int64_t f, acc_t t,
+LO_ROW_LOOP void adjoint_row(acc_t* __restrict__ acc, const src_t* __restrict__ src, int64_t n, int64_t f, acc_t t,
                  const int64_t* map) {
   std::fill(acc, acc + n, acc_t(0));
   const bool two = t != acc_t(0);
@@ -177,7 +188,7 @@ void adjoint_row(acc_t* __restrict__ acc, const src_t* __restrict__ src, int64_t
 // from the output whose tap 0 reads it and t S[j + f + 1] from the one whose
 // tap 1 does; the edge outputs then scatter through the padding map.
 template <int K, typename acc_t, typename src_t>
-void adjoint_corners(acc_t* __restrict__ dst, const src_t* const* rows, const acc_t* weights,
+LO_ROW_LOOP void adjoint_corners(acc_t* __restrict__ dst, const src_t* const* rows, const acc_t* weights,
                      int64_t n, int64_t f, acc_t t, const int64_t* map) {
   const acc_t u = acc_t(1) - t;
   auto combined = [&](int64_t w) {
@@ -260,7 +271,7 @@ int row_corners(Corner<scalar_t, acc_t>* corners, const scalar_t* plane_base, co
 // interior loop vectorises; the caller sums the positions at the end of its
 // chunk, in a fixed order.
 template <int K, int kAxes, typename acc_t, typename scalar_t>
-void accumulate_derivatives(acc_t* __restrict__ dw, acc_t* __restrict__ dh, acc_t* __restrict__ dd,
+LO_ROW_LOOP void accumulate_derivatives(acc_t* __restrict__ dw, acc_t* __restrict__ dh, acc_t* __restrict__ dd,
                             const scalar_t* __restrict__ g, const Corner<scalar_t, acc_t>* corners,
                             int64_t n, int64_t f, acc_t t, const int64_t* map) {
   const acc_t u = acc_t(1) - t;
@@ -310,7 +321,7 @@ void accumulate_derivatives(acc_t* __restrict__ dw, acc_t* __restrict__ dh, acc_
 
 // out[j] = sum_k weights[k] * rows[k][j].
 template <typename scalar_t, typename acc_t>
-void combine_rows(acc_t* __restrict__ out, const scalar_t* const* rows, const acc_t* weights,
+LO_ROW_LOOP void combine_rows(acc_t* __restrict__ out, const scalar_t* const* rows, const acc_t* weights,
                   int count, int64_t n) {
   for (int64_t j = 0; j < n; ++j) out[j] = weights[0] * static_cast<acc_t>(rows[0][j]);
   for (int k = 1; k < count; ++k)
@@ -319,7 +330,7 @@ void combine_rows(acc_t* __restrict__ out, const scalar_t* const* rows, const ac
 
 // out[j] = sum_k coefficient(corner k) * corner_k.row[j].
 template <typename scalar_t, typename acc_t, typename Coef>
-void combine_rows(acc_t* __restrict__ out, const Corner<scalar_t, acc_t>* corners, int count, int64_t n,
+LO_ROW_LOOP void combine_rows(acc_t* __restrict__ out, const Corner<scalar_t, acc_t>* corners, int count, int64_t n,
                   Coef coefficient) {
   const acc_t c0 = coefficient(corners[0]);
   const scalar_t* r0 = corners[0].row;
@@ -334,7 +345,7 @@ void combine_rows(acc_t* __restrict__ out, const Corner<scalar_t, acc_t>* corner
 // Active forward of one row from K corner rows in one pass:
 // out[w] = sum_k weight_k ((1 - t) r_k[tap 0] + t r_k[tap 1]).
 template <int K, typename scalar_t, typename acc_t>
-void lerp_corners(scalar_t* __restrict__ out, const Corner<scalar_t, acc_t>* corners, int64_t n,
+LO_ROW_LOOP void lerp_corners(scalar_t* __restrict__ out, const Corner<scalar_t, acc_t>* corners, int64_t n,
                   int64_t f, acc_t t, const int64_t* map) {
   const acc_t u = acc_t(1) - t;
   const scalar_t* rows[K];
@@ -655,6 +666,8 @@ void shifts_backward(const scalar_t* go, const scalar_t* x, double* out, const S
 // in a fixed order (equal to shift_shifts_backward up to float rounding).
 // ---------------------------------------------------------------------------
 
+// Not LO_ROW_LOOP: its AVX2 clone measured twice slower than the baseline
+// build here (GCC 12), and so did copying `weights` into local arrays.
 // Input row j's gradient into dst (overwritten) and its derivative products
 // into dw, dh, dd (accumulated), from K grad_output rows with weights
 // weights[0] (interpolation), weights[1] (H derivative), weights[2] (D).
