@@ -21,7 +21,9 @@
 #include <ATen/cuda/detail/IntegerDivider.cuh>
 #include <torch/library.h>
 
+#include <cstdint>
 #include <limits>
+#include <tuple>
 #include <type_traits>
 
 #include "learnable_ops/checks.h"
@@ -59,12 +61,12 @@ struct PlaneLaunch {
   int64_t chunks;  // blocks per plane
 };
 
-PlaneLaunch plane_launch(const ShiftGeometry& g, int unroll) {
+PlaneLaunch plane_launch(const ShiftGeometry& g, int unroll, int64_t max_chunk = kMaxChunk) {
   const int64_t plane = g.plane(), planes = g.batch * g.channels;
   TORCH_CHECK(planes <= std::numeric_limits<int32_t>::max(), "shift: batch * channels = ", planes,
               " exceeds the CUDA grid");
   // gridDim.y is at most 65535.
-  const int64_t want = std::min<int64_t>((plane + kMaxChunk - 1) / kMaxChunk, 65535);
+  const int64_t want = std::min<int64_t>((plane + max_chunk - 1) / max_chunk, 65535);
   const int64_t chunk = (plane + want - 1) / want;
   PlaneLaunch l;
   l.chunk = chunk;
@@ -450,6 +452,25 @@ struct PreimageCursor {
   }
 };
 
+// Sets the plan's fast-path spans of the input gradient: per axis, the
+// inputs with a single preimage for every tap.
+template <typename index_t, int kBits>
+__device__ void set_single_preimage_spans(TapPlan<index_t, kBits>& plan, const index_t* size,
+                                          PadMode mode) {
+  for (int a = 0; a < 3; ++a) {
+    index_t lo, hi;
+    single_preimage_span<index_t>(size[a], plan.f[a], mode, lo, hi);
+    if (plan.taps[a] == 2) {
+      index_t lo1, hi1;
+      single_preimage_span<index_t>(size[a], plan.f[a] + 1, mode, lo1, hi1);
+      lo = max(lo, lo1);
+      hi = min(hi, hi1);
+    }
+    plan.lo[a] = lo;
+    plan.span[a] = hi > lo ? hi - lo : index_t(0);
+  }
+}
+
 // The input gradient of the element at c of a plane of grad_output gp, by
 // enumerating the per-axis preimages of every tap: D tap, D preimages, H tap,
 // H preimages, W tap, W preimages (the order of the constant-offset path).
@@ -479,6 +500,24 @@ __device__ __forceinline__ acc_t adjoint_general(const scalar_t* __restrict__ gp
   return acc;
 }
 
+// The input gradient of the pass's elements base + u * step, u in the bit
+// set `general`, one at a time (one copy of the general path, not U).
+template <typename scalar_t, typename acc_t, typename index_t, int kBits>
+__device__ __forceinline__ void adjoint_general_elements(unsigned general, index_t base, index_t step,
+                                                         const scalar_t* __restrict__ gp,
+                                                         scalar_t* __restrict__ dst,
+                                                         const TapPlan<index_t, kBits>& plan, const acc_t* t,
+                                                         const PlaneIndex<index_t>& pi, PadMode mode) {
+  while (general != 0) {
+    const int u = __ffs(general) - 1;
+    general &= general - 1;
+    const index_t s = base + u * step;
+    index_t c[3];
+    pi.unravel(s, c);
+    dst[s] = static_cast<scalar_t>(adjoint_general(gp, plan, t, pi.size, mode, c));
+  }
+}
+
 // Exact adjoint: each input element gathers, in a fixed order, every output
 // whose taps read it. Where every axis has a single preimage per tap
 // (single_preimage_span) that is output s + offset[k] of slot k; elsewhere the
@@ -497,19 +536,7 @@ __global__ void shift_input_backward_kernel(const scalar_t* __restrict__ go,
   const scalar_t* gp = b.src;
   scalar_t* xp = b.dst;
   const index_t end = b.end;
-  // Per axis, the inputs with a single preimage for every tap.
-  for (int a = 0; a < 3; ++a) {
-    index_t lo, hi;
-    single_preimage_span<index_t>(pi.size[a], plan.f[a], g.padding, lo, hi);
-    if (b.taps[a] == 2) {
-      index_t lo1, hi1;
-      single_preimage_span<index_t>(pi.size[a], plan.f[a] + 1, g.padding, lo1, hi1);
-      lo = max(lo, lo1);
-      hi = min(hi, hi1);
-    }
-    plan.lo[a] = lo;
-    plan.span[a] = hi > lo ? hi - lo : index_t(0);
-  }
+  set_single_preimage_spans(plan, pi.size, g.padding);
   static_assert(U <= 32, "the pass keeps one bit per element");
   const index_t step = static_cast<index_t>(blockDim.x);
   for (index_t base = b.begin + threadIdx.x; base < end; base += U * step) {
@@ -536,15 +563,75 @@ __global__ void shift_input_backward_kernel(const scalar_t* __restrict__ go,
     for (int u = 0; u < U; ++u) {
       if ((fast >> u) & 1u) xp[base + u * step] = static_cast<scalar_t>(b.combine(v[u]));
     }
-    // The rest, one at a time (one copy of the general path, not U).
-    while (general != 0) {
-      const int u = __ffs(general) - 1;
-      general &= general - 1;
-      const index_t s = base + u * step;
-      index_t c[3];
-      pi.unravel(s, c);
-      xp[s] = static_cast<scalar_t>(adjoint_general(gp, plan, b.t, pi.size, g.padding, c));
+    adjoint_general_elements(general, base, step, gp, xp, plan, b.t, pi, g.padding);
+  }
+}
+
+// The shift-gradient plan of a block: floor taps, both taps on every
+// present axis, interior spans; coef[k][a] is the derivative along axis a of
+// the weight of slot k (the tap weight of axis a replaced by -1 for tap 0,
+// +1 for tap 1).
+template <typename acc_t, typename index_t, int kBits>
+__device__ void derivative_plan(const BlockTaps& bt, const ShiftGeometry& g, const index_t* size,
+                                TapPlan<index_t, kBits>& plan, acc_t (&coef)[1 << kBits][3]) {
+  using Plan = TapPlan<index_t, kBits>;
+  const int first = g.first_axis();
+  acc_t t[3];
+  int taps[3];
+  for (int a = 0; a < 3; ++a) {
+    t[a] = static_cast<acc_t>(bt.axis[a].t);
+    taps[a] = a >= first ? 2 : 1;
+  }
+  plan.init(bt, size, taps);
+  plan.set_interior_spans(size);
+#pragma unroll
+  for (int k = 0; k < Plan::kSlots; ++k)
+#pragma unroll
+    for (int a = 0; a < 3; ++a) {
+      acc_t w = acc_t(1);
+      for (int b = 0; b < 3; ++b) {
+        const int tb = Plan::tap(k, b);
+        const acc_t wb = b == a ? (tb ? acc_t(1) : acc_t(-1)) : (tb ? t[b] : acc_t(1) - t[b]);
+        w = b == 0 ? wb : w * wb;
+      }
+      coef[k][a] = w;
     }
+}
+
+// sums[a] += grad * value_k * coef[k][a] over the used slots of an element
+// that read inside the input (idx >= 0), in slot order.
+template <typename scalar_t, typename acc_t, typename index_t, int kBits>
+__device__ __forceinline__ void add_slot_derivatives(const TapPlan<index_t, kBits>& plan,
+                                                     const acc_t (&coef)[1 << kBits][3], scalar_t grad,
+                                                     const index_t* idx, const scalar_t* v, acc_t* sums) {
+  const acc_t gr = static_cast<acc_t>(grad);
+#pragma unroll
+  for (int k = 0; k < (1 << kBits); ++k) {
+    if (!plan.is_used(k) || idx[k] < 0) continue;
+    const acc_t value = gr * static_cast<acc_t>(v[k]);
+#pragma unroll
+    for (int a = 0; a < 3; ++a)
+      if (a >= TapPlan<index_t, kBits>::kFirstBit) sums[a] += value * coef[k][a];
+  }
+}
+
+// out[a] = the block's total of sums[a]: across the warp (butterfly), then
+// the warps in order. Deterministic for a given block size.
+template <typename acc_t>
+__device__ void block_sum3(const acc_t* sums, acc_t* out) {
+  __shared__ acc_t warp_sums[3][kMaxThreads / 32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+#pragma unroll
+  for (int a = 0; a < 3; ++a) {
+    acc_t v = sums[a];
+    for (int delta = 16; delta > 0; delta /= 2) v += __shfl_xor_sync(0xffffffffu, v, delta);
+    if (lane == 0) warp_sums[a][warp] = v;
+  }
+  __syncthreads();
+  if (threadIdx.x < 3) {
+    acc_t total = 0;
+    for (int w = 0; w < int(blockDim.x / 32); ++w) total += warp_sums[threadIdx.x][w];
+    out[threadIdx.x] = total;
   }
 }
 
@@ -564,7 +651,6 @@ __global__ void shift_shifts_backward_kernel(const scalar_t* __restrict__ go,
   static_assert(kBits >= 1, "every present axis has two taps");
   constexpr int U = reduce_unroll<scalar_t>();
   constexpr int K = Plan::kSlots;
-  __shared__ acc_t warp_sums[3][kMaxThreads / 32];
   const BlockTaps bt = block_taps(shifts, g, /*rounded=*/false);
   const Chunk ch(g, chunk);
   acc_t* out = partial + (int64_t(blockIdx.x) * gridDim.y + blockIdx.y) * 3;
@@ -575,31 +661,9 @@ __global__ void shift_shifts_backward_kernel(const scalar_t* __restrict__ go,
   const scalar_t* gp = go + ch.plane_offset;
   const scalar_t* xp = x + ch.plane_offset;
   const index_t begin = static_cast<index_t>(ch.begin), end = static_cast<index_t>(ch.end);
-  const int first = g.first_axis();
-  acc_t t[3];
-  int taps[3];
-  for (int a = 0; a < 3; ++a) {
-    t[a] = static_cast<acc_t>(bt.axis[a].t);
-    taps[a] = a >= first ? 2 : 1;
-  }
   Plan plan;
-  plan.init(bt, pi.size, taps);
-  plan.set_interior_spans(pi.size);
-  // coef[k][a]: derivative along axis a of the weight of slot k (the tap
-  // weight of axis a replaced by -1 for tap 0, +1 for tap 1).
   acc_t coef[K][3];
-#pragma unroll
-  for (int k = 0; k < K; ++k)
-#pragma unroll
-    for (int a = 0; a < 3; ++a) {
-      acc_t w = acc_t(1);
-      for (int b = 0; b < 3; ++b) {
-        const int tb = Plan::tap(k, b);
-        const acc_t wb = b == a ? (tb ? acc_t(1) : acc_t(-1)) : (tb ? t[b] : acc_t(1) - t[b]);
-        w = b == 0 ? wb : w * wb;
-      }
-      coef[k][a] = w;
-    }
+  derivative_plan(bt, g, pi.size, plan, coef);
   acc_t sums[3] = {0, 0, 0};
   const index_t step = static_cast<index_t>(blockDim.x);
   for (index_t base = begin + threadIdx.x; base < end; base += U * step) {
@@ -625,32 +689,154 @@ __global__ void shift_shifts_backward_kernel(const scalar_t* __restrict__ go,
       for (int k = 0; k < K; ++k)
         v[u][k] = (plan.is_used(k) && idx[u][k] >= 0) ? xp[idx[u][k]] : scalar_t(0);
 #pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (base + u * step < end) add_slot_derivatives(plan, coef, grad[u], idx[u], v[u], sums);
+  }
+  block_sum3(sums, out);
+}
+
+// Largest input plane the fused backward stages in shared memory; larger
+// planes (or 64-bit indexing) take the two separate kernels.
+constexpr int64_t kMaxStagedBytes = 40 * 1024;
+
+bool fits_staged_plane(const ShiftGeometry& g, int64_t element_size) {
+  return !needs_wide_index(g) && g.plane() * element_size <= kMaxStagedBytes;
+}
+
+// Copies a plane of n elements into shared memory: 16-byte vector loads when
+// src is 16-byte aligned (dst, the start of dynamic shared memory, always
+// is), then the remainder element by element; scalar loads otherwise.
+template <typename scalar_t, typename index_t>
+__device__ void stage_plane(scalar_t* __restrict__ dst, const scalar_t* __restrict__ src, index_t n) {
+  constexpr int kVector = 16 / int(sizeof(scalar_t));
+  index_t done = 0;
+  if (kVector > 1 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
+    const index_t vectors = n / kVector;
+    const uint4* __restrict__ src4 = reinterpret_cast<const uint4*>(src);
+    uint4* __restrict__ dst4 = reinterpret_cast<uint4*>(dst);
+    for (index_t i = threadIdx.x; i < vectors; i += blockDim.x) dst4[i] = src4[i];
+    done = vectors * kVector;
+  }
+  for (index_t i = done + threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+}
+
+template <typename scalar_t, int kBitsGather>
+constexpr int fused_unroll() {
+  return gather_unroll<scalar_t, kBitsGather>() < 4 ? gather_unroll<scalar_t, kBitsGather>() : 4;
+}
+
+// Both gradients, one block per (n, c) plane. The block stages its input
+// plane in shared memory, then each element s, in one pass over the plane:
+//  - gathers its input gradient from grad_output exactly as
+//    shift_input_backward_kernel (same taps, slots and order: bit-identical);
+//  - adds grad_output[s] times the slot derivatives of its floor taps, read
+//    from the staged plane, to the thread's sums (as
+//    shift_shifts_backward_kernel, in another element order: equal to float
+//    rounding).
+// Interior elements read at constant offsets; the others (edges touching the
+// padding) go through the padding map. The block's sums go to
+// partial[plane * 3 + axis], summed over the batch in a fixed order on the
+// host side: no atomics, deterministic.
+// Three blocks of kMaxThreads per SM (80 registers): the two plans and the
+// slot derivatives otherwise take 98-124 registers in 2D/3D, two blocks per
+// SM. At 80, ptxas (sm_90) spills 44-72 bytes in the 2D fp32 kernels, up to
+// 200 in 2D bf16 and more in 3D; 1D does not spill.
+template <typename scalar_t, int kBitsGather, int kBitsReduce>
+__global__ void __launch_bounds__(kMaxThreads, 3)
+    shift_backward_kernel(const scalar_t* __restrict__ go, const scalar_t* __restrict__ x,
+                          scalar_t* __restrict__ gx, const double* __restrict__ shifts, ShiftGeometry g,
+                          PlaneIndex<int32_t> pi, at::opmath_type<scalar_t>* __restrict__ partial) {
+  using index_t = int32_t;
+  using acc_t = at::opmath_type<scalar_t>;
+  using ReducePlan = TapPlan<index_t, kBitsReduce>;
+  static_assert(kBitsReduce >= 1, "every present axis has two taps");
+  constexpr int U = fused_unroll<scalar_t, kBitsGather>();
+  constexpr int KG = TapPlan<index_t, kBitsGather>::kSlots;
+  constexpr int KR = ReducePlan::kSlots;
+  extern __shared__ __align__(16) unsigned char staged_bytes[];
+  scalar_t* xs = reinterpret_cast<scalar_t*>(staged_bytes);
+  acc_t* out = partial + int64_t(blockIdx.x) * 3;
+  GatherBlock<scalar_t, index_t, kBitsGather> b;
+  if (!b.init(go, gx, shifts, g, pi.size, g.plane())) {
+    if (threadIdx.x < 3) out[threadIdx.x] = quiet_nan<acc_t>();
+    return;
+  }
+  set_single_preimage_spans(b.plan, pi.size, g.padding);
+  // block_taps reuses its shared slots: every thread has read the gather taps.
+  __syncthreads();
+  const BlockTaps floor_taps = block_taps(shifts, g, /*rounded=*/false);
+  ReducePlan plan;
+  acc_t coef[KR][3];
+  derivative_plan(floor_taps, g, pi.size, plan, coef);
+  const index_t n = b.end;
+  stage_plane(xs, x + int64_t(blockIdx.x) * g.plane(), n);
+  __syncthreads();
+  const scalar_t* gp = b.src;
+  scalar_t* gxp = b.dst;
+  acc_t sums[3] = {0, 0, 0};
+  static_assert(U <= 32, "the pass keeps one bit per element");
+  const index_t step = static_cast<index_t>(blockDim.x);
+  for (index_t base = threadIdx.x; base < n; base += U * step) {
+    // Per element, whether its input gradient (fast) and its shift-gradient
+    // taps (interior) take the constant offsets; the others go one at a time
+    // after the pass, when the pass's registers are free.
+    unsigned fast = 0, general = 0, interior = 0, edge = 0;
+    scalar_t v[U][KG];
+    scalar_t grad[U];
+    // Every global load of the pass first (memory-level parallelism).
+#pragma unroll
     for (int u = 0; u < U; ++u) {
-      if (base + u * step >= end) continue;
-      const acc_t gr = static_cast<acc_t>(grad[u]);
+      const index_t s = base + u * step;
+      bool in_span = false;
+      grad[u] = scalar_t(0);
+      if (s < n) {
+        index_t c[3];
+        pi.unravel(s, c);
+        in_span = b.plan.fast(c);
+        if (in_span)
+          fast |= 1u << u;
+        else
+          general |= 1u << u;
+        if (plan.fast(c))
+          interior |= 1u << u;
+        else
+          edge |= 1u << u;
+        grad[u] = gp[s];
+      }
 #pragma unroll
-      for (int k = 0; k < K; ++k) {
-        if (!plan.is_used(k) || idx[u][k] < 0) continue;
-        const acc_t value = gr * static_cast<acc_t>(v[u][k]);
+      for (int k = 0; k < KG; ++k)
+        v[u][k] = (in_span && b.plan.is_used(k)) ? gp[s + b.plan.offset[k]] : scalar_t(0);
+    }
 #pragma unroll
-        for (int a = 0; a < 3; ++a)
-          if (a >= Plan::kFirstBit) sums[a] += value * coef[k][a];
+    for (int u = 0; u < U; ++u) {
+      const index_t s = base + u * step;
+      if ((fast >> u) & 1u) gxp[s] = static_cast<scalar_t>(b.combine(v[u]));
+      if ((interior >> u) & 1u) {
+        index_t idx[KR];
+        scalar_t staged[KR];
+#pragma unroll
+        for (int k = 0; k < KR; ++k) {
+          idx[k] = s - plan.offset[k];
+          staged[k] = plan.is_used(k) ? xs[idx[k]] : scalar_t(0);
+        }
+        add_slot_derivatives(plan, coef, grad[u], idx, staged, sums);
       }
     }
-  }
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    adjoint_general_elements(general, base, step, gp, gxp, b.plan, b.t, pi, g.padding);
+    while (edge != 0) {
+      const int u = __ffs(edge) - 1;
+      edge &= edge - 1;
+      const index_t s = base + u * step;
+      index_t c[3], idx[KR];
+      scalar_t staged[KR];
+      pi.unravel(s, c);
+      plan.gather_indices(s, c, pi.size, g.padding, idx);
 #pragma unroll
-  for (int a = 0; a < 3; ++a) {
-    acc_t v = sums[a];
-    for (int delta = 16; delta > 0; delta /= 2) v += __shfl_xor_sync(0xffffffffu, v, delta);
-    if (lane == 0) warp_sums[a][warp] = v;
+      for (int k = 0; k < KR; ++k) staged[k] = (plan.is_used(k) && idx[k] >= 0) ? xs[idx[k]] : scalar_t(0);
+      add_slot_derivatives(plan, coef, gp[s], idx, staged, sums);
+    }
   }
-  __syncthreads();
-  if (threadIdx.x < 3) {
-    acc_t total = 0;
-    for (int w = 0; w < int(blockDim.x / 32); ++w) total += warp_sums[threadIdx.x][w];
-    out[threadIdx.x] = total;
-  }
+  block_sum3(sums, out);
 }
 
 at::Tensor shifts_as_double(const at::Tensor& shifts) {
@@ -736,14 +922,8 @@ at::Tensor shift_input_backward_cuda(const at::Tensor& grad_output, const at::Te
 
 at::Tensor shift_shifts_backward_cuda(const at::Tensor& grad_output, const at::Tensor& input,
                                       const at::Tensor& shifts, c10::string_view padding_mode) {
-  check_floating(grad_output, "grad_output");
-  check_floating(input, "input");
-  check_same_dtype(grad_output, "grad_output", input, "input");
-  check_same_device(grad_output, "grad_output", input, "input");
-  TORCH_CHECK_VALUE(grad_output.sizes() == input.sizes(), "grad_output must have the shape of input ",
-                    input.sizes(), ", got ", grad_output.sizes());
-  const ShiftGeometry g =
-      make_shift_geometry(input, "input", shifts, std::string(padding_mode), /*active=*/true);
+  const ShiftGeometry g = check_shift_backward_args(grad_output, input, shifts,
+                                                    std::string(padding_mode), /*active=*/true);
   const c10::cuda::CUDAGuard guard(input.device());
   const auto acc_type = at::toOpMathType(input.scalar_type());
   if (input.numel() == 0) return at::zeros_like(shifts, at::MemoryFormat::Contiguous);
@@ -769,12 +949,66 @@ at::Tensor shift_shifts_backward_cuda(const at::Tensor& grad_output, const at::T
       .contiguous();
 }
 
+// Both gradients: (shift_input_backward, shift_shifts_backward). The input
+// gradient is bit-identical to shift_input_backward; the shift gradient
+// equals shift_shifts_backward up to float rounding (another summation order).
+std::tuple<at::Tensor, at::Tensor> shift_backward_cuda(const at::Tensor& grad_output,
+                                                       const at::Tensor& input, const at::Tensor& shifts,
+                                                       c10::string_view padding_mode,
+                                                       c10::string_view mode) {
+  const bool active = parse_shift_mode(std::string(mode));
+  const ShiftGeometry g =
+      check_shift_backward_args(grad_output, input, shifts, std::string(padding_mode), active);
+  const c10::cuda::CUDAGuard guard(input.device());
+  if (input.numel() == 0)
+    return {at::empty(grad_output.sizes(), grad_output.options()),
+            at::zeros_like(shifts, at::MemoryFormat::Contiguous)};
+  if (!fits_staged_plane(g, input.element_size()))
+    return {shift_input_backward_cuda(grad_output, shifts, padding_mode, mode),
+            shift_shifts_backward_cuda(grad_output, input, shifts, padding_mode)};
+  const at::Tensor go = grad_output.contiguous(), x = input.contiguous();
+  at::Tensor gx = at::empty(grad_output.sizes(), go.options());
+  const at::Tensor s = shifts_as_double(shifts);
+  at::Tensor partial =
+      at::empty({g.batch, g.channels, 3}, input.options().dtype(at::toOpMathType(input.scalar_type())));
+  const size_t staged_bytes = static_cast<size_t>(g.plane() * input.element_size());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shift_backward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    auto launch = [&](auto gather_bits, auto reduce_bits) {
+      constexpr int kBitsGather = decltype(gather_bits)::value;
+      constexpr int kBitsReduce = decltype(reduce_bits)::value;
+      const PlaneLaunch l = plane_launch(g, fused_unroll<scalar_t, kBitsGather>(), g.plane());
+      shift_backward_kernel<scalar_t, kBitsGather, kBitsReduce>
+          <<<l.grid, l.threads, staged_bytes, current_stream()>>>(
+              go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(),
+              s.const_data_ptr<double>(), g, plane_index<int32_t>(g), partial.mutable_data_ptr<acc_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    // Sparse: one rounded tap per axis for the input gradient; active: the
+    // floor taps of both gradients.
+    auto for_mode = [&](auto reduce_bits) {
+      if (active)
+        launch(reduce_bits, reduce_bits);
+      else
+        launch(std::integral_constant<int, 0>(), reduce_bits);
+    };
+    if (g.ndim == 1)
+      for_mode(std::integral_constant<int, 1>());
+    else if (g.ndim == 2)
+      for_mode(std::integral_constant<int, 2>());
+    else
+      for_mode(std::integral_constant<int, 3>());
+  });
+  return {gx, partial.sum(0).narrow(1, g.first_axis(), g.ndim).to(shifts.scalar_type()).contiguous()};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(learnable_ops, CUDA, m) {
   m.impl("shift", &shift_cuda);
   m.impl("shift_input_backward", &shift_input_backward_cuda);
   m.impl("shift_shifts_backward", &shift_shifts_backward_cuda);
+  m.impl("shift_backward", &shift_backward_cuda);
 }
 
 }  // namespace learnable_ops

@@ -138,3 +138,129 @@ def test_cuda_wide_index_path(padding_mode, mode):
     deriv = (integer_shift(x, -2).double() - integer_shift(x, -3).double()) * grad.double()
     expected_gs = deriv.sum()
     assert abs(gs.item() - expected_gs.item()) <= 1e-3 * deriv.abs().sum().item() ** 0.5 + 1e-6 * deriv.abs().sum().item()
+
+
+# The fused backward (shift_backward): one block per plane that fits 40 KiB of shared memory,
+# the separate kernels otherwise. Its input gradient is bit-identical to shift_input_backward;
+# its shift gradient sums in another order (equal up to rounding).
+ops = torch.ops.learnable_ops
+
+
+def _fused_and_separate(g, x, s, padding_mode, mode):
+    fused = ops.shift_backward.default(g, x, s, padding_mode, mode)
+    separate = (
+        ops.shift_input_backward.default(g, s, padding_mode, mode),
+        ops.shift_shifts_backward.default(g, x, s, padding_mode),
+    )
+    return fused, separate
+
+
+def _check_fused(g, x, s, padding_mode, mode):
+    (gx, gs), (ex, es) = _fused_and_separate(g, x, s, padding_mode, mode)
+    assert torch.equal(gx, ex)
+    assert gs.dtype == es.dtype and gs.shape == es.shape
+    # Both sum N products in the accumulation type (float for half types), in another order:
+    # rounding relative to the sum of their magnitudes, then the rounding to the shifts' dtype.
+    eps = torch.finfo(torch.float64 if x.dtype == torch.float64 else torch.float32).eps
+    x_max = float(x.double().abs().max()) if x.numel() else 0.0
+    scale = float(g.double().abs().sum()) * x_max / max(1, s.shape[0])
+    torch.testing.assert_close(
+        gs.double(), es.double(), atol=256 * eps * scale, rtol=2 * torch.finfo(gs.dtype).eps, equal_nan=True
+    )
+    again = ops.shift_backward.default(g, x, s, padding_mode, mode)
+    assert torch.equal(again[0], gx) and torch.equal(again[1], gs), "fused backward is not deterministic"
+
+
+@pytest.mark.parametrize("mode", lo.SHIFT_MODES)
+@pytest.mark.parametrize("padding_mode", lo.PAD_MODES)
+@pytest.mark.parametrize("shape", EDGE_SHAPES + [(2, 3, 56, 56)], ids=str)
+def test_cuda_fused_backward_equals_separate_ops(shape, padding_mode, mode):
+    x = torch.randn(shape, dtype=torch.float64, device="cuda")
+    g = torch.randn(shape, dtype=torch.float64, device="cuda")
+    ndim = len(shape) - 2
+    for s in shift_sets(shape[1], ndim, max(shape[2:])):
+        _check_fused(g, x, s.cuda(), padding_mode, mode)
+        cpu = ops.shift_backward.default(g.cpu(), x.cpu(), s, padding_mode, mode)
+        cuda = ops.shift_backward.default(g, x, s.cuda(), padding_mode, mode)
+        for a, b in zip(cuda, cpu):
+            torch.testing.assert_close(a.cpu(), b, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("mode", lo.SHIFT_MODES)
+@pytest.mark.parametrize("shape", [(4, 8, 56, 56), (2, 3, 5, 9), (2, 3, 7, 1), (2, 3, 1, 7), (2, 4, 8, 8, 8), (2, 3, 33)], ids=str)
+def test_cuda_fused_backward_low_precision_and_staging(shape, mode, dtype):
+    # 56x56: 16-byte aligned planes (vector staging); odd widths: planes after the first
+    # are unaligned (scalar staging).
+    x = torch.randn(shape, device="cuda").to(dtype)
+    g = torch.randn(shape, device="cuda").to(dtype)
+    s = ((torch.rand(shape[1], len(shape) - 2, device="cuda") * 2 - 1) * 2.5).to(dtype)
+    for padding_mode in lo.PAD_MODES:
+        _check_fused(g, x, s, padding_mode, mode)
+
+
+@pytest.mark.parametrize("mode", lo.SHIFT_MODES)
+def test_cuda_fused_backward_unaligned_input(mode):
+    # Tensors that start 4 bytes after a 16-byte boundary: the staging falls back to scalar loads.
+    shape = (2, 4, 16, 16)
+    n = 2 * 4 * 16 * 16
+    x = torch.randn(n + 1, device="cuda")[1:].view(shape)
+    g = torch.randn(n + 1, device="cuda")[1:].view(shape)
+    assert x.is_contiguous() and x.data_ptr() % 16 != 0
+    s = torch.tensor([[0.4, -1.6], [2.5, 0.7], [-3.2, 1.0], [17.3, -40.5]], device="cuda")
+    for padding_mode in lo.PAD_MODES:
+        _check_fused(g, x, s, padding_mode, mode)
+        expected = ops.shift_backward.default(g.cpu(), x.cpu(), s.cpu(), padding_mode, mode)
+        got = ops.shift_backward.default(g, x, s, padding_mode, mode)
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a.cpu(), b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, fused",
+    [
+        ((1, 2, 80, 128), torch.float32, True),  # exactly 40 KiB
+        ((1, 2, 81, 128), torch.float32, False),  # over the budget: the separate kernels
+        ((1, 2, 120, 120), torch.bfloat16, True),
+        ((1, 2, 120, 120), torch.float32, False),
+        ((1, 2, 20011), torch.float32, False),
+    ],
+    ids=str,
+)
+def test_cuda_fused_backward_smem_budget(shape, dtype, fused):
+    x = torch.randn(shape, device="cuda").to(dtype)
+    g = torch.randn(shape, device="cuda").to(dtype)
+    s = ((torch.rand(2, len(shape) - 2, device="cuda") * 2 - 1) * 3).to(torch.float64)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for mode in lo.SHIFT_MODES:
+            _check_fused(g, x, s, "reflect", mode)
+        torch.cuda.synchronize()
+    names = " ".join(e.key for e in prof.key_averages())
+    assert ("shift_backward_kernel" in names) == fused
+
+
+def test_cuda_autograd_takes_fused_backward():
+    x = torch.randn(2, 8, 56, 56, device="cuda", requires_grad=True)
+    s = ((torch.rand(8, 2, device="cuda") * 2 - 1) * 1.5).requires_grad_()
+    grad = torch.randn(x.shape, device="cuda")
+    for mode in lo.SHIFT_MODES:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            gx, gs = torch.autograd.grad(lo.shift(x, s, "zeros", mode), (x, s), grad)
+            torch.cuda.synchronize()
+        names = " ".join(e.key for e in prof.key_averages())
+        assert "shift_backward_kernel" in names and "shift_input_backward_kernel" not in names
+        (ex, es) = _fused_and_separate(grad, x.detach(), s.detach(), "zeros", mode)[1]
+        assert torch.equal(gx, ex)
+        torch.testing.assert_close(gs, es, atol=1e-3, rtol=1e-5)
+
+
+def test_cuda_fused_backward_opcheck_and_nan():
+    x = torch.randn(1, 2, 4, 5, dtype=torch.float64, device="cuda", requires_grad=True)
+    g = torch.randn(1, 2, 4, 5, dtype=torch.float64, device="cuda", requires_grad=True)
+    s = torch.tensor([[0.3, -1.6], [2.2, 0.7]], dtype=torch.float64, device="cuda", requires_grad=True)
+    testing.check_opcheck(ops.shift_backward.default, (g, x, s, "periodic", "active"))
+    testing.check_opcheck(ops.shift_backward.default, (g, x, s, "reflect", "sparse"))
+    bad = torch.tensor([[float("nan"), 0.0], [1.0, 2.0]], device="cuda", dtype=torch.float64)
+    gx, gs = ops.shift_backward.default(g.detach(), x.detach(), bad, "reflect", "active")
+    assert gx[:, 0].isnan().all() and torch.isfinite(gx[:, 1]).all()
+    assert gs[0].isnan().all() and torch.isfinite(gs[1]).all()

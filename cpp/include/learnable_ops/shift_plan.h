@@ -112,4 +112,19 @@ inline ShiftGeometry make_shift_geometry(const at::Tensor& input, const char* in
   return g;
 }
 
+// Checks the arguments of the shift-gradient and fused backward ops: both
+// tensors floating, of one dtype, device and shape, then as above (the
+// geometry is that of `input`).
+inline ShiftGeometry check_shift_backward_args(const at::Tensor& grad_output, const at::Tensor& input,
+                                               const at::Tensor& shifts,
+                                               const std::string& padding_mode, bool active) {
+  check_floating(grad_output, "grad_output");
+  check_floating(input, "input");
+  check_same_dtype(grad_output, "grad_output", input, "input");
+  check_same_device(grad_output, "grad_output", input, "input");
+  TORCH_CHECK_VALUE(grad_output.sizes() == input.sizes(), "grad_output must have the shape of input ",
+                    input.sizes(), ", got ", grad_output.sizes());
+  return make_shift_geometry(input, "input", shifts, padding_mode, active);
+}
+
 }  // namespace learnable_ops

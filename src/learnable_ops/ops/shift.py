@@ -99,6 +99,17 @@ def _shift_shifts_backward_fake(grad_output, input, shifts, padding_mode):
     return torch.empty_like(shifts, memory_format=torch.contiguous_format)
 
 
+@torch.library.register_fake("learnable_ops::shift_backward")
+def _shift_backward_fake(grad_output, input, shifts, padding_mode, mode):
+    check_shift_args(input, shifts)
+    if grad_output.shape != input.shape:
+        raise ValueError(f"grad_output must have the shape of input {tuple(input.shape)}, got {tuple(grad_output.shape)}")
+    return (
+        torch.empty_like(grad_output, memory_format=torch.contiguous_format),
+        torch.empty_like(shifts, memory_format=torch.contiguous_format),
+    )
+
+
 def _shift_setup_context(ctx, inputs, output):
     input, shifts, padding_mode, mode = inputs
     ctx.save_for_backward(input, shifts)
@@ -109,6 +120,14 @@ def _shift_setup_context(ctx, inputs, output):
 def _shift_backward(ctx, grad_output):
     input, shifts = ctx.saved_tensors
     grad_input = grad_shifts = None
+    if ctx.needs_input_grad[0] and ctx.needs_input_grad[1] and not torch.is_grad_enabled():
+        # Both gradients, no graph to record (create_graph=False): one fused op
+        # that reads grad_output once. With create_graph the separate ops keep
+        # their own (double-backward) autograd.
+        grad_input, grad_shifts = torch.ops.learnable_ops.shift_backward.default(
+            grad_output, input, shifts, ctx.padding_mode, ctx.mode
+        )
+        return grad_input, grad_shifts, None, None
     if ctx.needs_input_grad[0]:
         grad_input = torch.ops.learnable_ops.shift_input_backward.default(
             grad_output, shifts, ctx.padding_mode, ctx.mode
@@ -127,18 +146,23 @@ def _shift_input_backward_setup_context(ctx, inputs, output):
     ctx.mode = mode
 
 
-def _shift_input_backward_backward(ctx, grad_grad_input):
+def _input_backward_vjp(grad_output, shifts, padding_mode, mode, grad_grad_input, needs):
     # shift_input_backward(g) = A(s)^T g. It is linear in g with adjoint A(s),
     # and <A(s)^T g, v> = <g, A(s) v>, so its shift derivative is the shift
     # gradient of the forward applied to v.
-    grad_output, shifts = ctx.saved_tensors
     gg = gs = None
-    if ctx.needs_input_grad[0]:
-        gg = torch.ops.learnable_ops.shift.default(grad_grad_input, shifts, ctx.padding_mode, ctx.mode)
-    if ctx.needs_input_grad[1]:
-        gs = torch.ops.learnable_ops.shift_shifts_backward.default(
-            grad_output, grad_grad_input, shifts, ctx.padding_mode
-        )
+    if needs[0]:
+        gg = torch.ops.learnable_ops.shift.default(grad_grad_input, shifts, padding_mode, mode)
+    if needs[1]:
+        gs = torch.ops.learnable_ops.shift_shifts_backward.default(grad_output, grad_grad_input, shifts, padding_mode)
+    return gg, gs
+
+
+def _shift_input_backward_backward(ctx, grad_grad_input):
+    grad_output, shifts = ctx.saved_tensors
+    gg, gs = _input_backward_vjp(
+        grad_output, shifts, ctx.padding_mode, ctx.mode, grad_grad_input, ctx.needs_input_grad[:2]
+    )
     return gg, gs, None, None
 
 
@@ -154,14 +178,13 @@ def _shift_shifts_backward_setup_context(ctx, inputs, output):
     ctx.padding_mode = padding_mode
 
 
-def _shift_shifts_backward_backward(ctx, grad_grad_shifts):
+def _shifts_backward_vjp(grad_output, input, shifts, padding_mode, grad_grad_shifts, needs):
     # G[c, a] = <g_c, D_a(s) x_c>, where D_a is the derivative of the
     # multilinear interpolation along axis a at the real shift. Interpolation
     # is linear in s_a within a cell, so D_a(s) = A(s | s_a = floor + 1) - A(s | s_a = floor):
     # a difference of two active shifts with an integer column a. Hence
     #   dG/dg = sum_a u_a D_a x,  dG/dx = sum_a D_a^T (u_a g),
     #   dG_a/ds_b = G_b(s | s_a = floor + 1) - G_b(s | s_a = floor)  (b != a; 0 for b == a).
-    grad_output, input, shifts, padding_mode = *ctx.saved_tensors, ctx.padding_mode
     ops = torch.ops.learnable_ops
     s = shifts.detach().double()
     lower = torch.floor(s)
@@ -171,16 +194,16 @@ def _shift_shifts_backward_backward(ctx, grad_grad_shifts):
     for a in range(ndim):
         s_hi, s_lo = _with_column(s, a, lower[:, a] + 1), _with_column(s, a, lower[:, a])
         u = grad_grad_shifts[:, a].to(input.dtype).view(view)
-        if ctx.needs_input_grad[0]:
+        if needs[0]:
             term = u * (ops.shift.default(input, s_hi, padding_mode, "active") - ops.shift.default(input, s_lo, padding_mode, "active"))
             gg = term if gg is None else gg + term
-        if ctx.needs_input_grad[1]:
+        if needs[1]:
             ug = u * grad_output
             term = ops.shift_input_backward.default(ug, s_hi, padding_mode, "active") - ops.shift_input_backward.default(
                 ug, s_lo, padding_mode, "active"
             )
             gx = term if gx is None else gx + term
-        if ctx.needs_input_grad[2]:
+        if needs[2]:
             diff = ops.shift_shifts_backward.default(grad_output, input, s_hi, padding_mode) - ops.shift_shifts_backward.default(
                 grad_output, input, s_lo, padding_mode
             )
@@ -189,7 +212,41 @@ def _shift_shifts_backward_backward(ctx, grad_grad_shifts):
             gs = term if gs is None else gs + term
     if gs is not None:
         gs = gs.to(shifts.dtype)
+    return gg, gx, gs
+
+
+def _shift_shifts_backward_backward(ctx, grad_grad_shifts):
+    grad_output, input, shifts = ctx.saved_tensors
+    gg, gx, gs = _shifts_backward_vjp(
+        grad_output, input, shifts, ctx.padding_mode, grad_grad_shifts, ctx.needs_input_grad[:3]
+    )
     return gg, gx, gs, None
+
+
+def _shift_backward_setup_context(ctx, inputs, output):
+    grad_output, input, shifts, padding_mode, mode = inputs
+    ctx.save_for_backward(grad_output, input, shifts)
+    ctx.padding_mode = padding_mode
+    ctx.mode = mode
+
+
+def _add(a, b):
+    return b if a is None else (a if b is None else a + b)
+
+
+def _shift_backward_backward(ctx, grad_grad_input, grad_grad_shifts):
+    # shift_backward = (shift_input_backward, shift_shifts_backward): the sum of their VJPs.
+    grad_output, input, shifts = ctx.saved_tensors
+    go_needed, x_needed, s_needed = ctx.needs_input_grad[:3]
+    gg = gx = gs = None
+    if grad_grad_input is not None:
+        gg, gs = _input_backward_vjp(grad_output, shifts, ctx.padding_mode, ctx.mode, grad_grad_input, (go_needed, s_needed))
+    if grad_grad_shifts is not None:
+        gg2, gx, gs2 = _shifts_backward_vjp(
+            grad_output, input, shifts, ctx.padding_mode, grad_grad_shifts, (go_needed, x_needed, s_needed)
+        )
+        gg, gs = _add(gg, gg2), _add(gs, gs2)
+    return gg, gx, gs, None, None
 
 
 torch.library.register_autograd("learnable_ops::shift", _shift_backward, setup_context=_shift_setup_context)
@@ -203,4 +260,9 @@ torch.library.register_autograd(
     "learnable_ops::shift_shifts_backward",
     _shift_shifts_backward_backward,
     setup_context=_shift_shifts_backward_setup_context,
+)
+torch.library.register_autograd(
+    "learnable_ops::shift_backward",
+    _shift_backward_backward,
+    setup_context=_shift_backward_setup_context,
 )
