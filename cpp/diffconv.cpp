@@ -426,6 +426,207 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kerne
   return {grad_padded, grad_weight, grad_bias};
 }
 
+
+// ---------------------------------------------------------------------------
+// Ring path (stride 1, no edge weight or edge bias, keep_img_grad_at_invalid).
+//
+// With P the polynomially padded input and Z the zero-padded one, P = Z + D,
+// where D (the extrapolated ring) is zero on the image. So
+//
+//   out = conv(Z, w) + bias + conv(D, w)
+//
+// The first term is exactly F.conv2d(padding=K // 2 * dilation); the second is
+// non-zero only on the boundary outputs. D splits into D_rows (the ph rows
+// above and below the image, full padded width, corners included) and D_cols
+// (the pw columns left and right of the image rows), so conv(D) is the sum of
+// two thin convolutions:
+//
+//   rows strip (N, C, 4 ph, W + 2 pw) = [top ring; 2 ph zero rows; bottom ring]
+//     valid conv -> (N, C_out, 2 ph, W): the top ph and bottom ph output rows.
+//     Output row i < ph reads strip rows [i, i + 2 ph], never the bottom ring;
+//     bottom output row H - ph + i reads strip rows [ph + i, 3 ph + i], never
+//     the top ring, so the 2 ph zero rows serve both edges in one convolution.
+//   cols strip (N, C, H, 4 pw) = [left ring; 2 pw zero columns; right ring]
+//     conv with padding (ph, 0) -> (N, C_out, H, 2 pw): the left and right
+//     output columns.
+//
+// The rings come from the pad op (the same extrapolation as the padded path)
+// run on the node rows (columns) of both edges concatenated: its front edge
+// extrapolates the top nodes, its back edge the bottom ones. The backward pass
+// is ATen's convolution backward of the main convolution plus, per strip, the
+// convolution backward of the strip convolution and the adjoint of the
+// extrapolation (the pad op's backward on the ring gradient); the strip
+// gradients of the zero rows are dropped (those values are constants).
+// Everything is ATen calls and the pad op, so one implementation serves CPU
+// and CUDA.
+
+struct RingPlan {
+  int64_t pad_h, pad_w, nodes_h, nodes_w;
+};
+
+RingPlan ring_plan(const Setup& s) {
+  return {s.padding[0], s.padding[1], (s.order[0] + 1) * s.dilation[0], (s.order[1] + 1) * s.dilation[1]};
+}
+
+// The node samples of both ends of `dim` (nodes each), concatenated.
+at::Tensor both_ends(const at::Tensor& x, int64_t dim, int64_t nodes) {
+  const int64_t n = x.size(dim);
+  return at::cat({x.narrow(dim, 0, nodes), x.narrow(dim, n - nodes, nodes)}, dim);
+}
+
+// [front pad rows of `padded`; `gap` zeros; back pad rows of `padded`] along dim.
+at::Tensor rings_around_gap(const at::Tensor& padded, int64_t dim, int64_t pad, int64_t gap) {
+  std::vector<int64_t> gap_size = padded.sizes().vec();
+  gap_size[dim] = gap;
+  return at::cat({padded.narrow(dim, 0, pad), at::zeros(gap_size, padded.options()),
+                  padded.narrow(dim, padded.size(dim) - pad, pad)},
+                 dim);
+}
+
+at::Tensor ring_rows_strip(const at::Tensor& x, const Setup& s, const RingPlan& r) {
+  const at::Tensor padded = call_pad(both_ends(x, 2, r.nodes_h), {r.pad_w, r.pad_w, r.pad_h, r.pad_h}, "polynomial",
+                                     s.order, s.dilation);
+  return rings_around_gap(padded, 2, r.pad_h, 2 * r.pad_h);
+}
+
+at::Tensor ring_cols_strip(const at::Tensor& x, const Setup& s, const RingPlan& r) {
+  const at::Tensor padded =
+      call_pad(both_ends(x, 3, r.nodes_w), {r.pad_w, r.pad_w, 0, 0}, "polynomial", s.order, s.dilation);
+  return rings_around_gap(padded, 3, r.pad_w, 2 * r.pad_w);
+}
+
+std::vector<int64_t> rows_strip_size(const at::Tensor& x, const RingPlan& r) {
+  return {x.size(0), x.size(1), 4 * r.pad_h, x.size(3) + 2 * r.pad_w};
+}
+std::vector<int64_t> cols_strip_size(const at::Tensor& x, const RingPlan& r) {
+  return {x.size(0), x.size(1), x.size(2), 4 * r.pad_w};
+}
+
+// The first and last `width` entries of `dim` (2 or 3) of a 4D tensor as one
+// 5D view, the pair in a new dimension before `dim`.
+at::Tensor both_bands(const at::Tensor& t, int64_t dim, int64_t width) {
+  std::vector<int64_t> sizes = t.sizes().vec(), strides = t.strides().vec();
+  sizes[dim] = width;
+  sizes.insert(sizes.begin() + dim, 2);
+  strides.insert(strides.begin() + dim, (t.size(dim) - width) * t.stride(dim));
+  return t.as_strided(sizes, strides, t.storage_offset());
+}
+
+// The bands as a 4D tensor (a copy): [front band; back band] along dim.
+at::Tensor gather_bands(const at::Tensor& t, int64_t dim, int64_t width) {
+  std::vector<int64_t> sizes = t.sizes().vec();
+  sizes[dim] = 2 * width;
+  return both_bands(t, dim, width).reshape(sizes);
+}
+
+void add_to_bands(const at::Tensor& t, int64_t dim, int64_t width, const at::Tensor& bands) {
+  const at::Tensor view = both_bands(t, dim, width);
+  view.add_(bands.reshape(view.sizes()));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_kernel(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order, bool save_strips) {
+  const Setup s = check_and_plan(input, weight, std::nullopt, {1, 1}, dilation, groups, order);
+  const RingPlan r = ring_plan(s);
+  at::Tensor out =
+      at::convolution(input, weight, bias, {1, 1}, s.padding, s.dilation, false, {0, 0}, groups).contiguous();
+  at::Tensor rows_strip, cols_strip;
+  if (out.numel() > 0 && input.numel() > 0) {
+    if (r.pad_h > 0) {
+      rows_strip = ring_rows_strip(input, s, r);
+      add_to_bands(out, 2, r.pad_h,
+                   at::convolution(rows_strip, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
+                                   groups));
+    }
+    if (r.pad_w > 0) {
+      cols_strip = ring_cols_strip(input, s, r);
+      add_to_bands(out, 3, r.pad_w,
+                   at::convolution(cols_strip, weight, std::nullopt, {1, 1}, {r.pad_h, 0}, s.dilation, false,
+                                   {0, 0}, groups));
+    }
+  }
+  // The strips are returned (for the weight gradient) only when asked, and
+  // only along an axis with a ring; the schema's outputs are always tensors, so
+  // "not saved" is an empty one of shape (0,).
+  auto returned = [&](const at::Tensor& strip, int64_t pad, const std::vector<int64_t>& size) {
+    if (!save_strips || pad == 0) return at::empty({0}, input.options());
+    return strip.defined() ? strip : at::empty(size, input.options());
+  };
+  return {out, returned(rows_strip, r.pad_h, rows_strip_size(input, r)),
+          returned(cols_strip, r.pad_w, cols_strip_size(input, r))};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    const std::optional<at::Tensor>& rows_strip, const std::optional<at::Tensor>& cols_strip,
+    at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order, std::array<bool, 3> output_mask) {
+  const Setup s = check_and_plan(input, weight, std::nullopt, {1, 1}, dilation, groups, order);
+  const RingPlan r = ring_plan(s);
+  const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
+  TORCH_CHECK_VALUE(grad_output.dim() == 4 && grad_output.size(0) == input.size(0) &&
+                        grad_output.size(1) == weight.size(0) && grad_output.size(2) == input.size(2) &&
+                        grad_output.size(3) == input.size(3),
+                    "grad_output must have shape (", input.size(0), ", ", weight.size(0), ", ", input.size(2),
+                    ", ", input.size(3), "), got ", grad_output.sizes());
+  const std::vector<int64_t> bias_sizes{weight.size(0)};
+  at::Tensor grad_input, grad_weight, grad_bias;
+  std::tie(grad_input, grad_weight, grad_bias) =
+      at::convolution_backward(grad_output, input, weight, bias_sizes, {1, 1}, s.padding, s.dilation, false,
+                               {0, 0}, groups, {need_input, need_weight, need_bias});
+  if (need_input) grad_input = grad_input.contiguous();
+  if (need_weight) grad_weight = grad_weight.contiguous();
+  if (grad_output.numel() == 0 || input.numel() == 0 || !(need_input || need_weight))
+    return {grad_input, grad_weight, grad_bias};
+
+  // A strip's values matter only for the weight gradient; the data gradient
+  // needs its shape alone, so without a weight gradient it is never built.
+  auto strip_or_rebuild = [&](const std::optional<at::Tensor>& saved, const std::vector<int64_t>& size,
+                              auto&& rebuild) -> at::Tensor {
+    if (saved.has_value() && saved->defined() && saved->numel() > 0) {
+      TORCH_CHECK_VALUE(saved->sizes() == at::IntArrayRef(size), "saved ring strip must have shape ", size,
+                        ", got ", saved->sizes());
+      return *saved;
+    }
+    return need_weight ? rebuild() : at::empty(size, input.options());
+  };
+  if (r.pad_h > 0) {
+    const std::vector<int64_t> size = rows_strip_size(input, r);
+    const at::Tensor strip = strip_or_rebuild(rows_strip, size, [&] { return ring_rows_strip(input, s, r); });
+    at::Tensor g_strip, g_weight;
+    std::tie(g_strip, g_weight, std::ignore) =
+        at::convolution_backward(gather_bands(grad_output, 2, r.pad_h), strip, weight, std::nullopt, {1, 1},
+                                 {0, 0}, s.dilation, false, {0, 0}, groups, {need_input, need_weight, false});
+    if (need_weight) grad_weight.add_(g_weight);
+    if (need_input) {
+      const std::vector<int64_t> ends_size{input.size(0), input.size(1), 2 * r.nodes_h, input.size(3)};
+      const at::Tensor g_ends =
+          call_pad_backward(rings_around_gap(g_strip, 2, r.pad_h, 2 * r.nodes_h).contiguous(), ends_size,
+                            {r.pad_w, r.pad_w, r.pad_h, r.pad_h}, "polynomial", s.order, s.dilation);
+      grad_input.narrow(2, 0, r.nodes_h).add_(g_ends.narrow(2, 0, r.nodes_h));
+      grad_input.narrow(2, input.size(2) - r.nodes_h, r.nodes_h).add_(g_ends.narrow(2, r.nodes_h, r.nodes_h));
+    }
+  }
+  if (r.pad_w > 0) {
+    const std::vector<int64_t> size = cols_strip_size(input, r);
+    const at::Tensor strip = strip_or_rebuild(cols_strip, size, [&] { return ring_cols_strip(input, s, r); });
+    at::Tensor g_strip, g_weight;
+    std::tie(g_strip, g_weight, std::ignore) = at::convolution_backward(
+        gather_bands(grad_output, 3, r.pad_w), strip, weight, std::nullopt, {1, 1}, {r.pad_h, 0}, s.dilation,
+        false, {0, 0}, groups, {need_input, need_weight, false});
+    if (need_weight) grad_weight.add_(g_weight);
+    if (need_input) {
+      const std::vector<int64_t> ends_size{input.size(0), input.size(1), input.size(2), 2 * r.nodes_w};
+      const at::Tensor g_ends =
+          call_pad_backward(rings_around_gap(g_strip, 3, r.pad_w, 2 * r.nodes_w).contiguous(), ends_size,
+                            {r.pad_w, r.pad_w, 0, 0}, "polynomial", s.order, s.dilation);
+      grad_input.narrow(3, 0, r.nodes_w).add_(g_ends.narrow(3, 0, r.nodes_w));
+      grad_input.narrow(3, input.size(3) - r.nodes_w, r.nodes_w).add_(g_ends.narrow(3, r.nodes_w, r.nodes_w));
+    }
+  }
+  return {grad_input, grad_weight, grad_bias};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
@@ -439,18 +640,29 @@ TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
   m.def(
       "diff_conv2d_padded_backward(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, "
       "int[2] dilation, int groups, int[2] order, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "diff_conv2d_ring(Tensor input, Tensor weight, Tensor? bias, int[2] dilation, int groups, int[2] order, "
+      "bool save_strips) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "diff_conv2d_ring_backward(Tensor grad_output, Tensor input, Tensor weight, Tensor? rows_strip, "
+      "Tensor? cols_strip, int[2] dilation, int groups, int[2] order, bool[3] output_mask) "
+      "-> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(learnable_ops, CPU, m) {
   m.impl("diff_conv2d", &diff_conv2d_kernel);
   m.impl("diff_conv2d_backward", &diff_conv2d_backward_kernel);
   m.impl("diff_conv2d_padded_backward", &diff_conv2d_padded_backward_kernel);
+  m.impl("diff_conv2d_ring", &diff_conv2d_ring_kernel);
+  m.impl("diff_conv2d_ring_backward", &diff_conv2d_ring_backward_kernel);
 }
 
 TORCH_LIBRARY_IMPL(learnable_ops, CUDA, m) {
   m.impl("diff_conv2d", &diff_conv2d_kernel);
   m.impl("diff_conv2d_backward", &diff_conv2d_backward_kernel);
   m.impl("diff_conv2d_padded_backward", &diff_conv2d_padded_backward_kernel);
+  m.impl("diff_conv2d_ring", &diff_conv2d_ring_kernel);
+  m.impl("diff_conv2d_ring_backward", &diff_conv2d_ring_backward_kernel);
 }
 
 }  // namespace learnable_ops
