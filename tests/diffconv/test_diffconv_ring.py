@@ -154,32 +154,6 @@ def test_double_backward_raises():
         gx.sum().backward()
 
 
-@pytest.mark.parametrize("groups", [1, 8])
-def test_thread_count_independent(groups):
-    # Output and input gradient are bit-identical on 1 and 2 threads; the weight
-    # gradient is ATen's, whose reduction order depends on the thread count
-    # (F.conv2d's too), so it gets a tolerance relative to the absolute products.
-    x, w = make((2, 8, 23, 19), (8, 8 // groups, 5, 5))
-    x, w = x.detach().float(), w.detach().float()
-    g = torch.randn(2, 8, 23, 19)
-    results = []
-    before = torch.get_num_threads()
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
-            y = lo.diff_conv2d(xr, wr, groups=groups)
-            results.append((y.detach(), *torch.autograd.grad(y, [xr, wr], g)))
-    finally:
-        torch.set_num_threads(before)
-    (y1, gx1, gw1), (y2, gx2, gw2) = results
-    assert torch.equal(y1, y2)
-    assert torch.equal(gx1, gx2)
-    magnitude = torch.nn.grad.conv2d_weight(lo.pad(x, [2] * 4, "polynomial", order=4).abs(), w.shape, g.abs(),
-                                            groups=groups)
-    assert ((gw1 - gw2).abs() <= 1e-5 * magnitude).all()
-
-
 def test_layouts_and_empty_batch():
     x, w = make((2, 4, 9, 10), (3, 4, 3, 3))
     want = padded_path(x, w)
