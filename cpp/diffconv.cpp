@@ -439,20 +439,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kerne
 // non-zero only on the boundary outputs. D splits into D_rows (the ph rows
 // above and below the image, full padded width, corners included) and D_cols
 // (the pw columns left and right of the image rows), so conv(D) is the sum of
-// two thin convolutions:
+// two thin convolutions, and no output is corrected twice:
 //
 //   rows strip (N, C, 4 ph, W + 2 pw) = [top ring; 2 ph zero rows; bottom ring]
 //     valid conv -> (N, C_out, 2 ph, W): the top ph and bottom ph output rows.
 //     Output row i < ph reads strip rows [i, i + 2 ph], never the bottom ring;
 //     bottom output row H - ph + i reads strip rows [ph + i, 3 ph + i], never
 //     the top ring, so the 2 ph zero rows serve both edges in one convolution.
-//   cols strip (N, C, H, 4 pw) = [left ring; 2 pw zero columns; right ring]
-//     conv with padding (ph, 0) -> (N, C_out, H, 2 pw): the left and right
-//     output columns.
+//   cols strip, held transposed, (N, C, 4 pw, H) = [left ring; 2 pw zero
+//     columns; right ring] as rows: conv with the transposed kernel and
+//     padding (0, ph) -> (N, C_out, 2 pw, H): the left and right output
+//     columns, as rows.
+//
+// The columns live transposed so that every ATen kernel on them (the pad op,
+// the strip convolution and its backward, the gathers) runs along lines of H
+// values rather than of a few: on the CPU the untransposed column work took
+// several times the row work. Only the final additions into the column bands
+// of the output and of the input gradient touch the columns in place.
 //
 // The rings come from the pad op (the same extrapolation as the padded path)
 // run on the node rows (columns) of both edges concatenated: its front edge
-// extrapolates the top nodes, its back edge the bottom ones. The backward pass
+// extrapolates the first nodes, its back edge the last ones. The backward pass
 // is ATen's convolution backward of the main convolution plus, per strip, the
 // convolution backward of the strip convolution and the adjoint of the
 // extrapolation (the pad op's backward on the ring gradient); the strip
@@ -462,66 +469,75 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kerne
 
 struct RingPlan {
   int64_t pad_h, pad_w, nodes_h, nodes_w;
+  // Order and dilation in the transposed frame of the columns (W axis first).
+  std::vector<int64_t> order_t, dilation_t;
 };
 
 RingPlan ring_plan(const Setup& s) {
-  return {s.padding[0], s.padding[1], (s.order[0] + 1) * s.dilation[0], (s.order[1] + 1) * s.dilation[1]};
+  return {s.padding[0],
+          s.padding[1],
+          (s.order[0] + 1) * s.dilation[0],
+          (s.order[1] + 1) * s.dilation[1],
+          {s.order[1], s.order[0]},
+          {s.dilation[1], s.dilation[0]}};
 }
 
-// The node samples of both ends of `dim` (nodes each), concatenated.
-at::Tensor both_ends(const at::Tensor& x, int64_t dim, int64_t nodes) {
-  const int64_t n = x.size(dim);
-  return at::cat({x.narrow(dim, 0, nodes), x.narrow(dim, n - nodes, nodes)}, dim);
-}
-
-// [front pad rows of `padded`; `gap` zeros; back pad rows of `padded`] along dim.
-at::Tensor rings_around_gap(const at::Tensor& padded, int64_t dim, int64_t pad, int64_t gap) {
+// [front `pad` rows of `padded`; `gap` zero rows; back `pad` rows of `padded`].
+at::Tensor rings_around_gap(const at::Tensor& padded, int64_t pad, int64_t gap) {
   std::vector<int64_t> gap_size = padded.sizes().vec();
-  gap_size[dim] = gap;
-  return at::cat({padded.narrow(dim, 0, pad), at::zeros(gap_size, padded.options()),
-                  padded.narrow(dim, padded.size(dim) - pad, pad)},
-                 dim);
+  gap_size[2] = gap;
+  return at::cat({padded.narrow(2, 0, pad), at::zeros(gap_size, padded.options()),
+                  padded.narrow(2, padded.size(2) - pad, pad)},
+                 2);
 }
 
+// (N, C, 4 ph, W + 2 pw).
 at::Tensor ring_rows_strip(const at::Tensor& x, const Setup& s, const RingPlan& r) {
-  const at::Tensor padded = call_pad(both_ends(x, 2, r.nodes_h), {r.pad_w, r.pad_w, r.pad_h, r.pad_h}, "polynomial",
-                                     s.order, s.dilation);
-  return rings_around_gap(padded, 2, r.pad_h, 2 * r.pad_h);
+  const int64_t h = x.size(2);
+  const at::Tensor ends = at::cat({x.narrow(2, 0, r.nodes_h), x.narrow(2, h - r.nodes_h, r.nodes_h)}, 2);
+  const at::Tensor padded =
+      call_pad(ends, {r.pad_w, r.pad_w, r.pad_h, r.pad_h}, "polynomial", s.order, s.dilation);
+  return rings_around_gap(padded, r.pad_h, 2 * r.pad_h);
 }
 
-at::Tensor ring_cols_strip(const at::Tensor& x, const Setup& s, const RingPlan& r) {
-  const at::Tensor padded =
-      call_pad(both_ends(x, 3, r.nodes_w), {r.pad_w, r.pad_w, 0, 0}, "polynomial", s.order, s.dilation);
-  return rings_around_gap(padded, 3, r.pad_w, 2 * r.pad_w);
+// (N, C, 4 pw, H): the columns strip transposed.
+at::Tensor ring_cols_strip(const at::Tensor& x, const RingPlan& r) {
+  const int64_t w = x.size(3);
+  const at::Tensor ends = at::cat(
+      {x.narrow(3, 0, r.nodes_w).transpose(2, 3), x.narrow(3, w - r.nodes_w, r.nodes_w).transpose(2, 3)}, 2);
+  const at::Tensor padded = call_pad(ends, {0, 0, r.pad_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t);
+  return rings_around_gap(padded, r.pad_w, 2 * r.pad_w);
 }
 
 std::vector<int64_t> rows_strip_size(const at::Tensor& x, const RingPlan& r) {
   return {x.size(0), x.size(1), 4 * r.pad_h, x.size(3) + 2 * r.pad_w};
 }
 std::vector<int64_t> cols_strip_size(const at::Tensor& x, const RingPlan& r) {
-  return {x.size(0), x.size(1), x.size(2), 4 * r.pad_w};
+  return {x.size(0), x.size(1), 4 * r.pad_w, x.size(2)};
 }
 
-// The first and last `width` entries of `dim` (2 or 3) of a 4D tensor as one
-// 5D view, the pair in a new dimension before `dim`.
-at::Tensor both_bands(const at::Tensor& t, int64_t dim, int64_t width) {
-  std::vector<int64_t> sizes = t.sizes().vec(), strides = t.strides().vec();
-  sizes[dim] = width;
-  sizes.insert(sizes.begin() + dim, 2);
-  strides.insert(strides.begin() + dim, (t.size(dim) - width) * t.stride(dim));
-  return t.as_strided(sizes, strides, t.storage_offset());
+// The first and last `width` rows of a 4D tensor as one (N, C, 2, width, W) view.
+at::Tensor row_bands(const at::Tensor& t, int64_t width) {
+  return t.as_strided({t.size(0), t.size(1), 2, width, t.size(3)},
+                      {t.stride(0), t.stride(1), (t.size(2) - width) * t.stride(2), t.stride(2), t.stride(3)},
+                      t.storage_offset());
 }
 
-// The bands as a 4D tensor (a copy): [front band; back band] along dim.
-at::Tensor gather_bands(const at::Tensor& t, int64_t dim, int64_t width) {
-  std::vector<int64_t> sizes = t.sizes().vec();
-  sizes[dim] = 2 * width;
-  return both_bands(t, dim, width).reshape(sizes);
+// The first and last `width` columns of a 4D tensor, transposed: (N, C, 2 width, H), a copy.
+at::Tensor gather_column_bands(const at::Tensor& t, int64_t width) {
+  return t.as_strided({t.size(0), t.size(1), 2, width, t.size(2)},
+                      {t.stride(0), t.stride(1), (t.size(3) - width) * t.stride(3), t.stride(3), t.stride(2)},
+                      t.storage_offset())
+      .reshape({t.size(0), t.size(1), 2 * width, t.size(2)});
 }
 
-void add_to_bands(const at::Tensor& t, int64_t dim, int64_t width, const at::Tensor& bands) {
-  const at::Tensor view = both_bands(t, dim, width);
-  view.add_(bands.reshape(view.sizes()));
+// dst[:, :, :, begin + j] += src[:, :, j, :] for the rows j of src (N, C, n, H).
+// One band per call: its elementwise loop runs over (n, H) planes. A view of
+// both bands at once adds a dimension of 2 between them, and on the CPU that
+// loop then paid its per-row overhead for every 2 x n values (several times
+// the cost of the strip convolution).
+void add_transposed_columns(const at::Tensor& dst, int64_t begin, const at::Tensor& src) {
+  dst.narrow(3, begin, src.size(2)).add_(src.transpose(2, 3));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_kernel(
@@ -535,15 +551,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_kernel(
   if (out.numel() > 0 && input.numel() > 0) {
     if (r.pad_h > 0) {
       rows_strip = ring_rows_strip(input, s, r);
-      add_to_bands(out, 2, r.pad_h,
-                   at::convolution(rows_strip, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
-                                   groups));
+      const at::Tensor bands = row_bands(out, r.pad_h);
+      bands.add_(at::convolution(rows_strip, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
+                                 groups)
+                     .view(bands.sizes()));
     }
     if (r.pad_w > 0) {
-      cols_strip = ring_cols_strip(input, s, r);
-      add_to_bands(out, 3, r.pad_w,
-                   at::convolution(cols_strip, weight, std::nullopt, {1, 1}, {r.pad_h, 0}, s.dilation, false,
-                                   {0, 0}, groups));
+      cols_strip = ring_cols_strip(input, r);
+      const at::Tensor cols = at::convolution(cols_strip, weight.transpose(2, 3), std::nullopt, {1, 1},
+                                              {0, r.pad_h}, r.dilation_t, false, {0, 0}, groups);
+      add_transposed_columns(out, 0, cols.narrow(2, 0, r.pad_w));
+      add_transposed_columns(out, out.size(3) - r.pad_w, cols.narrow(2, r.pad_w, r.pad_w));
     }
   }
   // The strips are returned (for the weight gradient) only when asked, and
@@ -564,11 +582,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
   const Setup s = check_and_plan(input, weight, std::nullopt, {1, 1}, dilation, groups, order);
   const RingPlan r = ring_plan(s);
   const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
-  TORCH_CHECK_VALUE(grad_output.dim() == 4 && grad_output.size(0) == input.size(0) &&
-                        grad_output.size(1) == weight.size(0) && grad_output.size(2) == input.size(2) &&
-                        grad_output.size(3) == input.size(3),
-                    "grad_output must have shape (", input.size(0), ", ", weight.size(0), ", ", input.size(2),
-                    ", ", input.size(3), "), got ", grad_output.sizes());
+  const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
+  TORCH_CHECK_VALUE(grad_output.dim() == 4 && grad_output.size(0) == n && grad_output.size(1) == weight.size(0) &&
+                        grad_output.size(2) == h && grad_output.size(3) == w,
+                    "grad_output must have shape (", n, ", ", weight.size(0), ", ", h, ", ", w, "), got ",
+                    grad_output.sizes());
   const std::vector<int64_t> bias_sizes{weight.size(0)};
   at::Tensor grad_input, grad_weight, grad_bias;
   std::tie(grad_input, grad_weight, grad_bias) =
@@ -591,37 +609,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
     return need_weight ? rebuild() : at::empty(size, input.options());
   };
   if (r.pad_h > 0) {
-    const std::vector<int64_t> size = rows_strip_size(input, r);
-    const at::Tensor strip = strip_or_rebuild(rows_strip, size, [&] { return ring_rows_strip(input, s, r); });
+    const at::Tensor strip =
+        strip_or_rebuild(rows_strip, rows_strip_size(input, r), [&] { return ring_rows_strip(input, s, r); });
+    const at::Tensor bands = row_bands(grad_output, r.pad_h).reshape({n, grad_output.size(1), 2 * r.pad_h, w});
     at::Tensor g_strip, g_weight;
     std::tie(g_strip, g_weight, std::ignore) =
-        at::convolution_backward(gather_bands(grad_output, 2, r.pad_h), strip, weight, std::nullopt, {1, 1},
-                                 {0, 0}, s.dilation, false, {0, 0}, groups, {need_input, need_weight, false});
+        at::convolution_backward(bands, strip, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
+                                 groups, {need_input, need_weight, false});
     if (need_weight) grad_weight.add_(g_weight);
     if (need_input) {
-      const std::vector<int64_t> ends_size{input.size(0), input.size(1), 2 * r.nodes_h, input.size(3)};
       const at::Tensor g_ends =
-          call_pad_backward(rings_around_gap(g_strip, 2, r.pad_h, 2 * r.nodes_h).contiguous(), ends_size,
+          call_pad_backward(rings_around_gap(g_strip, r.pad_h, 2 * r.nodes_h), {n, c, 2 * r.nodes_h, w},
                             {r.pad_w, r.pad_w, r.pad_h, r.pad_h}, "polynomial", s.order, s.dilation);
+      // Sequential adds: the two node ranges overlap on images under 2 * nodes.
       grad_input.narrow(2, 0, r.nodes_h).add_(g_ends.narrow(2, 0, r.nodes_h));
-      grad_input.narrow(2, input.size(2) - r.nodes_h, r.nodes_h).add_(g_ends.narrow(2, r.nodes_h, r.nodes_h));
+      grad_input.narrow(2, h - r.nodes_h, r.nodes_h).add_(g_ends.narrow(2, r.nodes_h, r.nodes_h));
     }
   }
   if (r.pad_w > 0) {
-    const std::vector<int64_t> size = cols_strip_size(input, r);
-    const at::Tensor strip = strip_or_rebuild(cols_strip, size, [&] { return ring_cols_strip(input, s, r); });
+    const at::Tensor strip =
+        strip_or_rebuild(cols_strip, cols_strip_size(input, r), [&] { return ring_cols_strip(input, r); });
     at::Tensor g_strip, g_weight;
     std::tie(g_strip, g_weight, std::ignore) = at::convolution_backward(
-        gather_bands(grad_output, 3, r.pad_w), strip, weight, std::nullopt, {1, 1}, {r.pad_h, 0}, s.dilation,
-        false, {0, 0}, groups, {need_input, need_weight, false});
-    if (need_weight) grad_weight.add_(g_weight);
+        gather_column_bands(grad_output, r.pad_w), strip, weight.transpose(2, 3), std::nullopt, {1, 1},
+        {0, r.pad_h}, r.dilation_t, false, {0, 0}, groups, {need_input, need_weight, false});
+    if (need_weight) grad_weight.add_(g_weight.transpose(2, 3));
     if (need_input) {
-      const std::vector<int64_t> ends_size{input.size(0), input.size(1), input.size(2), 2 * r.nodes_w};
       const at::Tensor g_ends =
-          call_pad_backward(rings_around_gap(g_strip, 3, r.pad_w, 2 * r.nodes_w).contiguous(), ends_size,
-                            {r.pad_w, r.pad_w, 0, 0}, "polynomial", s.order, s.dilation);
-      grad_input.narrow(3, 0, r.nodes_w).add_(g_ends.narrow(3, 0, r.nodes_w));
-      grad_input.narrow(3, input.size(3) - r.nodes_w, r.nodes_w).add_(g_ends.narrow(3, r.nodes_w, r.nodes_w));
+          call_pad_backward(rings_around_gap(g_strip, r.pad_w, 2 * r.nodes_w), {n, c, 2 * r.nodes_w, h},
+                            {0, 0, r.pad_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t);
+      add_transposed_columns(grad_input, 0, g_ends.narrow(2, 0, r.nodes_w));
+      add_transposed_columns(grad_input, w - r.nodes_w, g_ends.narrow(2, r.nodes_w, r.nodes_w));
     }
   }
   return {grad_input, grad_weight, grad_bias};

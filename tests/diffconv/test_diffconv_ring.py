@@ -96,7 +96,7 @@ def test_strips_saved_only_when_small():
     assert not _saves_ring_strips((1, 2, 9, 9), (2, 2, 3, 3), (1, 1))
     x, w = make((1, 2, 40, 40), (2, 2, 3, 3))
     out, rows, cols = ring(x.detach(), w.detach(), None, [1, 1], 1, [2, 2], True)
-    assert rows.shape == (1, 2, 4, 42) and cols.shape == (1, 2, 40, 4)
+    assert rows.shape == (1, 2, 4, 42) and cols.shape == (1, 2, 4, 40)
     _, rows, cols = ring(x.detach(), w.detach(), None, [1, 1], 1, [2, 2], False)
     assert rows.shape == cols.shape == (0,)
 

@@ -166,12 +166,12 @@ def diff_conv2d(
 
 
 def _ring_strip_sizes(input_shape, weight_shape, dilation) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
-    """Shapes of the ring path's rows strip ``(N, C, 4 ph, W + 2 pw)`` and cols strip
-    ``(N, C, H, 4 pw)``; None along an axis without a ring (kernel size 1)."""
+    """Shapes of the ring path's rows strip ``(N, C, 4 ph, W + 2 pw)`` and cols strip, held
+    transposed, ``(N, C, 4 pw, H)``; None along an axis without a ring (kernel size 1)."""
     n, c, h, w = input_shape
     pad_h, pad_w = (weight_shape[2] // 2) * dilation[0], (weight_shape[3] // 2) * dilation[1]
     rows = (n, c, 4 * pad_h, w + 2 * pad_w) if pad_h > 0 else None
-    cols = (n, c, h, 4 * pad_w) if pad_w > 0 else None
+    cols = (n, c, 4 * pad_w, h) if pad_w > 0 else None
     return rows, cols
 
 
