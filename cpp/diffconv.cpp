@@ -482,30 +482,50 @@ RingPlan ring_plan(const Setup& s) {
           {s.dilation[1], s.dilation[0]}};
 }
 
-// [front `pad` rows of `padded`; `gap` zero rows; back `pad` rows of `padded`].
-at::Tensor rings_around_gap(const at::Tensor& padded, int64_t pad, int64_t gap) {
-  std::vector<int64_t> gap_size = padded.sizes().vec();
-  gap_size[2] = gap;
-  return at::cat({padded.narrow(2, 0, pad), at::zeros(gap_size, padded.options()),
-                  padded.narrow(2, padded.size(2) - pad, pad)},
-                 2);
+// The first and last `width` rows of a 4D tensor as one (N, C, 2, width, W)
+// view (the two may overlap: read such a view, never write it).
+at::Tensor row_bands(const at::Tensor& t, int64_t width) {
+  return t.as_strided({t.size(0), t.size(1), 2, width, t.size(3)},
+                      {t.stride(0), t.stride(1), (t.size(2) - width) * t.stride(2), t.stride(2), t.stride(3)},
+                      t.storage_offset());
+}
+
+// The first and last `width` columns of a 4D tensor, transposed, as one
+// (N, C, 2, width, H) view.
+at::Tensor column_bands_transposed(const at::Tensor& t, int64_t width) {
+  return t.as_strided({t.size(0), t.size(1), 2, width, t.size(2)},
+                      {t.stride(0), t.stride(1), (t.size(3) - width) * t.stride(3), t.stride(3), t.stride(2)},
+                      t.storage_offset());
+}
+
+// Copies of the bands, [first; last] along dim 2: (N, C, 2 width, W) and (N, C, 2 width, H).
+// One strided copy each (a cat of two slices is a copy per slice on CUDA).
+at::Tensor gather_row_bands(const at::Tensor& t, int64_t width) {
+  return row_bands(t, width).reshape({t.size(0), t.size(1), 2 * width, t.size(3)});
+}
+at::Tensor gather_column_bands(const at::Tensor& t, int64_t width) {
+  return column_bands_transposed(t, width).reshape({t.size(0), t.size(1), 2 * width, t.size(2)});
+}
+
+// [first `pad` rows of `src`; `gap` zero rows; last `pad` rows of `src`]: two kernels.
+at::Tensor rings_around_gap(const at::Tensor& src, int64_t pad, int64_t gap) {
+  at::Tensor strip = at::empty({src.size(0), src.size(1), 2 * pad + gap, src.size(3)}, src.options());
+  strip.narrow(2, pad, gap).zero_();
+  row_bands(strip, pad).copy_(row_bands(src, pad));
+  return strip;
 }
 
 // (N, C, 4 ph, W + 2 pw).
 at::Tensor ring_rows_strip(const at::Tensor& x, const Setup& s, const RingPlan& r) {
-  const int64_t h = x.size(2);
-  const at::Tensor ends = at::cat({x.narrow(2, 0, r.nodes_h), x.narrow(2, h - r.nodes_h, r.nodes_h)}, 2);
-  const at::Tensor padded =
-      call_pad(ends, {r.pad_w, r.pad_w, r.pad_h, r.pad_h}, "polynomial", s.order, s.dilation);
+  const at::Tensor padded = call_pad(gather_row_bands(x, r.nodes_h), {r.pad_w, r.pad_w, r.pad_h, r.pad_h},
+                                     "polynomial", s.order, s.dilation);
   return rings_around_gap(padded, r.pad_h, 2 * r.pad_h);
 }
 
 // (N, C, 4 pw, H): the columns strip transposed.
 at::Tensor ring_cols_strip(const at::Tensor& x, const RingPlan& r) {
-  const int64_t w = x.size(3);
-  const at::Tensor ends = at::cat(
-      {x.narrow(3, 0, r.nodes_w).transpose(2, 3), x.narrow(3, w - r.nodes_w, r.nodes_w).transpose(2, 3)}, 2);
-  const at::Tensor padded = call_pad(ends, {0, 0, r.pad_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t);
+  const at::Tensor padded =
+      call_pad(gather_column_bands(x, r.nodes_w), {0, 0, r.pad_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t);
   return rings_around_gap(padded, r.pad_w, 2 * r.pad_w);
 }
 
@@ -516,28 +536,31 @@ std::vector<int64_t> cols_strip_size(const at::Tensor& x, const RingPlan& r) {
   return {x.size(0), x.size(1), 4 * r.pad_w, x.size(2)};
 }
 
-// The first and last `width` rows of a 4D tensor as one (N, C, 2, width, W) view.
-at::Tensor row_bands(const at::Tensor& t, int64_t width) {
-  return t.as_strided({t.size(0), t.size(1), 2, width, t.size(3)},
-                      {t.stride(0), t.stride(1), (t.size(2) - width) * t.stride(2), t.stride(2), t.stride(3)},
-                      t.storage_offset());
+// dst's first and last `width` rows += bands (N, C, 2 width, W). Two adds
+// where the bands overlap (an image under two node ranges).
+void add_row_bands(const at::Tensor& dst, int64_t width, const at::Tensor& bands) {
+  if (2 * width <= dst.size(2)) {
+    const at::Tensor view = row_bands(dst, width);
+    view.add_(bands.view(view.sizes()));
+    return;
+  }
+  dst.narrow(2, 0, width).add_(bands.narrow(2, 0, width));
+  dst.narrow(2, dst.size(2) - width, width).add_(bands.narrow(2, width, width));
 }
 
-// The first and last `width` columns of a 4D tensor, transposed: (N, C, 2 width, H), a copy.
-at::Tensor gather_column_bands(const at::Tensor& t, int64_t width) {
-  return t.as_strided({t.size(0), t.size(1), 2, width, t.size(2)},
-                      {t.stride(0), t.stride(1), (t.size(3) - width) * t.stride(3), t.stride(3), t.stride(2)},
-                      t.storage_offset())
-      .reshape({t.size(0), t.size(1), 2 * width, t.size(2)});
-}
-
-// dst[:, :, :, begin + j] += src[:, :, j, :] for the rows j of src (N, C, n, H).
-// One band per call: its elementwise loop runs over (n, H) planes. A view of
-// both bands at once adds a dimension of 2 between them, and on the CPU that
-// loop then paid its per-row overhead for every 2 x n values (several times
-// the cost of the strip convolution).
-void add_transposed_columns(const at::Tensor& dst, int64_t begin, const at::Tensor& src) {
-  dst.narrow(3, begin, src.size(2)).add_(src.transpose(2, 3));
+// dst's first and last `width` columns += bands (N, C, 2 width, H), the
+// columns as rows. On the CPU one add per band: over a view of both bands the
+// elementwise loop runs 2 x width values at a time, and its per-row overhead
+// cost more than the strip convolution; one band runs over (width, H) planes.
+// CUDA takes one kernel.
+void add_column_bands(const at::Tensor& dst, int64_t width, const at::Tensor& bands) {
+  if (!dst.is_cpu() && 2 * width <= dst.size(3)) {
+    const at::Tensor view = column_bands_transposed(dst, width);
+    view.add_(bands.view(view.sizes()));
+    return;
+  }
+  dst.narrow(3, 0, width).add_(bands.narrow(2, 0, width).transpose(2, 3));
+  dst.narrow(3, dst.size(3) - width, width).add_(bands.narrow(2, width, width).transpose(2, 3));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_kernel(
@@ -551,17 +574,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_kernel(
   if (out.numel() > 0 && input.numel() > 0) {
     if (r.pad_h > 0) {
       rows_strip = ring_rows_strip(input, s, r);
-      const at::Tensor bands = row_bands(out, r.pad_h);
-      bands.add_(at::convolution(rows_strip, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
-                                 groups)
-                     .view(bands.sizes()));
+      add_row_bands(out, r.pad_h,
+                    at::convolution(rows_strip, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
+                                    groups));
     }
     if (r.pad_w > 0) {
       cols_strip = ring_cols_strip(input, r);
       const at::Tensor cols = at::convolution(cols_strip, weight.transpose(2, 3), std::nullopt, {1, 1},
                                               {0, r.pad_h}, r.dilation_t, false, {0, 0}, groups);
-      add_transposed_columns(out, 0, cols.narrow(2, 0, r.pad_w));
-      add_transposed_columns(out, out.size(3) - r.pad_w, cols.narrow(2, r.pad_w, r.pad_w));
+      add_column_bands(out, r.pad_w, cols);
     }
   }
   // The strips are returned (for the weight gradient) only when asked, and
@@ -611,19 +632,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
   if (r.pad_h > 0) {
     const at::Tensor strip =
         strip_or_rebuild(rows_strip, rows_strip_size(input, r), [&] { return ring_rows_strip(input, s, r); });
-    const at::Tensor bands = row_bands(grad_output, r.pad_h).reshape({n, grad_output.size(1), 2 * r.pad_h, w});
     at::Tensor g_strip, g_weight;
     std::tie(g_strip, g_weight, std::ignore) =
-        at::convolution_backward(bands, strip, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
+        at::convolution_backward(gather_row_bands(grad_output, r.pad_h), strip, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
                                  groups, {need_input, need_weight, false});
     if (need_weight) grad_weight.add_(g_weight);
     if (need_input) {
       const at::Tensor g_ends =
           call_pad_backward(rings_around_gap(g_strip, r.pad_h, 2 * r.nodes_h), {n, c, 2 * r.nodes_h, w},
                             {r.pad_w, r.pad_w, r.pad_h, r.pad_h}, "polynomial", s.order, s.dilation);
-      // Sequential adds: the two node ranges overlap on images under 2 * nodes.
-      grad_input.narrow(2, 0, r.nodes_h).add_(g_ends.narrow(2, 0, r.nodes_h));
-      grad_input.narrow(2, h - r.nodes_h, r.nodes_h).add_(g_ends.narrow(2, r.nodes_h, r.nodes_h));
+      add_row_bands(grad_input, r.nodes_h, g_ends);
     }
   }
   if (r.pad_w > 0) {
@@ -638,8 +656,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
       const at::Tensor g_ends =
           call_pad_backward(rings_around_gap(g_strip, r.pad_w, 2 * r.nodes_w), {n, c, 2 * r.nodes_w, h},
                             {0, 0, r.pad_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t);
-      add_transposed_columns(grad_input, 0, g_ends.narrow(2, 0, r.nodes_w));
-      add_transposed_columns(grad_input, w - r.nodes_w, g_ends.narrow(2, r.nodes_w, r.nodes_w));
+      add_column_bands(grad_input, r.nodes_w, g_ends);
     }
   }
   return {grad_input, grad_weight, grad_bias};
