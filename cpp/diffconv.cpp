@@ -2,22 +2,27 @@
 //
 // DiffConv2d's output equals a valid convolution of the input padded by
 // polynomial extrapolation (the pad op's `polynomial` mode, order K - 1 per
-// axis, on the dilated grid). Two implementations share that definition.
+// axis, on the dilated grid). Three implementations share that definition.
 //
-// Padded path (no edge weight or edge bias; its backward also needs
-// keep_img_grad_at_invalid): the forward pass is the pad op followed by one
-// ATen valid convolution; the padded copy is a temporary. Autograd saves only
-// input and weight, as for a plain convolution, and the backward pass
-// recomputes the pad (a copy-speed kernel) for the weight gradient, frees it,
-// then computes the gradient of the padded input (the transposed convolution)
-// and folds the gradient of its extrapolated ring into the image part in
-// place: the pad's adjoint, applied to four thin bands (left, right, then
-// top, bottom) with the pad op's own backward. The op returns that padded
-// gradient and the autograd formula takes its image part, a view, so no
-// second input-sized gradient buffer is ever allocated. Peak memory is the
-// plain convolution's plus the padded border: while one padded-size buffer
-// (the recomputed padded input, then the padded gradient) is alive, a plain
-// convolution holds its input-sized gradient.
+// Ring path (stride 1, no edge weight or edge bias, keep_img_grad_at_invalid;
+// ops diff_conv2d_ring and diff_conv2d_ring_backward, chosen by the Python
+// wrapper): F.conv2d's zero-padded convolution plus a correction of the
+// boundary outputs by two thin convolutions; see the section further down.
+//
+// Padded path (the diff_conv2d op without edge weight or edge bias, used for
+// stride > 1; its backward also needs keep_img_grad_at_invalid): the forward
+// pass is the pad op followed by one ATen valid convolution; the padded copy
+// is a temporary. Autograd saves only input and weight, as for a plain
+// convolution, and the backward pass recomputes the pad (a copy-speed kernel)
+// for the weight gradient, frees it, then computes the gradient of the padded
+// input (the transposed convolution) and folds the gradient of its
+// extrapolated ring into the image part in place: the pad's adjoint, applied
+// to four thin bands (left, right, then top, bottom) with the pad op's own
+// backward. The op returns that padded gradient and the autograd formula takes
+// its image part, a view, so no second input-sized gradient buffer is ever
+// allocated. Peak memory is the plain convolution's plus the padded border:
+// while one padded-size buffer (the recomputed padded input, then the padded
+// gradient) is alive, a plain convolution holds its input-sized gradient.
 //
 // Strip path (edge weight, edge bias, or keep_img_grad_at_invalid false in
 // the backward):
