@@ -42,7 +42,8 @@ CASES = [
     ((1, 2, 15, 17), (2, 2, 3, 3), (2, 3), 1, None),  # dilation
     ((1, 2, 15, 17), (2, 2, 7, 1), (1, 1), 1, (3, 0)),  # 7x1: no ring along W, lower order
     ((1, 2, 9, 13), (2, 2, 1, 5), (1, 2), 1, None),  # 1x5: no ring along H
-    ((1, 2, 13, 12), (3, 2, 5, 3), (1, 1), 1, (1, 2)),  # lower order: nodes fewer than the pad
+    ((1, 2, 13, 12), (3, 2, 5, 3), (1, 1), 1, (1, 2)),  # lower order: as many nodes as the pad
+    ((1, 2, 9, 10), (2, 2, 7, 5), (1, 2), 1, (0, 1)),  # fewer nodes than the pad (replicate, linear)
 ]
 
 
