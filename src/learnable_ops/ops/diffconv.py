@@ -178,7 +178,7 @@ def _ring_strip_sizes(input_shape, weight_shape, dilation) -> tuple[tuple[int, .
 def _saves_ring_strips(input_shape, weight_shape, dilation) -> bool:
     """Whether the ring path keeps its strips for the weight gradient rather than rebuilding
     them in the backward pass: when together they hold at most 1/8 of the input's values
-    (K = 3 at 128 x 128, K = 5 from about 136 x 136), so the memory they hold stays small next to the input's."""
+    (K = 3 at 128 x 128, K = 5 from about 136 x 136), so that they add little to peak memory."""
     _, _, h, w = input_shape
     strip_values = sum(s[2] * s[3] for s in _ring_strip_sizes(input_shape, weight_shape, dilation) if s is not None)
     return 8 * strip_values <= h * w
