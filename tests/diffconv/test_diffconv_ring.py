@@ -161,6 +161,10 @@ def test_layouts_and_empty_batch():
     torch.testing.assert_close(ring_path(x.to(memory_format=torch.channels_last), w), want)
     torch.testing.assert_close(ring_path(x.transpose(2, 3).contiguous().transpose(2, 3), w), want)
     torch.testing.assert_close(ring_path(x, w.to(memory_format=torch.channels_last)), want)
+    g = torch.randn(2, 3, 10, 9, dtype=torch.float64).transpose(2, 3)  # a non-contiguous output gradient
+    torch.testing.assert_close(
+        torch.autograd.grad(ring_path(x, w, save_strips=True), [x, w], g), torch.autograd.grad(want, [x, w], g)
+    )
     empty = x[:0].detach().requires_grad_()
     y = lo.diff_conv2d(empty, w)
     assert y.shape == (0, 3, 9, 10)
