@@ -623,45 +623,99 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
   if (grad_output.numel() == 0 || input.numel() == 0 || !(need_input || need_weight))
     return {grad_input, grad_weight, grad_bias};
 
-  // A strip's values matter only for the weight gradient; the data gradient
-  // needs its shape alone, so without a weight gradient it is never built.
-  auto strip_or_rebuild = [&](const std::optional<at::Tensor>& saved, const std::vector<int64_t>& size,
-                              auto&& rebuild) -> at::Tensor {
-    if (saved.has_value() && saved->defined() && saved->numel() > 0) {
-      TORCH_CHECK_VALUE(saved->sizes() == at::IntArrayRef(size), "saved ring strip must have shape ", size,
-                        ", got ", saved->sizes());
-      return *saved;
-    }
-    return need_weight ? rebuild() : at::empty(size, input.options());
+  // Two ways through a strip, chosen by whether the forward pass saved it:
+  //
+  // Compact (saved, so the strips are small): one convolution backward for
+  // both gradients, and the extrapolation's adjoint as one pad backward over
+  // the ring rows of the strip gradient around a zero gap, the shape of
+  // pad(ends) (2 nodes + 2 pad lines).
+  //
+  // Lean (rebuilt, or no weight gradient): the rebuilt strip lives only for
+  // the weight gradient; the data gradient is the transposed convolution of
+  // the gathered output-gradient bands (padded_input_gradient, as in the
+  // padded path), which needs no strip; the adjoint is one pad backward per
+  // edge, of the cropped pad that yields just that edge's ring from its own
+  // nodes. Every buffer stays within about one strip, so the input-gradient
+  // phase holds little beyond F.conv2d's own; it costs two more small kernels
+  // per strip than the compact way.
+  auto saved_strip = [&](const std::optional<at::Tensor>& saved, const std::vector<int64_t>& size) {
+    if (!saved.has_value() || !saved->defined() || saved->numel() == 0) return at::Tensor();
+    TORCH_CHECK_VALUE(saved->sizes() == at::IntArrayRef(size), "saved ring strip must have shape ", size,
+                      ", got ", saved->sizes());
+    return *saved;
   };
+  // The columns frame: the columns strip and its bands are held transposed.
+  Setup st = s;
+  st.dilation = {s.dilation[1], s.dilation[0]};
   if (r.pad_h > 0) {
-    const at::Tensor strip =
-        strip_or_rebuild(rows_strip, rows_strip_size(input, r), [&] { return ring_rows_strip(input, s, r); });
-    at::Tensor g_strip, g_weight;
-    std::tie(g_strip, g_weight, std::ignore) =
-        at::convolution_backward(gather_row_bands(grad_output, r.pad_h), strip, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
-                                 groups, {need_input, need_weight, false});
-    if (need_weight) grad_weight.add_(g_weight);
-    if (need_input) {
-      const at::Tensor g_ends =
-          call_pad_backward(rings_around_gap(g_strip, r.pad_h, 2 * r.nodes_h), {n, c, 2 * r.nodes_h, w},
-                            {r.pad_w, r.pad_w, r.pad_h, r.pad_h}, "polynomial", s.order, s.dilation);
-      add_row_bands(grad_input, r.nodes_h, g_ends);
+    const at::Tensor bands = gather_row_bands(grad_output, r.pad_h);
+    const at::Tensor saved = saved_strip(rows_strip, rows_strip_size(input, r));
+    if (saved.defined()) {
+      at::Tensor g_strip, g_weight;
+      std::tie(g_strip, g_weight, std::ignore) =
+          at::convolution_backward(bands, saved, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
+                                   groups, {need_input, need_weight, false});
+      if (need_weight) grad_weight.add_(g_weight);
+      if (need_input) {
+        const at::Tensor g_ends =
+            call_pad_backward(rings_around_gap(g_strip, r.pad_h, 2 * r.nodes_h), {n, c, 2 * r.nodes_h, w},
+                              {r.pad_w, r.pad_w, r.pad_h, r.pad_h}, "polynomial", s.order, s.dilation);
+        add_row_bands(grad_input, r.nodes_h, g_ends);
+      }
+    } else {
+      if (need_weight)
+        grad_weight.add_(std::get<1>(at::convolution_backward(bands, ring_rows_strip(input, s, r), weight,
+                                                              std::nullopt, {1, 1}, {0, 0}, s.dilation, false,
+                                                              {0, 0}, groups, {false, true, false})));
+      if (need_input) {
+        const at::Tensor g_strip = padded_input_gradient(bands, weight, s, 4 * r.pad_h, w + 2 * r.pad_w);
+        const std::vector<int64_t> nodes_size{n, c, r.nodes_h, w};
+        grad_input.narrow(2, 0, r.nodes_h)
+            .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_h), nodes_size,
+                                    {r.pad_w, r.pad_w, r.pad_h, -r.nodes_h}, "polynomial", s.order, s.dilation));
+        grad_input.narrow(2, h - r.nodes_h, r.nodes_h)
+            .add_(call_pad_backward(g_strip.narrow(2, 3 * r.pad_h, r.pad_h), nodes_size,
+                                    {r.pad_w, r.pad_w, -r.nodes_h, r.pad_h}, "polynomial", s.order, s.dilation));
+      }
     }
   }
   if (r.pad_w > 0) {
-    const at::Tensor strip =
-        strip_or_rebuild(cols_strip, cols_strip_size(input, r), [&] { return ring_cols_strip(input, r); });
-    at::Tensor g_strip, g_weight;
-    std::tie(g_strip, g_weight, std::ignore) = at::convolution_backward(
-        gather_column_bands(grad_output, r.pad_w), strip, weight.transpose(2, 3), std::nullopt, {1, 1},
-        {0, r.pad_h}, r.dilation_t, false, {0, 0}, groups, {need_input, need_weight, false});
-    if (need_weight) grad_weight.add_(g_weight.transpose(2, 3));
-    if (need_input) {
-      const at::Tensor g_ends =
-          call_pad_backward(rings_around_gap(g_strip, r.pad_w, 2 * r.nodes_w), {n, c, 2 * r.nodes_w, h},
-                            {0, 0, r.pad_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t);
-      add_column_bands(grad_input, r.nodes_w, g_ends);
+    const at::Tensor bands = gather_column_bands(grad_output, r.pad_w);
+    const at::Tensor weight_t = weight.transpose(2, 3);
+    const at::Tensor saved = saved_strip(cols_strip, cols_strip_size(input, r));
+    if (saved.defined()) {
+      at::Tensor g_strip, g_weight;
+      std::tie(g_strip, g_weight, std::ignore) =
+          at::convolution_backward(bands, saved, weight_t, std::nullopt, {1, 1}, {0, r.pad_h}, r.dilation_t,
+                                   false, {0, 0}, groups, {need_input, need_weight, false});
+      if (need_weight) grad_weight.add_(g_weight.transpose(2, 3));
+      if (need_input) {
+        const at::Tensor g_ends =
+            call_pad_backward(rings_around_gap(g_strip, r.pad_w, 2 * r.nodes_w), {n, c, 2 * r.nodes_w, h},
+                              {0, 0, r.pad_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t);
+        add_column_bands(grad_input, r.nodes_w, g_ends);
+      }
+    } else {
+      if (need_weight)
+        grad_weight.add_(std::get<1>(at::convolution_backward(bands, ring_cols_strip(input, r), weight_t,
+                                                              std::nullopt, {1, 1}, {0, r.pad_h}, r.dilation_t,
+                                                              false, {0, 0}, groups, {false, true, false}))
+                             .transpose(2, 3));
+      if (need_input) {
+        // The transposed convolution also covers the zero rows the strip
+        // convolution padded along H; only the image rows are kept.
+        const at::Tensor g_strip =
+            padded_input_gradient(bands, weight_t, st, 4 * r.pad_w, h + 2 * r.pad_h).narrow(3, r.pad_h, h);
+        const std::vector<int64_t> nodes_size{n, c, r.nodes_w, h};
+        grad_input.narrow(3, 0, r.nodes_w)
+            .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_w), nodes_size, {0, 0, r.pad_w, -r.nodes_w},
+                                    "polynomial", r.order_t, r.dilation_t)
+                      .transpose(2, 3));
+        grad_input.narrow(3, w - r.nodes_w, r.nodes_w)
+            .add_(call_pad_backward(g_strip.narrow(2, 3 * r.pad_w, r.pad_w), nodes_size,
+                                    {0, 0, -r.nodes_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t)
+                      .transpose(2, 3));
+      }
     }
   }
   return {grad_input, grad_weight, grad_bias};

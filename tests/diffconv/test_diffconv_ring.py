@@ -110,8 +110,10 @@ def test_backward_op_masks_and_saved_strips():
     _, rows, cols = ring(x, w, None, *args, True)
     rebuilt = ring_backward(g, x, w, None, None, *args, [True, True, True])
     saved = ring_backward(g, x, w, rows, cols, *args, [True, True, True])
+    # Saved strips take the compact backward, rebuilt ones the lean one (cpp/diffconv.cpp): the
+    # same values up to rounding.
     for a, b in zip(rebuilt, saved):
-        torch.testing.assert_close(a, b, atol=0, rtol=0)
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
     for mask in ([True, False, False], [False, True, False], [False, False, True]):
         part = ring_backward(g, x, w, None, None, *args, mask)
         for got, expected, needed in zip(part, rebuilt, mask):
