@@ -648,7 +648,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
   Setup st = s;
   st.dilation = {s.dilation[1], s.dilation[0]};
   if (r.pad_h > 0) {
-    const at::Tensor bands = gather_row_bands(grad_output, r.pad_h);
+    at::Tensor bands = gather_row_bands(grad_output, r.pad_h);
     const at::Tensor saved = saved_strip(rows_strip, rows_strip_size(input, r));
     if (saved.defined()) {
       at::Tensor g_strip, g_weight;
@@ -657,9 +657,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
                                    groups, {need_input, need_weight, false});
       if (need_weight) grad_weight.add_(g_weight);
       if (need_input) {
-        const at::Tensor g_ends =
-            call_pad_backward(rings_around_gap(g_strip, r.pad_h, 2 * r.nodes_h), {n, c, 2 * r.nodes_h, w},
-                              {r.pad_w, r.pad_w, r.pad_h, r.pad_h}, "polynomial", s.order, s.dilation);
+        // Each buffer is released as soon as the next exists (peak memory).
+        bands.reset();
+        at::Tensor gap = rings_around_gap(g_strip, r.pad_h, 2 * r.nodes_h);
+        g_strip.reset();
+        const at::Tensor g_ends = call_pad_backward(gap, {n, c, 2 * r.nodes_h, w},
+                                                    {r.pad_w, r.pad_w, r.pad_h, r.pad_h}, "polynomial", s.order,
+                                                    s.dilation);
+        gap.reset();
         add_row_bands(grad_input, r.nodes_h, g_ends);
       }
     } else {
@@ -669,6 +674,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
                                                               {0, 0}, groups, {false, true, false})));
       if (need_input) {
         const at::Tensor g_strip = padded_input_gradient(bands, weight, s, 4 * r.pad_h, w + 2 * r.pad_w);
+        bands.reset();
         const std::vector<int64_t> nodes_size{n, c, r.nodes_h, w};
         grad_input.narrow(2, 0, r.nodes_h)
             .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_h), nodes_size,
@@ -680,7 +686,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
     }
   }
   if (r.pad_w > 0) {
-    const at::Tensor bands = gather_column_bands(grad_output, r.pad_w);
+    at::Tensor bands = gather_column_bands(grad_output, r.pad_w);
     const at::Tensor weight_t = weight.transpose(2, 3);
     const at::Tensor saved = saved_strip(cols_strip, cols_strip_size(input, r));
     if (saved.defined()) {
@@ -690,9 +696,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
                                    false, {0, 0}, groups, {need_input, need_weight, false});
       if (need_weight) grad_weight.add_(g_weight.transpose(2, 3));
       if (need_input) {
-        const at::Tensor g_ends =
-            call_pad_backward(rings_around_gap(g_strip, r.pad_w, 2 * r.nodes_w), {n, c, 2 * r.nodes_w, h},
-                              {0, 0, r.pad_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t);
+        bands.reset();
+        at::Tensor gap = rings_around_gap(g_strip, r.pad_w, 2 * r.nodes_w);
+        g_strip.reset();
+        const at::Tensor g_ends = call_pad_backward(gap, {n, c, 2 * r.nodes_w, h}, {0, 0, r.pad_w, r.pad_w},
+                                                    "polynomial", r.order_t, r.dilation_t);
+        gap.reset();
         add_column_bands(grad_input, r.nodes_w, g_ends);
       }
     } else {
@@ -706,6 +715,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
         // convolution padded along H; only the image rows are kept.
         const at::Tensor g_strip =
             padded_input_gradient(bands, weight_t, st, 4 * r.pad_w, h + 2 * r.pad_h).narrow(3, r.pad_h, h);
+        bands.reset();
         const std::vector<int64_t> nodes_size{n, c, r.nodes_w, h};
         grad_input.narrow(3, 0, r.nodes_w)
             .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_w), nodes_size, {0, 0, r.pad_w, -r.nodes_w},
