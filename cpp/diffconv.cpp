@@ -2,22 +2,27 @@
 //
 // DiffConv2d's output equals a valid convolution of the input padded by
 // polynomial extrapolation (the pad op's `polynomial` mode, order K - 1 per
-// axis, on the dilated grid). Two implementations share that definition.
+// axis, on the dilated grid). Three implementations share that definition.
 //
-// Padded path (no edge weight or edge bias; its backward also needs
-// keep_img_grad_at_invalid): the forward pass is the pad op followed by one
-// ATen valid convolution; the padded copy is a temporary. Autograd saves only
-// input and weight, as for a plain convolution, and the backward pass
-// recomputes the pad (a copy-speed kernel) for the weight gradient, frees it,
-// then computes the gradient of the padded input (the transposed convolution)
-// and folds the gradient of its extrapolated ring into the image part in
-// place: the pad's adjoint, applied to four thin bands (left, right, then
-// top, bottom) with the pad op's own backward. The op returns that padded
-// gradient and the autograd formula takes its image part, a view, so no
-// second input-sized gradient buffer is ever allocated. Peak memory is the
-// plain convolution's plus the padded border: while one padded-size buffer
-// (the recomputed padded input, then the padded gradient) is alive, a plain
-// convolution holds its input-sized gradient.
+// Ring path (stride 1, no edge weight or edge bias, keep_img_grad_at_invalid;
+// ops diff_conv2d_ring and diff_conv2d_ring_backward, chosen by the Python
+// wrapper): F.conv2d's zero-padded convolution plus a correction of the
+// boundary outputs by two thin convolutions; see the section further down.
+//
+// Padded path (the diff_conv2d op without edge weight or edge bias, used for
+// stride > 1; its backward also needs keep_img_grad_at_invalid): the forward
+// pass is the pad op followed by one ATen valid convolution; the padded copy
+// is a temporary. Autograd saves only input and weight, as for a plain
+// convolution, and the backward pass recomputes the pad (a copy-speed kernel)
+// for the weight gradient, frees it, then computes the gradient of the padded
+// input (the transposed convolution) and folds the gradient of its
+// extrapolated ring into the image part in place: the pad's adjoint, applied
+// to four thin bands (left, right, then top, bottom) with the pad op's own
+// backward. The op returns that padded gradient and the autograd formula takes
+// its image part, a view, so no second input-sized gradient buffer is ever
+// allocated. Peak memory is the plain convolution's plus the padded border:
+// while one padded-size buffer (the recomputed padded input, then the padded
+// gradient) is alive, a plain convolution holds its input-sized gradient.
 //
 // Strip path (edge weight, edge bias, or keep_img_grad_at_invalid false in
 // the backward):
@@ -426,6 +431,306 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kerne
   return {grad_padded, grad_weight, grad_bias};
 }
 
+
+// ---------------------------------------------------------------------------
+// Ring path (stride 1, no edge weight or edge bias, keep_img_grad_at_invalid).
+//
+// With P the polynomially padded input and Z the zero-padded one, P = Z + D,
+// where D (the extrapolated ring) is zero on the image. So
+//
+//   out = conv(Z, w) + bias + conv(D, w)
+//
+// The first term is exactly F.conv2d(padding=K // 2 * dilation); the second is
+// non-zero only on the boundary outputs. D splits into D_rows (the ph rows
+// above and below the image, full padded width, corners included) and D_cols
+// (the pw columns left and right of the image rows), so conv(D) is the sum of
+// two thin convolutions, and no output is corrected twice:
+//
+//   rows strip (N, C, 4 ph, W + 2 pw) = [top ring; 2 ph zero rows; bottom ring]
+//     valid conv -> (N, C_out, 2 ph, W): the top ph and bottom ph output rows.
+//     Output row i < ph reads strip rows [i, i + 2 ph], never the bottom ring;
+//     bottom output row H - ph + i reads strip rows [ph + i, 3 ph + i], never
+//     the top ring, so the 2 ph zero rows serve both edges in one convolution.
+//   cols strip, held transposed, (N, C, 4 pw, H) = [left ring; 2 pw zero
+//     columns; right ring] as rows: conv with the transposed kernel and
+//     padding (0, ph) -> (N, C_out, 2 pw, H): the left and right output
+//     columns, as rows.
+//
+// The columns live transposed so that every ATen kernel on them (the pad op,
+// the strip convolution and its backward, the gathers) runs along lines of H
+// values rather than of a few: on the CPU the untransposed column work took
+// several times the row work. Only the final additions into the column bands
+// of the output and of the input gradient touch the columns in place.
+//
+// The rings come from the pad op (the same extrapolation as the padded path)
+// run on the node rows (columns) of both edges concatenated: its front edge
+// extrapolates the first nodes, its back edge the last ones. The backward pass
+// is ATen's convolution backward of the main convolution plus, per strip, the
+// convolution backward of the strip convolution and the adjoint of the
+// extrapolation (the pad op's backward on the ring gradient); the strip
+// gradients of the zero rows are dropped (those values are constants).
+// Everything is ATen calls and the pad op, so one implementation serves CPU
+// and CUDA.
+
+struct RingPlan {
+  int64_t pad_h, pad_w, nodes_h, nodes_w;
+  // Order and dilation in the transposed frame of the columns (W axis first).
+  std::vector<int64_t> order_t, dilation_t;
+};
+
+RingPlan ring_plan(const Setup& s) {
+  return {s.padding[0],
+          s.padding[1],
+          (s.order[0] + 1) * s.dilation[0],
+          (s.order[1] + 1) * s.dilation[1],
+          {s.order[1], s.order[0]},
+          {s.dilation[1], s.dilation[0]}};
+}
+
+// The first and last `width` rows of a 4D tensor as one (N, C, 2, width, W)
+// view (the two may overlap: read such a view, never write it).
+at::Tensor row_bands(const at::Tensor& t, int64_t width) {
+  return t.as_strided({t.size(0), t.size(1), 2, width, t.size(3)},
+                      {t.stride(0), t.stride(1), (t.size(2) - width) * t.stride(2), t.stride(2), t.stride(3)},
+                      t.storage_offset());
+}
+
+// The first and last `width` columns of a 4D tensor, transposed, as one
+// (N, C, 2, width, H) view.
+at::Tensor column_bands_transposed(const at::Tensor& t, int64_t width) {
+  return t.as_strided({t.size(0), t.size(1), 2, width, t.size(2)},
+                      {t.stride(0), t.stride(1), (t.size(3) - width) * t.stride(3), t.stride(3), t.stride(2)},
+                      t.storage_offset());
+}
+
+// Copies of the bands, [first; last] along dim 2: (N, C, 2 width, W) and (N, C, 2 width, H).
+// One strided copy each (a cat of two slices is a copy per slice on CUDA).
+at::Tensor gather_row_bands(const at::Tensor& t, int64_t width) {
+  return row_bands(t, width).reshape({t.size(0), t.size(1), 2 * width, t.size(3)});
+}
+at::Tensor gather_column_bands(const at::Tensor& t, int64_t width) {
+  return column_bands_transposed(t, width).reshape({t.size(0), t.size(1), 2 * width, t.size(2)});
+}
+
+// [first `pad` rows of `src`; `gap` zero rows; last `pad` rows of `src`]: two kernels.
+at::Tensor rings_around_gap(const at::Tensor& src, int64_t pad, int64_t gap) {
+  at::Tensor strip = at::empty({src.size(0), src.size(1), 2 * pad + gap, src.size(3)}, src.options());
+  strip.narrow(2, pad, gap).zero_();
+  row_bands(strip, pad).copy_(row_bands(src, pad));
+  return strip;
+}
+
+// (N, C, 4 ph, W + 2 pw).
+at::Tensor ring_rows_strip(const at::Tensor& x, const Setup& s, const RingPlan& r) {
+  const at::Tensor padded = call_pad(gather_row_bands(x, r.nodes_h), {r.pad_w, r.pad_w, r.pad_h, r.pad_h},
+                                     "polynomial", s.order, s.dilation);
+  return rings_around_gap(padded, r.pad_h, 2 * r.pad_h);
+}
+
+// (N, C, 4 pw, H): the columns strip transposed.
+at::Tensor ring_cols_strip(const at::Tensor& x, const RingPlan& r) {
+  const at::Tensor padded =
+      call_pad(gather_column_bands(x, r.nodes_w), {0, 0, r.pad_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t);
+  return rings_around_gap(padded, r.pad_w, 2 * r.pad_w);
+}
+
+std::vector<int64_t> rows_strip_size(const at::Tensor& x, const RingPlan& r) {
+  return {x.size(0), x.size(1), 4 * r.pad_h, x.size(3) + 2 * r.pad_w};
+}
+std::vector<int64_t> cols_strip_size(const at::Tensor& x, const RingPlan& r) {
+  return {x.size(0), x.size(1), 4 * r.pad_w, x.size(2)};
+}
+
+// dst's first and last `width` rows += bands (N, C, 2 width, W). Two adds
+// where the bands overlap (an image under two node ranges).
+void add_row_bands(const at::Tensor& dst, int64_t width, const at::Tensor& bands) {
+  if (2 * width <= dst.size(2)) {
+    const at::Tensor view = row_bands(dst, width);
+    view.add_(bands.view(view.sizes()));
+    return;
+  }
+  dst.narrow(2, 0, width).add_(bands.narrow(2, 0, width));
+  dst.narrow(2, dst.size(2) - width, width).add_(bands.narrow(2, width, width));
+}
+
+// dst's first and last `width` columns += bands (N, C, 2 width, H), the
+// columns as rows. On the CPU one add per band: over a view of both bands the
+// elementwise loop runs 2 x width values at a time, and its per-row overhead
+// cost more than the strip convolution; one band runs over (width, H) planes.
+// CUDA takes one kernel.
+void add_column_bands(const at::Tensor& dst, int64_t width, const at::Tensor& bands) {
+  if (!dst.is_cpu() && 2 * width <= dst.size(3)) {
+    const at::Tensor view = column_bands_transposed(dst, width);
+    view.add_(bands.view(view.sizes()));
+    return;
+  }
+  dst.narrow(3, 0, width).add_(bands.narrow(2, 0, width).transpose(2, 3));
+  dst.narrow(3, dst.size(3) - width, width).add_(bands.narrow(2, width, width).transpose(2, 3));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_kernel(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order, bool save_strips) {
+  const Setup s = check_and_plan(input, weight, std::nullopt, {1, 1}, dilation, groups, order);
+  const RingPlan r = ring_plan(s);
+  at::Tensor out =
+      at::convolution(input, weight, bias, {1, 1}, s.padding, s.dilation, false, {0, 0}, groups).contiguous();
+  at::Tensor rows_strip, cols_strip;
+  if (out.numel() > 0 && input.numel() > 0) {
+    if (r.pad_h > 0) {
+      rows_strip = ring_rows_strip(input, s, r);
+      add_row_bands(out, r.pad_h,
+                    at::convolution(rows_strip, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
+                                    groups));
+    }
+    if (r.pad_w > 0) {
+      cols_strip = ring_cols_strip(input, r);
+      const at::Tensor cols = at::convolution(cols_strip, weight.transpose(2, 3), std::nullopt, {1, 1},
+                                              {0, r.pad_h}, r.dilation_t, false, {0, 0}, groups);
+      add_column_bands(out, r.pad_w, cols);
+    }
+  }
+  // The strips are returned (for the weight gradient) only when asked, and
+  // only along an axis with a ring; the schema's outputs are always tensors, so
+  // "not saved" is an empty one of shape (0,).
+  auto returned = [&](const at::Tensor& strip, int64_t pad, const std::vector<int64_t>& size) {
+    if (!save_strips || pad == 0) return at::empty({0}, input.options());
+    return strip.defined() ? strip : at::empty(size, input.options());
+  };
+  return {out, returned(rows_strip, r.pad_h, rows_strip_size(input, r)),
+          returned(cols_strip, r.pad_w, cols_strip_size(input, r))};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    const std::optional<at::Tensor>& rows_strip, const std::optional<at::Tensor>& cols_strip,
+    at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order, std::array<bool, 3> output_mask) {
+  const Setup s = check_and_plan(input, weight, std::nullopt, {1, 1}, dilation, groups, order);
+  const RingPlan r = ring_plan(s);
+  const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
+  const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
+  TORCH_CHECK_VALUE(grad_output.dim() == 4 && grad_output.size(0) == n && grad_output.size(1) == weight.size(0) &&
+                        grad_output.size(2) == h && grad_output.size(3) == w,
+                    "grad_output must have shape (", n, ", ", weight.size(0), ", ", h, ", ", w, "), got ",
+                    grad_output.sizes());
+  const std::vector<int64_t> bias_sizes{weight.size(0)};
+  at::Tensor grad_input, grad_weight, grad_bias;
+  std::tie(grad_input, grad_weight, grad_bias) =
+      at::convolution_backward(grad_output, input, weight, bias_sizes, {1, 1}, s.padding, s.dilation, false,
+                               {0, 0}, groups, {need_input, need_weight, need_bias});
+  if (need_input) grad_input = grad_input.contiguous();
+  if (need_weight) grad_weight = grad_weight.contiguous();
+  if (grad_output.numel() == 0 || input.numel() == 0 || !(need_input || need_weight))
+    return {grad_input, grad_weight, grad_bias};
+
+  // Two ways through a strip, chosen by whether the forward pass saved it:
+  //
+  // Compact (saved, so the strips are small): one convolution backward for
+  // both gradients, and the extrapolation's adjoint as one pad backward over
+  // the ring rows of the strip gradient around a zero gap, the shape of
+  // pad(ends) (2 nodes + 2 pad lines).
+  //
+  // Lean (rebuilt, or no weight gradient): the rebuilt strip lives only for
+  // the weight gradient; the data gradient is the transposed convolution of
+  // the gathered output-gradient bands (padded_input_gradient, as in the
+  // padded path), which needs no strip; the adjoint is one pad backward per
+  // edge, of the cropped pad that yields just that edge's ring from its own
+  // nodes. Every buffer stays within about one strip, so the input-gradient
+  // phase holds little beyond F.conv2d's own; it costs two more small kernels
+  // per strip than the compact way.
+  auto saved_strip = [&](const std::optional<at::Tensor>& saved, const std::vector<int64_t>& size) {
+    if (!saved.has_value() || !saved->defined() || saved->numel() == 0) return at::Tensor();
+    TORCH_CHECK_VALUE(saved->sizes() == at::IntArrayRef(size), "saved ring strip must have shape ", size,
+                      ", got ", saved->sizes());
+    return *saved;
+  };
+  // The columns frame: the columns strip and its bands are held transposed.
+  Setup st = s;
+  st.dilation = {s.dilation[1], s.dilation[0]};
+  if (r.pad_h > 0) {
+    at::Tensor bands = gather_row_bands(grad_output, r.pad_h);
+    const at::Tensor saved = saved_strip(rows_strip, rows_strip_size(input, r));
+    if (saved.defined()) {
+      at::Tensor g_strip, g_weight;
+      std::tie(g_strip, g_weight, std::ignore) =
+          at::convolution_backward(bands, saved, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
+                                   groups, {need_input, need_weight, false});
+      if (need_weight) grad_weight.add_(g_weight);
+      if (need_input) {
+        // Each buffer is released as soon as the next exists (peak memory).
+        bands.reset();
+        at::Tensor gap = rings_around_gap(g_strip, r.pad_h, 2 * r.nodes_h);
+        g_strip.reset();
+        const at::Tensor g_ends = call_pad_backward(gap, {n, c, 2 * r.nodes_h, w},
+                                                    {r.pad_w, r.pad_w, r.pad_h, r.pad_h}, "polynomial", s.order,
+                                                    s.dilation);
+        gap.reset();
+        add_row_bands(grad_input, r.nodes_h, g_ends);
+      }
+    } else {
+      if (need_weight)
+        grad_weight.add_(std::get<1>(at::convolution_backward(bands, ring_rows_strip(input, s, r), weight,
+                                                              std::nullopt, {1, 1}, {0, 0}, s.dilation, false,
+                                                              {0, 0}, groups, {false, true, false})));
+      if (need_input) {
+        const at::Tensor g_strip = padded_input_gradient(bands, weight, s, 4 * r.pad_h, w + 2 * r.pad_w);
+        bands.reset();
+        const std::vector<int64_t> nodes_size{n, c, r.nodes_h, w};
+        grad_input.narrow(2, 0, r.nodes_h)
+            .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_h), nodes_size,
+                                    {r.pad_w, r.pad_w, r.pad_h, -r.nodes_h}, "polynomial", s.order, s.dilation));
+        grad_input.narrow(2, h - r.nodes_h, r.nodes_h)
+            .add_(call_pad_backward(g_strip.narrow(2, 3 * r.pad_h, r.pad_h), nodes_size,
+                                    {r.pad_w, r.pad_w, -r.nodes_h, r.pad_h}, "polynomial", s.order, s.dilation));
+      }
+    }
+  }
+  if (r.pad_w > 0) {
+    at::Tensor bands = gather_column_bands(grad_output, r.pad_w);
+    const at::Tensor weight_t = weight.transpose(2, 3);
+    const at::Tensor saved = saved_strip(cols_strip, cols_strip_size(input, r));
+    if (saved.defined()) {
+      at::Tensor g_strip, g_weight;
+      std::tie(g_strip, g_weight, std::ignore) =
+          at::convolution_backward(bands, saved, weight_t, std::nullopt, {1, 1}, {0, r.pad_h}, r.dilation_t,
+                                   false, {0, 0}, groups, {need_input, need_weight, false});
+      if (need_weight) grad_weight.add_(g_weight.transpose(2, 3));
+      if (need_input) {
+        bands.reset();
+        at::Tensor gap = rings_around_gap(g_strip, r.pad_w, 2 * r.nodes_w);
+        g_strip.reset();
+        const at::Tensor g_ends = call_pad_backward(gap, {n, c, 2 * r.nodes_w, h}, {0, 0, r.pad_w, r.pad_w},
+                                                    "polynomial", r.order_t, r.dilation_t);
+        gap.reset();
+        add_column_bands(grad_input, r.nodes_w, g_ends);
+      }
+    } else {
+      if (need_weight)
+        grad_weight.add_(std::get<1>(at::convolution_backward(bands, ring_cols_strip(input, r), weight_t,
+                                                              std::nullopt, {1, 1}, {0, r.pad_h}, r.dilation_t,
+                                                              false, {0, 0}, groups, {false, true, false}))
+                             .transpose(2, 3));
+      if (need_input) {
+        // The transposed convolution also covers the zero rows the strip
+        // convolution padded along H; only the image rows are kept.
+        const at::Tensor g_strip =
+            padded_input_gradient(bands, weight_t, st, 4 * r.pad_w, h + 2 * r.pad_h).narrow(3, r.pad_h, h);
+        bands.reset();
+        const std::vector<int64_t> nodes_size{n, c, r.nodes_w, h};
+        grad_input.narrow(3, 0, r.nodes_w)
+            .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_w), nodes_size, {0, 0, r.pad_w, -r.nodes_w},
+                                    "polynomial", r.order_t, r.dilation_t)
+                      .transpose(2, 3));
+        grad_input.narrow(3, w - r.nodes_w, r.nodes_w)
+            .add_(call_pad_backward(g_strip.narrow(2, 3 * r.pad_w, r.pad_w), nodes_size,
+                                    {0, 0, -r.nodes_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t)
+                      .transpose(2, 3));
+      }
+    }
+  }
+  return {grad_input, grad_weight, grad_bias};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
@@ -439,18 +744,29 @@ TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
   m.def(
       "diff_conv2d_padded_backward(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, "
       "int[2] dilation, int groups, int[2] order, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "diff_conv2d_ring(Tensor input, Tensor weight, Tensor? bias, int[2] dilation, int groups, int[2] order, "
+      "bool save_strips) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "diff_conv2d_ring_backward(Tensor grad_output, Tensor input, Tensor weight, Tensor? rows_strip, "
+      "Tensor? cols_strip, int[2] dilation, int groups, int[2] order, bool[3] output_mask) "
+      "-> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(learnable_ops, CPU, m) {
   m.impl("diff_conv2d", &diff_conv2d_kernel);
   m.impl("diff_conv2d_backward", &diff_conv2d_backward_kernel);
   m.impl("diff_conv2d_padded_backward", &diff_conv2d_padded_backward_kernel);
+  m.impl("diff_conv2d_ring", &diff_conv2d_ring_kernel);
+  m.impl("diff_conv2d_ring_backward", &diff_conv2d_ring_backward_kernel);
 }
 
 TORCH_LIBRARY_IMPL(learnable_ops, CUDA, m) {
   m.impl("diff_conv2d", &diff_conv2d_kernel);
   m.impl("diff_conv2d_backward", &diff_conv2d_backward_kernel);
   m.impl("diff_conv2d_padded_backward", &diff_conv2d_padded_backward_kernel);
+  m.impl("diff_conv2d_ring", &diff_conv2d_ring_kernel);
+  m.impl("diff_conv2d_ring_backward", &diff_conv2d_ring_backward_kernel);
 }
 
 }  // namespace learnable_ops

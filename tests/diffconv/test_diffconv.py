@@ -311,14 +311,15 @@ def test_compile_fullgraph():
     testing.check_compile(f, [x, w])
 
 
-def test_thread_count_independent():
-    # Output and input gradient are bit-identical on 1 and 2 threads. The weight
-    # gradient is ATen's convolution weight gradient on the padded input, which
+@pytest.mark.parametrize("groups", [1, 8])
+def test_thread_count_independent(groups):
+    # Stride 1: the ring path. Output and input gradient are bit-identical on 1
+    # and 2 threads. The weight gradient is ATen's convolution weight gradient, which
     # oneDNN reduces in a thread-count dependent order (F.conv2d's own weight
     # gradient differs in the last bits too), so it is compared with a tolerance
     # relative to the sum of the absolute products it adds up: the extrapolated
     # border makes some of them ~1e4 at K = 5.
-    x, w = make((2, 8, 23, 19), (8, 8, 5, 5))
+    x, w = make((2, 8, 23, 19), (8, 8 // groups, 5, 5))
     x, w = x.detach().float(), w.detach().float()
     g = torch.randn(2, 8, 23, 19)
     results = []
@@ -327,14 +328,16 @@ def test_thread_count_independent():
         for threads in (1, 2):
             torch.set_num_threads(threads)
             xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
-            y = lo.diff_conv2d(xr, wr)
+            y = lo.diff_conv2d(xr, wr, groups=groups)
             results.append((y.detach(), *torch.autograd.grad(y, [xr, wr], g)))
     finally:
         torch.set_num_threads(before)
     (y1, gx1, gw1), (y2, gx2, gw2) = results
     assert torch.equal(y1, y2)
     assert torch.equal(gx1, gx2)
-    magnitude = torch.nn.grad.conv2d_weight(lo.pad(x, [2] * 4, "polynomial", order=4).abs(), w.shape, g.abs())
+    magnitude = torch.nn.grad.conv2d_weight(
+        lo.pad(x, [2] * 4, "polynomial", order=4).abs(), w.shape, g.abs(), groups=groups
+    )
     assert ((gw1 - gw2).abs() <= 1e-5 * magnitude).all()
 
 

@@ -6,6 +6,7 @@ import warnings
 
 import torch
 
+from learnable_ops.ops._direct_autograd import direct_autograd, wants_direct_autograd
 from learnable_ops.ops._validate import check_floating, check_rank, check_same_device, check_tensor, int_tuple
 
 _warned_half_precision = False
@@ -147,10 +148,40 @@ def diff_conv2d(
     check_same_device(("input", input), ("weight", weight), ("bias", bias), ("edge_weight", edge_weight), ("edge_bias", edge_bias))
     if input.dtype in (torch.float16, torch.bfloat16) and max(orders) >= 4:
         _warn_half_precision(input.dtype, orders)
+    if strides == (1, 1) and edge_weight is None and edge_bias is None and keep_img_grad_at_invalid:
+        # Ring path: F.conv2d's own zero-padded convolution plus the boundary
+        # correction of two thin strips (cpp/diffconv.cpp).
+        save_strips = (
+            torch.is_grad_enabled() and weight.requires_grad and _saves_ring_strips(input.shape, weight.shape, dilations)
+        )
+        args = (input, weight, bias, list(dilations), groups, list(orders), save_strips)
+        if wants_direct_autograd(input, weight, bias):
+            # Eager training: the registered autograd entered directly (ops/_direct_autograd.py).
+            return _RingDirect.apply(*args)[0]
+        return torch.ops.learnable_ops.diff_conv2d_ring.default(*args)[0]
     return torch.ops.learnable_ops.diff_conv2d.default(
         input, weight, bias, edge_weight, edge_bias, list(strides), list(dilations), groups, list(orders),
         bool(keep_img_grad_at_invalid),
     )
+
+
+def _ring_strip_sizes(input_shape, weight_shape, dilation) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    """Shapes of the ring path's rows strip ``(N, C, 4 ph, W + 2 pw)`` and cols strip, held
+    transposed, ``(N, C, 4 pw, H)``; None along an axis without a ring (kernel size 1)."""
+    n, c, h, w = input_shape
+    pad_h, pad_w = (weight_shape[2] // 2) * dilation[0], (weight_shape[3] // 2) * dilation[1]
+    rows = (n, c, 4 * pad_h, w + 2 * pad_w) if pad_h > 0 else None
+    cols = (n, c, 4 * pad_w, h) if pad_w > 0 else None
+    return rows, cols
+
+
+def _saves_ring_strips(input_shape, weight_shape, dilation) -> bool:
+    """Whether the ring path keeps its strips for the weight gradient rather than rebuilding
+    them in the backward pass: when together they hold at most 1/8 of the input's values
+    (K = 3 at 128 x 128, K = 5 from about 136 x 136), so that they add little to peak memory."""
+    _, _, h, w = input_shape
+    strip_values = sum(s[2] * s[3] for s in _ring_strip_sizes(input_shape, weight_shape, dilation) if s is not None)
+    return 8 * strip_values <= h * w
 
 
 def _warn_half_precision(dtype, orders) -> None:
@@ -201,6 +232,43 @@ def _diff_conv2d_padded_backward_fake(grad_output, input, weight, stride, dilati
     )
 
 
+@torch.library.register_fake("learnable_ops::diff_conv2d_ring")
+def _diff_conv2d_ring_fake(input, weight, bias, dilation, groups, order, save_strips):
+    out = input.new_empty((input.shape[0], weight.shape[0], input.shape[2], input.shape[3]))
+    strips = _ring_strip_sizes(input.shape, weight.shape, dilation)
+    rows, cols = (input.new_empty(s if save_strips and s is not None else (0,)) for s in strips)
+    return out, rows, cols
+
+
+@torch.library.register_fake("learnable_ops::diff_conv2d_ring_backward")
+def _diff_conv2d_ring_backward_fake(grad_output, input, weight, rows_strip, cols_strip, dilation, groups, order, output_mask):
+    return (
+        input.new_empty(input.shape) if output_mask[0] else None,
+        weight.new_empty(weight.shape) if output_mask[1] else None,
+        weight.new_empty((weight.shape[0],)) if output_mask[2] else None,
+    )
+
+
+def _ring_setup_context(ctx, inputs, output):
+    input, weight, bias, dilation, groups, order, save_strips = inputs
+    _, rows_strip, cols_strip = output
+    ctx.mark_non_differentiable(rows_strip, cols_strip)
+    if save_strips:
+        ctx.save_for_backward(input, weight, rows_strip, cols_strip)
+    else:
+        ctx.save_for_backward(input, weight, None, None)
+    ctx.args = (dilation, groups, order)
+
+
+def _ring_backward(ctx, grad_output, grad_rows_strip, grad_cols_strip):
+    input, weight, rows_strip, cols_strip = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    grad_input, grad_weight, grad_bias = torch.ops.learnable_ops.diff_conv2d_ring_backward.default(
+        grad_output, input, weight, rows_strip, cols_strip, *ctx.args, [need[0], need[1], need[2]]
+    )
+    return grad_input, grad_weight, grad_bias, None, None, None, None
+
+
 def _setup_context(ctx, inputs, output):
     input, weight, bias, edge_weight, edge_bias, stride, dilation, groups, order, keep = inputs
     ctx.save_for_backward(input, weight, edge_weight)
@@ -248,3 +316,9 @@ torch.library.register_autograd(
 torch.library.register_autograd(
     "learnable_ops::diff_conv2d_padded_backward", _double_backward, setup_context=_backward_setup_context
 )
+torch.library.register_autograd("learnable_ops::diff_conv2d_ring", _ring_backward, setup_context=_ring_setup_context)
+torch.library.register_autograd(
+    "learnable_ops::diff_conv2d_ring_backward", _double_backward, setup_context=_backward_setup_context
+)
+
+_RingDirect = direct_autograd(torch.ops.learnable_ops.diff_conv2d_ring.default, _ring_setup_context, _ring_backward)
