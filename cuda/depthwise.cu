@@ -474,23 +474,30 @@ CorrTile corr_tile(const Geo& g, size_t acc_size, bool dense) {
 // (nb <= kMaxImages) of channel c for the weight gradient, image b's at
 // s_go + b * th * tw and s_x + b * ih * iw. Each thread issues its loads for
 // every image before storing any, so the images' global load latencies overlap.
-template <typename scalar_t, typename acc_t>
+// kImages: the most images a call stages (a compile-time bound, so the
+// single-image kernels keep straight-line loads); nb <= kImages.
+template <int kImages, typename scalar_t, typename acc_t>
 __device__ __forceinline__ void load_correlation_tile_batch(const scalar_t* __restrict__ go,
                                                             const scalar_t* __restrict__ x, acc_t* s_go, acc_t* s_x,
                                                             int64_t n0, int nb, int64_t c, int64_t oh0, int64_t ow0,
                                                             const Geo& g, const CorrTile& t) {
   const int go_cells = t.th * t.tw, x_cells = t.ih * t.iw;
+  // Image n0's planes of channel c; image n0 + b is b planes-of-a-batch further.
+  const int64_t go_plane = g.Ho * g.Wo, x_plane = g.H * g.W;
+  const scalar_t* gp = go + (n0 * g.C + c) * go_plane;
+  const scalar_t* xp = x + (n0 * g.C + c) * x_plane;
+  const int64_t go_step = g.C * go_plane, x_step = g.C * x_plane;
   for (int e = threadIdx.x; e < go_cells; e += blockDim.x) {
     const int r = e / t.tw, col = e - r * t.tw;
     const int64_t oi = oh0 + r, oj = ow0 + col;
     const bool inside = oi < g.Ho && oj < g.Wo;
-    acc_t v[kMaxImages];
+    const int64_t at = oi * g.Wo + oj;
+    acc_t v[kImages];
 #pragma unroll
-    for (int b = 0; b < kMaxImages; ++b)
-      v[b] = (b < nb && inside) ? static_cast<acc_t>(go[((n0 + b) * g.C + c) * g.Ho * g.Wo + oi * g.Wo + oj])
-                                : acc_t(0);
+    for (int b = 0; b < kImages; ++b)
+      v[b] = (b < nb && inside) ? static_cast<acc_t>(gp[b * go_step + at]) : acc_t(0);
 #pragma unroll
-    for (int b = 0; b < kMaxImages; ++b)
+    for (int b = 0; b < kImages; ++b)
       if (b < nb) s_go[b * go_cells + e] = v[b];
   }
   const int64_t iy0 = oh0 * g.sh - g.pt, ix0 = ow0 * g.sw - g.pl;
@@ -498,12 +505,13 @@ __device__ __forceinline__ void load_correlation_tile_batch(const scalar_t* __re
     const int r = e / t.iw, col = e - r * t.iw;
     const int64_t iy = iy0 + r, ix = ix0 + col;
     const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
-    acc_t v[kMaxImages];
+    const int64_t at = iy * g.W + ix;
+    acc_t v[kImages];
 #pragma unroll
-    for (int b = 0; b < kMaxImages; ++b)
-      v[b] = (b < nb && inside) ? static_cast<acc_t>(x[((n0 + b) * g.C + c) * g.H * g.W + iy * g.W + ix]) : acc_t(0);
+    for (int b = 0; b < kImages; ++b)
+      v[b] = (b < nb && inside) ? static_cast<acc_t>(xp[b * x_step + at]) : acc_t(0);
 #pragma unroll
-    for (int b = 0; b < kMaxImages; ++b)
+    for (int b = 0; b < kImages; ++b)
       if (b < nb) s_x[b * x_cells + e] = v[b];
   }
 }
@@ -547,7 +555,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t n_end = std::min<int64_t>(g.N, n_begin + t.batch_per_chunk);
   for (int64_t n = n_begin; n < n_end; ++n) {
     __syncthreads();
-    load_correlation_tile_batch(go, x, s_go, s_x, n, 1, c, oh0, ow0, g, t);
+    load_correlation_tile_batch<1>(go, x, s_go, s_x, n, 1, c, oh0, ow0, g, t);
     __syncthreads();
     if (n == n_begin) {
 #pragma unroll
@@ -581,7 +589,8 @@ __global__ void __launch_bounds__(kThreads)
 // a row it slides a register window over the input: one new shared load and
 // one grad_output load per kGroupTaps FMAs. The slices are added in a fixed
 // order through shared memory before the block writes its partial sums.
-template <typename scalar_t, typename acc_t>
+// kImages: 1 (t.images == 1: large planes keep the single-image code) or kMaxImages.
+template <typename scalar_t, typename acc_t, int kImages>
 __global__ void __launch_bounds__(kThreads)
     tap_correlation_grouped_kernel(const scalar_t* __restrict__ go, const scalar_t* __restrict__ x,
                                    acc_t* __restrict__ partial, Geo g, CorrTile t) {
@@ -609,9 +618,9 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t n_begin = int64_t(chunk) * t.batch_per_chunk;
   const int64_t n_end = std::min<int64_t>(g.N, n_begin + t.batch_per_chunk);
   for (int64_t n0 = n_begin; n0 < n_end; n0 += t.images) {
-    const int nb = int(std::min<int64_t>(t.images, n_end - n0));
+    const int nb = kImages == 1 ? 1 : int(std::min<int64_t>(t.images, n_end - n0));
     __syncthreads();
-    load_correlation_tile_batch(go, x, s_go, s_x, n0, nb, c, oh0, ow0, g, t);
+    load_correlation_tile_batch<kImages>(go, x, s_go, s_x, n0, nb, c, oh0, ow0, g, t);
     __syncthreads();
     if (!active) continue;
     for (int b = 0; b < nb; ++b) {
@@ -771,8 +780,11 @@ std::tuple<at::Tensor, at::Tensor> tap_conv_correlation_cuda(const at::Tensor& g
     TORCH_CHECK(g.C <= int64_t(INT32_MAX), "too many channels");
     const dim3 grid(unsigned(g.C), unsigned(parts), unsigned(t.tap_chunks));
     const int64_t* op = g.dense ? nullptr : offsets.const_data_ptr<int64_t>();
-    if (t.grouped)
-      tap_correlation_grouped_kernel<scalar_t, acc_t><<<grid, kThreads, t.smem, current_stream()>>>(
+    if (t.grouped && t.images == 1)
+      tap_correlation_grouped_kernel<scalar_t, acc_t, 1><<<grid, kThreads, t.smem, current_stream()>>>(
+          go.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(), partial.mutable_data_ptr<acc_t>(), geo, t);
+    else if (t.grouped)
+      tap_correlation_grouped_kernel<scalar_t, acc_t, kMaxImages><<<grid, kThreads, t.smem, current_stream()>>>(
           go.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(), partial.mutable_data_ptr<acc_t>(), geo, t);
     else if (g.dense)
       tap_correlation_kernel<scalar_t, acc_t, true><<<grid, kThreads, t.smem, current_stream()>>>(
