@@ -218,11 +218,30 @@ def test_cuda_ring_float32_benchmark_shape_equals_padded_path():
 @pytest.mark.cuda
 @testing.requires_cuda
 def test_cuda_opcheck_gradcheck_compile():
-    x, w = (t.cuda().detach().requires_grad_() for t in make((2, 4, 9, 8), (4, 1, 3, 5)))
+    x, w = (t.cuda().detach().requires_grad_() for t in make((2, 4, 9, 11), (4, 1, 3, 5)))
     b = torch.randn(4, dtype=torch.float64, device="cuda", requires_grad=True)
     testing.check_opcheck(ring, (x, w, b, [1, 2], 4, [2, 4], True))
     testing.check_opcheck(ring, (x, w, None, [1, 1], 4, [1, 3], False))
-    g = torch.randn(2, 4, 9, 8, dtype=torch.float64, device="cuda")
+    g = torch.randn(2, 4, 9, 11, dtype=torch.float64, device="cuda")
     testing.check_opcheck(ring_backward, (g, x.detach(), w.detach(), None, None, [1, 1], 4, [2, 4], [True, True, True]))
     testing.check_gradcheck(lambda x, w, b: lo.diff_conv2d(x, w, b, groups=4), [x, w, b], fast_mode=True)
     testing.check_compile(lambda x, w: lo.diff_conv2d(x, w, groups=4, dilation=(1, 2)).sin(), [x, w])
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+def test_cuda_takes_the_ring_path_for_depthwise_layers_only(monkeypatch):
+    # On CUDA the ring path pays for depthwise layers only (measured: ops/diffconv.py _ring_pays).
+    calls = []
+    real = torch.ops.learnable_ops.diff_conv2d_ring.default
+
+    def spy(*args):
+        calls.append(args[4])  # groups
+        return real(*args)
+
+    monkeypatch.setattr(torch.ops.learnable_ops.diff_conv2d_ring, "default", spy)
+    x = torch.randn(2, 4, 16, 16, device="cuda")
+    lo.diff_conv2d(x, torch.randn(4, 4, 3, 3, device="cuda"))
+    lo.diff_conv2d(x, torch.randn(4, 2, 3, 3, device="cuda"), groups=2)
+    lo.diff_conv2d(x, torch.randn(4, 1, 5, 5, device="cuda"), groups=4)
+    assert calls == [4]
