@@ -359,15 +359,9 @@ struct CorrTile {
   // threads (interleaved tile rows).
   bool grouped;
   int groups_per_row, groups, slices;
-  // Grouped kernel: images staged per iteration (one tile each). Small planes
-  // (7x7 at ConvNeXt's last stage) otherwise spend each image on a global load
-  // latency and two barriers for a few FMAs per thread.
-  int images;
 };
 
 constexpr int kGroupTaps = 4;
-constexpr int kMaxImages = 8;                       // images staged per iteration (grouped weight gradient)
-constexpr size_t kBatchedSmemBudget = 24 * 1024;    // ... while their tiles fit in this much shared memory
 constexpr int kRowSlack = 2 * kGroupTaps;  // shared words past the input tile a group's window may read
 
 // Row pitch (>= iw) of the input tile for tap_correlation_grouped_kernel.
@@ -450,14 +444,6 @@ CorrTile corr_tile(const Geo& g, size_t acc_size, bool dense) {
       t.smem = padded;
     }
   }
-  t.images = 1;
-  if (t.grouped) {
-    const size_t per_image = (size_t(t.th) * t.tw + size_t(t.ih) * t.iw) * acc_size;
-    const size_t fixed = t.smem - per_image;
-    if (fixed + per_image < kBatchedSmemBudget)
-      t.images = int(std::min<size_t>(kMaxImages, (kBatchedSmemBudget - fixed) / per_image));
-    t.smem = fixed + size_t(t.images) * per_image;
-  }
   t.tap_chunks = (g.T + kTapsPerBlock - 1) / kTapsPerBlock;
   const int64_t base = g.C * t.tiles_h * t.tiles_w * t.tap_chunks;
   const int64_t want = 4 * int64_t(multiprocessor_count());
@@ -469,50 +455,22 @@ CorrTile corr_tile(const Geo& g, size_t acc_size, bool dense) {
   return t;
 }
 
-// Stages the grad_output tiles (zero past the plane) and the matching input
-// tiles with their halo (zero outside the input) of images n0 .. n0 + nb - 1
-// (nb <= kMaxImages) of channel c for the weight gradient, image b's at
-// s_go + b * th * tw and s_x + b * ih * iw. Each thread issues its loads for
-// every image before storing any, so the images' global load latencies overlap.
-// kImages: the most images a call stages (a compile-time bound, so the
-// single-image kernels keep straight-line loads); nb <= kImages.
-template <int kImages, typename scalar_t, typename acc_t>
-__device__ __forceinline__ void load_correlation_tile_batch(const scalar_t* __restrict__ go,
-                                                            const scalar_t* __restrict__ x, acc_t* s_go, acc_t* s_x,
-                                                            int64_t n0, int nb, int64_t c, int64_t oh0, int64_t ow0,
-                                                            const Geo& g, const CorrTile& t) {
-  const int go_cells = t.th * t.tw, x_cells = t.ih * t.iw;
-  // Image n0's planes of channel c; image n0 + b is b planes-of-a-batch further.
-  const int64_t go_plane = g.Ho * g.Wo, x_plane = g.H * g.W;
-  const scalar_t* gp = go + (n0 * g.C + c) * go_plane;
-  const scalar_t* xp = x + (n0 * g.C + c) * x_plane;
-  const int64_t go_step = g.C * go_plane, x_step = g.C * x_plane;
-  for (int e = threadIdx.x; e < go_cells; e += blockDim.x) {
+// Stages one plane's grad_output tile (zero past the plane) and the matching
+// input tile with its halo (zero outside the input) for the weight gradient.
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ void load_correlation_tiles(const scalar_t* __restrict__ gp,
+                                                       const scalar_t* __restrict__ xp, acc_t* s_go, acc_t* s_x,
+                                                       int64_t oh0, int64_t ow0, const Geo& g, const CorrTile& t) {
+  for (int e = threadIdx.x; e < t.th * t.tw; e += blockDim.x) {
     const int r = e / t.tw, col = e - r * t.tw;
     const int64_t oi = oh0 + r, oj = ow0 + col;
-    const bool inside = oi < g.Ho && oj < g.Wo;
-    const int64_t at = oi * g.Wo + oj;
-    acc_t v[kImages];
-#pragma unroll
-    for (int b = 0; b < kImages; ++b)
-      v[b] = (b < nb && inside) ? static_cast<acc_t>(gp[b * go_step + at]) : acc_t(0);
-#pragma unroll
-    for (int b = 0; b < kImages; ++b)
-      if (b < nb) s_go[b * go_cells + e] = v[b];
+    s_go[e] = (oi < g.Ho && oj < g.Wo) ? static_cast<acc_t>(gp[oi * g.Wo + oj]) : acc_t(0);
   }
   const int64_t iy0 = oh0 * g.sh - g.pt, ix0 = ow0 * g.sw - g.pl;
-  for (int e = threadIdx.x; e < x_cells; e += blockDim.x) {
+  for (int e = threadIdx.x; e < t.ih * t.iw; e += blockDim.x) {
     const int r = e / t.iw, col = e - r * t.iw;
     const int64_t iy = iy0 + r, ix = ix0 + col;
-    const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
-    const int64_t at = iy * g.W + ix;
-    acc_t v[kImages];
-#pragma unroll
-    for (int b = 0; b < kImages; ++b)
-      v[b] = (b < nb && inside) ? static_cast<acc_t>(xp[b * x_step + at]) : acc_t(0);
-#pragma unroll
-    for (int b = 0; b < kImages; ++b)
-      if (b < nb) s_x[b * x_cells + e] = v[b];
+    s_x[e] = (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) ? static_cast<acc_t>(xp[iy * g.W + ix]) : acc_t(0);
   }
 }
 
@@ -554,8 +512,9 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t n_begin = int64_t(chunk) * t.batch_per_chunk;
   const int64_t n_end = std::min<int64_t>(g.N, n_begin + t.batch_per_chunk);
   for (int64_t n = n_begin; n < n_end; ++n) {
+    const int64_t p = n * g.C + c;
     __syncthreads();
-    load_correlation_tile_batch<1>(go, x, s_go, s_x, n, 1, c, oh0, ow0, g, t);
+    load_correlation_tiles(go + p * g.Ho * g.Wo, x + p * g.H * g.W, s_go, s_x, oh0, ow0, g, t);
     __syncthreads();
     if (n == n_begin) {
 #pragma unroll
@@ -589,16 +548,14 @@ __global__ void __launch_bounds__(kThreads)
 // a row it slides a register window over the input: one new shared load and
 // one grad_output load per kGroupTaps FMAs. The slices are added in a fixed
 // order through shared memory before the block writes its partial sums.
-// kImages: 1 (t.images == 1: large planes keep the single-image code) or kMaxImages.
-template <typename scalar_t, typename acc_t, int kImages>
+template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
     tap_correlation_grouped_kernel(const scalar_t* __restrict__ go, const scalar_t* __restrict__ x,
                                    acc_t* __restrict__ partial, Geo g, CorrTile t) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  const int go_cells = t.th * t.tw, x_cells = t.ih * t.iw;
   acc_t* s_go = reinterpret_cast<acc_t*>(smem_raw);
-  acc_t* s_x = s_go + t.images * go_cells;
-  acc_t* s_red = s_x + t.images * x_cells + kRowSlack;
+  acc_t* s_x = s_go + t.th * t.tw;
+  acc_t* s_red = s_x + t.ih * t.iw + kRowSlack;
 
   const int64_t c = blockIdx.x;
   const int part = blockIdx.y;
@@ -614,32 +571,30 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int m = 0; m < kGroupTaps; ++m) acc[m] = 0;
 
-  if (tid < kRowSlack) s_x[t.images * x_cells + tid] = acc_t(0);
+  if (tid < kRowSlack) s_x[t.ih * t.iw + tid] = acc_t(0);
   const int64_t n_begin = int64_t(chunk) * t.batch_per_chunk;
   const int64_t n_end = std::min<int64_t>(g.N, n_begin + t.batch_per_chunk);
-  for (int64_t n0 = n_begin; n0 < n_end; n0 += t.images) {
-    const int nb = kImages == 1 ? 1 : int(std::min<int64_t>(t.images, n_end - n0));
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const int64_t p = n * g.C + c;
     __syncthreads();
-    load_correlation_tile_batch<kImages>(go, x, s_go, s_x, n0, nb, c, oh0, ow0, g, t);
+    load_correlation_tiles(go + p * g.Ho * g.Wo, x + p * g.H * g.W, s_go, s_x, oh0, ow0, g, t);
     __syncthreads();
     if (!active) continue;
-    for (int b = 0; b < nb; ++b) {
-      for (int i = slice; i < t.th; i += t.slices) {
-        const acc_t* grow = s_go + b * go_cells + i * t.tw;
-        // Taps past the kernel's last column read the next row, the next
-        // image's tile or the slack: their sums are never written.
-        const acc_t* xrow = s_x + b * x_cells + (i * g.sh + u) * t.iw + v0;
-        acc_t win[kGroupTaps];
+    for (int i = slice; i < t.th; i += t.slices) {
+      const acc_t* grow = s_go + i * t.tw;
+      // Taps past the kernel's last column read the next row (or the slack):
+      // their sums are never written.
+      const acc_t* xrow = s_x + (i * g.sh + u) * t.iw + v0;
+      acc_t win[kGroupTaps];
 #pragma unroll
-        for (int m = 0; m < kGroupTaps; ++m) win[m] = xrow[m];
-        for (int jj = 0; jj < t.tw; ++jj) {
-          const acc_t gv = grow[jj];
+      for (int m = 0; m < kGroupTaps; ++m) win[m] = xrow[m];
+      for (int jj = 0; jj < t.tw; ++jj) {
+        const acc_t gv = grow[jj];
 #pragma unroll
-          for (int m = 0; m < kGroupTaps; ++m) acc[m] += gv * win[m];
+        for (int m = 0; m < kGroupTaps; ++m) acc[m] += gv * win[m];
 #pragma unroll
-          for (int m = 0; m + 1 < kGroupTaps; ++m) win[m] = win[m + 1];
-          win[kGroupTaps - 1] = xrow[jj + kGroupTaps];
-        }
+        for (int m = 0; m + 1 < kGroupTaps; ++m) win[m] = win[m + 1];
+        win[kGroupTaps - 1] = xrow[jj + kGroupTaps];
       }
     }
   }
@@ -679,19 +634,9 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ acc_t s[kThreads];
   const int64_t c = blockIdx.x;
   acc_t acc = 0;
-  if (plane >= kThreads) {
-    for (int64_t n = 0; n < N; ++n) {
-      const scalar_t* gp = go + (n * C + c) * plane;
-      for (int64_t e = threadIdx.x; e < plane; e += blockDim.x) acc += static_cast<acc_t>(gp[e]);
-    }
-  } else {
-    // Small planes: every thread takes elements of several images, so the
-    // loads of a whole batch are in flight at once (not one plane at a time).
-    const int64_t total = N * plane;
-    for (int64_t idx = threadIdx.x; idx < total; idx += blockDim.x) {
-      const int64_t n = idx / plane;
-      acc += static_cast<acc_t>(go[(n * C + c) * plane + (idx - n * plane)]);
-    }
+  for (int64_t n = 0; n < N; ++n) {
+    const scalar_t* gp = go + (n * C + c) * plane;
+    for (int64_t e = threadIdx.x; e < plane; e += blockDim.x) acc += static_cast<acc_t>(gp[e]);
   }
   s[threadIdx.x] = acc;
   __syncthreads();
@@ -780,11 +725,8 @@ std::tuple<at::Tensor, at::Tensor> tap_conv_correlation_cuda(const at::Tensor& g
     TORCH_CHECK(g.C <= int64_t(INT32_MAX), "too many channels");
     const dim3 grid(unsigned(g.C), unsigned(parts), unsigned(t.tap_chunks));
     const int64_t* op = g.dense ? nullptr : offsets.const_data_ptr<int64_t>();
-    if (t.grouped && t.images == 1)
-      tap_correlation_grouped_kernel<scalar_t, acc_t, 1><<<grid, kThreads, t.smem, current_stream()>>>(
-          go.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(), partial.mutable_data_ptr<acc_t>(), geo, t);
-    else if (t.grouped)
-      tap_correlation_grouped_kernel<scalar_t, acc_t, kMaxImages><<<grid, kThreads, t.smem, current_stream()>>>(
+    if (t.grouped)
+      tap_correlation_grouped_kernel<scalar_t, acc_t><<<grid, kThreads, t.smem, current_stream()>>>(
           go.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(), partial.mutable_data_ptr<acc_t>(), geo, t);
     else if (g.dense)
       tap_correlation_kernel<scalar_t, acc_t, true><<<grid, kThreads, t.smem, current_stream()>>>(
