@@ -117,10 +117,24 @@ def _shift_setup_context(ctx, inputs, output):
     ctx.mode = mode
 
 
+def _fused_backward_pays(input: torch.Tensor) -> bool:
+    """Whether the fused backward op is the faster one (measured, docs/shift.md): on the CPU
+    always; on CUDA for float16 and bfloat16 only. On an H100 (64x96x56x56, fwd+bwd, 2026-12-07
+    against the 2026-11-23 run of the separate kernels) it ran bf16 sparse 10-30% faster and bf16
+    active about even, but float32 sparse 8-13% and float32 active 25-29% slower (its plane
+    staging spills registers under its occupancy cap)."""
+    return input.device.type != "cuda" or input.dtype in (torch.float16, torch.bfloat16)
+
+
 def _shift_backward(ctx, grad_output):
     input, shifts = ctx.saved_tensors
     grad_input = grad_shifts = None
-    if ctx.needs_input_grad[0] and ctx.needs_input_grad[1] and not torch.is_grad_enabled():
+    if (
+        ctx.needs_input_grad[0]
+        and ctx.needs_input_grad[1]
+        and not torch.is_grad_enabled()
+        and _fused_backward_pays(input)
+    ):
         # Both gradients, no graph to record (create_graph=False): one fused op
         # that reads grad_output once. With create_graph the separate ops keep
         # their own (double-backward) autograd.
