@@ -56,7 +56,8 @@ constexpr int kBlockThreads = 256;
 // cap 65536 / (256 * blocks)): 4 (64 registers) for the 32-bit index modes,
 // which need 40 to 72 uncapped, so the interior fast path keeps 1024 threads
 // and their loads in flight per SM; 2 for the 64-bit ones (87 to 127). The
-// polynomial kernels (120 to 128 registers, 2 blocks per SM) are not capped.
+// polynomial kernels (about 100 registers) are left uncapped: capped at 128
+// they spill and each took ptxas 40 to 70 s.
 template <PadMode M, typename I>
 constexpr int gather_min_blocks() {
   return M == PadMode::Polynomial ? 1 : sizeof(I) == 4 ? 4 : 2;
@@ -312,26 +313,20 @@ LO_HD void pad_gather_items(const ThreadSlot& s, const GatherArgs<scalar_t, I>& 
         }
       }
     } else {
-      // Near a D or H edge. The column loop stays rolled (its nesting of
-      // table/inline variants, unrolled, made the polynomial kernel use ~150
-      // registers), so it sums into its own array, which may live in local
-      // memory without moving the fast path's accumulators there.
-      acc_t edge[kQuad] = {acc_t(0), acc_t(0), acc_t(0), acc_t(0)};
       view.visit(0, jd, [&](I o_d, double w_d) {
         view.visit(1, jh, [&](I o_h, double w_h) {
           const scalar_t* srow = base + (o_d * a.source[1] + o_h) * a.source[2];
           const double wdh = w_d * w_h;
+          LO_PAD_UNROLL
           for (int k = 0; k < kQuad; ++k) {
             const I jw = col + k;
             if (jw >= a.target[2]) continue;
             view.visit(2, jw, [&](I o, double w) {
-              edge[k] += weighted ? acc_t(wdh * w) * acc_t(srow[o]) : acc_t(srow[o]);
+              acc[k] += weighted ? acc_t(wdh * w) * acc_t(srow[o]) : acc_t(srow[o]);
             });
           }
         });
       });
-      LO_PAD_UNROLL
-      for (int k = 0; k < kQuad; ++k) acc[k] = edge[k];
     }
     scalar_t v[kQuad];
     LO_PAD_UNROLL
