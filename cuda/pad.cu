@@ -20,7 +20,7 @@ using pad_kernels::ForwardArgs;
 using pad_kernels::GatherArgs;
 using pad_kernels::PadAxis;
 
-constexpr int kThreads = pad_kernels::kBlockThreads;
+constexpr int kThreads = 256;
 // Per-block budget of the axis tables: 16 KB keeps eight 256-thread blocks
 // per SM on every architecture we build for.
 constexpr size_t kTableBudget = 16 * 1024;

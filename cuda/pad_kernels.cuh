@@ -25,9 +25,8 @@
 // index with its weights (gather). The lists are tiny for the interior (one
 // entry: the copy), so an element whose three axes each have a single source
 // reads it directly. An axis whose table does not fit the budget is computed
-// inline from the same shared maps. The interior run of every axis (targets
-// whose single source is the copy) is computed on the host, so interior
-// elements never touch the tables.
+// inline from the same shared maps, with a host-computed interior run as its
+// fast path.
 #pragma once
 
 #include <algorithm>
@@ -48,20 +47,8 @@
 namespace learnable_ops {
 namespace pad_kernels {
 
-// Columns per thread, and threads per block (pad.cu launches this many).
+// Columns per thread.
 constexpr int kQuad = 4;
-constexpr int kBlockThreads = 256;
-
-// Resident blocks per SM that the gather kernel asks ptxas to allow (register
-// cap 65536 / (256 * blocks)): 4 (64 registers) for the 32-bit index modes,
-// which need 40 to 72 uncapped, so the interior fast path keeps 1024 threads
-// and their loads in flight per SM; 2 for the 64-bit ones (87 to 127). The
-// polynomial kernels (about 100 registers) are left uncapped: capped at 128
-// they spill and each took ptxas 40 to 70 s.
-template <PadMode M, typename I>
-constexpr int gather_min_blocks() {
-  return M == PadMode::Polynomial ? 1 : sizeof(I) == 4 ? 4 : 2;
-}
 
 // One spatial axis of a pad (D, H or W), as in PadPlan.
 template <typename I>
@@ -123,7 +110,6 @@ LO_HD I source_index(const PadAxis<I>& axis, I o) {
 
 template <PadMode M, typename scalar_t, typename I>
 LO_HD void pad_forward_tables(const ThreadSlot& s, const ForwardArgs<scalar_t, I>& a) {
-  LO_PAD_UNROLL
   for (int ax = 0; ax < 3; ++ax) {
     if (a.table_offset[ax] < 0) continue;
     I* table = reinterpret_cast<I*>(s.shared + a.table_offset[ax]);
@@ -131,12 +117,8 @@ LO_HD void pad_forward_tables(const ThreadSlot& s, const ForwardArgs<scalar_t, I
   }
 }
 
-// The copied range needs no table (two compares, no shared-memory load); the
-// table serves the padded bands.
 template <PadMode M, typename scalar_t, typename I>
 LO_HD I forward_source(const ThreadSlot& s, const ForwardArgs<scalar_t, I>& a, int ax, I o) {
-  const I p = o - a.axis[ax].before;
-  if (p >= 0 && p < a.axis[ax].in) return p;
   return a.table_offset[ax] >= 0 ? reinterpret_cast<const I*>(s.shared + a.table_offset[ax])[o]
                                  : source_index<M>(a.axis[ax], o);
 }
@@ -189,8 +171,8 @@ struct GatherArgs {
   // in polynomial mode, weight). count_offset < 0: the axis lists inline.
   int32_t count_offset[3], index_offset[3], weight_offset[3];
   I slots[3];
-  // Targets in [safe_lo, safe_hi) have the single source j + safe_shift with
-  // weight 1 (the interior: the fast path, tabled or not).
+  // Inline axes: targets in [safe_lo, safe_hi) have the single source
+  // j + safe_shift with weight 1.
   I safe_lo[3], safe_hi[3], safe_shift[3];
   bool vector_store;
 };
@@ -216,7 +198,6 @@ LO_HD void visit_list(const PadAxis<I>& axis, bool poly_sources, I j, F&& f) {
 template <PadMode M, typename scalar_t, typename I>
 LO_HD void pad_gather_tables(const ThreadSlot& s, const GatherArgs<scalar_t, I>& a) {
   constexpr bool weighted = M == PadMode::Polynomial;
-  LO_PAD_UNROLL
   for (int ax = 0; ax < 3; ++ax) {
     if (a.count_offset[ax] < 0) continue;
     I* count = reinterpret_cast<I*>(s.shared + a.count_offset[ax]);
@@ -244,20 +225,19 @@ struct GatherView {
   const ThreadSlot& s;
   const GatherArgs<scalar_t, I>& a;
 
-  // True when target j has exactly one source on axis ax: sets it and its
-  // weight. The interior run answers without a shared-memory load.
+  // True when target j has exactly one source on axis ax: sets it and its weight.
   LO_HD bool single(int ax, I j, I& o, double& w) const {
-    if (j >= a.safe_lo[ax] && j < a.safe_hi[ax]) {
-      o = j + a.safe_shift[ax];
-      w = 1.0;
-      return true;
-    }
     if (a.count_offset[ax] >= 0) {
       const I* count = reinterpret_cast<const I*>(s.shared + a.count_offset[ax]);
       if (count[j] != 1) return false;
       const I at = j * a.slots[ax];
       o = reinterpret_cast<const I*>(s.shared + a.index_offset[ax])[at];
       w = weighted ? reinterpret_cast<const double*>(s.shared + a.weight_offset[ax])[at] : 1.0;
+      return true;
+    }
+    if (j >= a.safe_lo[ax] && j < a.safe_hi[ax]) {
+      o = j + a.safe_shift[ax];
+      w = 1.0;
       return true;
     }
     return false;
@@ -317,7 +297,6 @@ LO_HD void pad_gather_items(const ThreadSlot& s, const GatherArgs<scalar_t, I>& 
         view.visit(1, jh, [&](I o_h, double w_h) {
           const scalar_t* srow = base + (o_d * a.source[1] + o_h) * a.source[2];
           const double wdh = w_d * w_h;
-          LO_PAD_UNROLL
           for (int k = 0; k < kQuad; ++k) {
             const I jw = col + k;
             if (jw >= a.target[2]) continue;
@@ -342,7 +321,7 @@ __device__ inline ThreadSlot this_thread_slot() {
 }
 
 template <PadMode M, typename scalar_t, typename I>
-__global__ void __launch_bounds__(kBlockThreads) pad_forward_kernel(const ForwardArgs<scalar_t, I> a) {
+__global__ void pad_forward_kernel(const ForwardArgs<scalar_t, I> a) {
   const ThreadSlot s = this_thread_slot();
   pad_forward_tables<M>(s, a);
   __syncthreads();
@@ -350,7 +329,7 @@ __global__ void __launch_bounds__(kBlockThreads) pad_forward_kernel(const Forwar
 }
 
 template <PadMode M, typename acc_t, typename scalar_t, typename I>
-__global__ void __launch_bounds__(kBlockThreads, gather_min_blocks<M, I>()) pad_gather_kernel(const GatherArgs<scalar_t, I> a) {
+__global__ void pad_gather_kernel(const GatherArgs<scalar_t, I> a) {
   const ThreadSlot s = this_thread_slot();
   pad_gather_tables<M>(s, a);
   __syncthreads();
@@ -400,7 +379,8 @@ int64_t longest_list(const PadAxis<I>& axis, bool poly_sources, I targets) {
   return longest;
 }
 
-// The longest run of targets whose list is only the copy (weight 1). Not only the first run: a reflect axis starts with a
+// For an axis listed inline: the longest run of targets whose list is only the
+// copy (weight 1). Not only the first run: a reflect axis starts with a
 // single-preimage edge element (input 0), then the pad band, then the interior.
 template <PadMode M, typename I>
 void single_source_run(const PadAxis<I>& axis, bool poly_sources, I& lo, I& hi, I& shift) {
@@ -492,6 +472,7 @@ size_t plan_gather(GatherArgs<scalar_t, I>& a, const PadAxis<I> (&axes)[3], bool
         a.count_offset[ax] = int32_t(used + weight_bytes);
         a.index_offset[ax] = int32_t(used + weight_bytes + count_bytes);
         used += weight_bytes + count_bytes + index_bytes;
+        continue;
       }
     }
     single_source_run<M>(axes[ax], poly_sources, a.safe_lo[ax], a.safe_hi[ax], a.safe_shift[ax]);
