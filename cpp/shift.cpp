@@ -666,6 +666,47 @@ void shifts_backward(const scalar_t* go, const scalar_t* x, double* out, const S
 // in a fixed order (equal to shift_shifts_backward up to float rounding).
 // ---------------------------------------------------------------------------
 
+// The interior of adjoint_with_derivatives: inputs j in [j0, j1), both of
+// whose W taps read interior outputs. A separate function so that it gets the
+// AVX2 clone (the lambdas of the caller would not inline into a clone).
+template <int K, int kAxes, typename acc_t, typename row_t, typename scalar_t>
+LO_ROW_LOOP void adjoint_interior(acc_t* __restrict__ dst, acc_t* __restrict__ dw, acc_t* __restrict__ dh,
+                                  acc_t* __restrict__ dd, const scalar_t* __restrict__ x_row,
+                                  const row_t* const* r, const acc_t (*weights)[4], int64_t j0, int64_t j1,
+                                  acc_t t) {
+  const acc_t u = acc_t(1) - t;
+  acc_t wg[K], wh[K], wd[K];
+  const row_t* __restrict__ rr[K];
+  for (int k = 0; k < K; ++k) {
+    wg[k] = weights[0][k];
+    wh[k] = weights[1][k];
+    wd[k] = weights[2][k];
+    rr[k] = r[k];
+  }
+  for (int64_t j = j0; j < j1; ++j) {
+    acc_t g0 = 0, g1 = 0, h0 = 0, h1 = 0, d0 = 0, d1 = 0;
+#pragma GCC unroll 4
+    for (int k = 0; k < K; ++k) {
+      const acc_t v0 = static_cast<acc_t>(rr[k][j]), v1 = static_cast<acc_t>(rr[k][j + 1]);
+      g0 += wg[k] * v0;
+      g1 += wg[k] * v1;
+      if constexpr (kAxes >= 1) {
+        h0 += wh[k] * v0;
+        h1 += wh[k] * v1;
+      }
+      if constexpr (kAxes >= 2) {
+        d0 += wd[k] * v0;
+        d1 += wd[k] * v1;
+      }
+    }
+    const acc_t xv = static_cast<acc_t>(x_row[j]);
+    dst[j] = u * g0 + t * g1;
+    dw[j] += xv * (g1 - g0);
+    if constexpr (kAxes >= 1) dh[j] += xv * (u * h0 + t * h1);
+    if constexpr (kAxes >= 2) dd[j] += xv * (u * d0 + t * d1);
+  }
+}
+
 // Not LO_ROW_LOOP: its AVX2 clone measured twice slower than the baseline
 // build here (GCC 12), and so did copying `weights` into local arrays.
 // Input row j's gradient into dst (overwritten) and its derivative products
@@ -701,27 +742,7 @@ void adjoint_with_derivatives(acc_t* __restrict__ dst, acc_t* __restrict__ dw, a
     // Both outputs j + f and j + f + 1 are interior for j in [in.lo - f, in.hi - f - 1).
     const row_t* r[K];
     for (int k = 0; k < K; ++k) r[k] = rows[k] + f;
-    for (int64_t j = in.lo - f; j < in.hi - f - 1; ++j) {
-      acc_t g0 = 0, g1 = 0, h0 = 0, h1 = 0, d0 = 0, d1 = 0;
-      for (int k = 0; k < K; ++k) {
-        const acc_t v0 = static_cast<acc_t>(r[k][j]), v1 = static_cast<acc_t>(r[k][j + 1]);
-        g0 += weights[0][k] * v0;
-        g1 += weights[0][k] * v1;
-        if constexpr (kAxes >= 1) {
-          h0 += weights[1][k] * v0;
-          h1 += weights[1][k] * v1;
-        }
-        if constexpr (kAxes >= 2) {
-          d0 += weights[2][k] * v0;
-          d1 += weights[2][k] * v1;
-        }
-      }
-      const acc_t xv = static_cast<acc_t>(x_row[j]);
-      dst[j] = u * g0 + t * g1;
-      dw[j] += xv * (g1 - g0);
-      if constexpr (kAxes >= 1) dh[j] += xv * (u * h0 + t * h1);
-      if constexpr (kAxes >= 2) dd[j] += xv * (u * d0 + t * d1);
-    }
+    adjoint_interior<K, kAxes>(dst, dw, dh, dd, x_row, r, weights, in.lo - f, in.hi - f - 1, t);
     acc_t v[3];
     combined(in.hi - 1, v);
     scatter(in.hi - f - 1, 0, v);
