@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One consolidated run on the GPU machine: build, CUDA tests, benchmarks.
 #   tools/gpu-run.sh "<pytest args>" "<bench families>"
-# Writes logs and JSON to $OUT (the device tool's output folder) when set.
+# Writes logs and JSON to $OUT (the device tool's output folder) when set; timing.txt
+# keeps the build, test and benchmark times (the tool's output tail may cut them).
+# Call the device tool's give_back right after the last run: a warm machine's idle
+# time counts against the session's device budget.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
@@ -16,7 +19,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   if ! python3 -m pip install --no-build-isolation --no-deps -v . > "$OUT/build.log" 2>&1; then
     tail -80 "$OUT/build.log"; echo "BUILD FAILED"; exit 1
   fi
-  echo "== build: $(( $(date +%s) - start ))s"
+  echo "== build: $(( $(date +%s) - start ))s" | tee -a "$OUT/timing.txt"
   grep -E "learnable_ops: |warning" "$OUT/build.log" | grep -v "torch/include" | sort -u | head -20
 fi
 cd /tmp && python3 -m learnable_ops info; cd - > /dev/null
@@ -26,7 +29,7 @@ mkdir -p /tmp/t && cp -r tests /tmp/t/ && cp pyproject.toml /tmp/t/ && cp -r doc
 # pytest-xdist, where present, spreads the tests over processes and survives a crashing one.
 xdist=""; python3 -c "import xdist" 2>/dev/null && xdist="-n ${WORKERS:-8}"
 [ -n "${1:-}" ] && (cd /tmp/t && timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${1:-tests} -q -p no:cacheprovider $xdist 2>&1 | tee "$OUT/tests.log" | tail -40)
-echo "== tests: $(( $(date +%s) - start ))s"
+echo "== tests: $(( $(date +%s) - start ))s" | tee -a "$OUT/timing.txt"
 if [ -n "${PROFILE:-}" ]; then
   (cd /tmp && timeout 240 python3 "$repo/tools/gpu_profile.py" ${PROFILE/all/} > "$OUT/profile.txt" 2>&1; tail -5 "$OUT/profile.txt")
   echo "== profile: $(( $(date +%s) - start ))s"
@@ -35,7 +38,7 @@ fi
 mkdir -p /tmp/bench
 for fam in ${2:-}; do
   (cd /tmp && timeout ${BENCH_TIMEOUT:-200} python3 -m learnable_ops bench --family "$fam" --device cuda --out /tmp/bench --min-run-time ${MIN_RUN:-0.3} 2>&1 | grep -E "^\| $fam|Traceback|Error" | head -40)
-  echo "== bench $fam: $(( $(date +%s) - start ))s"
+  echo "== bench $fam: $(( $(date +%s) - start ))s" | tee -a "$OUT/timing.txt"
 done
 [ -n "${2:-}" ] && tar czf "$OUT/bench.tgz" -C /tmp/bench .
 echo "== total: $(( $(date +%s) - start ))s"
