@@ -481,7 +481,9 @@ TapCrop reachable_taps(const TapConvGeometry& g) {
   return c;
 }
 
-// g for the cropped kernel: same input and output, smaller taps and padding.
+// g for the cropped kernel: same input and output, smaller taps and padding
+// (g itself where nothing is cropped; crop_weight then returns a view of the
+// whole kernel).
 TapConvGeometry cropped_geometry(TapConvGeometry g, const TapCrop& c) {
   g.kh = c.u1 - c.u0 + 1;
   g.kw = c.v1 - c.v0 + 1;
@@ -514,11 +516,8 @@ at::Tensor depthwise_conv2d_impl(const at::Tensor& input, const at::Tensor& weig
                       bias->sizes());
   }
   const TapCrop crop = reachable_taps(g);
-  if (crop.crops(g)) {
-    const TapConvGeometry gc = cropped_geometry(g, crop);
-    return be.forward(input, dense_offsets(gc.kh, gc.kw), opmath_weights(crop_weight(weight, crop)), bias, gc);
-  }
-  return be.forward(input, dense_offsets(g.kh, g.kw), opmath_weights(weight), bias, g);
+  const TapConvGeometry gc = cropped_geometry(g, crop);
+  return be.forward(input, dense_offsets(gc.kh, gc.kw), opmath_weights(crop_weight(weight, crop)), bias, gc);
 }
 
 at::Tensor depthwise_conv2d_backward_input_impl(const at::Tensor& grad_output, const at::Tensor& weight,
@@ -531,12 +530,8 @@ at::Tensor depthwise_conv2d_backward_input_impl(const at::Tensor& grad_output, c
   TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef({g.N, g.C, g.Ho, g.Wo}), "grad_output must have shape ",
                     at::IntArrayRef({g.N, g.C, g.Ho, g.Wo}), ", got ", grad_output.sizes());
   const TapCrop crop = reachable_taps(g);
-  if (crop.crops(g)) {
-    const TapConvGeometry gc = cropped_geometry(g, crop);
-    return be.backward_input(grad_output, dense_offsets(gc.kh, gc.kw), opmath_weights(crop_weight(weight, crop)),
-                             gc);
-  }
-  return be.backward_input(grad_output, dense_offsets(g.kh, g.kw), opmath_weights(weight), g);
+  const TapConvGeometry gc = cropped_geometry(g, crop);
+  return be.backward_input(grad_output, dense_offsets(gc.kh, gc.kw), opmath_weights(crop_weight(weight, crop)), gc);
 }
 
 std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight_impl(const at::Tensor& grad_output,
@@ -553,7 +548,7 @@ std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight_impl(const a
   TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef({g.N, g.C, g.Ho, g.Wo}), "grad_output must have shape ",
                     at::IntArrayRef({g.N, g.C, g.Ho, g.Wo}), ", got ", grad_output.sizes());
   const TapCrop crop = reachable_taps(g);
-  const TapConvGeometry gc = crop.crops(g) ? cropped_geometry(g, crop) : g;
+  const TapConvGeometry gc = cropped_geometry(g, crop);
   auto [corr, gbias] = be.correlation(grad_output, input, dense_offsets(gc.kh, gc.kw), gc);
   at::Tensor gw = corr.view({g.C, gc.kh, gc.kw}).to(input.scalar_type());
   if (crop.crops(g)) gw = at::constant_pad_nd(gw, {crop.v0, g.kw - 1 - crop.v1, crop.u0, g.kh - 1 - crop.u1});
