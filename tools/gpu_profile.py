@@ -29,26 +29,46 @@ def workloads():
     yield "pad reflect fwd+bwd (ours)", _fwd_bwd(lambda t: lo.pad(t, (3, 3, 3, 3), "reflect"), x)
     yield "pad reflect fwd+bwd (F.pad)", _fwd_bwd(lambda t: F.pad(t, (3, 3, 3, 3), mode="reflect"), x)
     xb = torch.randn(64, 96, 56, 56, device=dev, dtype=torch.bfloat16, requires_grad=True)
-    s = (torch.rand(96, 2, device=dev) * 6 - 3).requires_grad_()
+    s = ((torch.rand(96, 2, device=dev) * 2 - 1) * 1.5).requires_grad_()
     xf = torch.randn(64, 96, 56, 56, device=dev, requires_grad=True)
-    yield "shift sparse zeros fp32 fwd+bwd", _fwd_bwd(lambda t, w: lo.shift(t, w, "zeros", "sparse"), xf, s)
-    yield "shift active zeros fp32 fwd+bwd", _fwd_bwd(lambda t, w: lo.shift(t, w, "zeros", "active"), xf, s)
-    yield "shift sparse zeros bf16 fwd", lambda: lo.shift(xb.detach(), s.detach(), "zeros", "sparse")
-    yield "shift sparse zeros bf16 fwd+bwd", _fwd_bwd(lambda t, w: lo.shift(t, w, "zeros", "sparse"), xb, s)
-    yield "shift active reflect bf16 fwd+bwd", _fwd_bwd(lambda t, w: lo.shift(t, w, "reflect", "active"), xb, s)
-    wconv = torch.randn(96, 1, 3, 3, device=dev, dtype=torch.bfloat16, requires_grad=True)
-    yield "dw3x3 conv bf16 fwd+bwd", _fwd_bwd(lambda t, w: F.conv2d(t, w, padding=1, groups=96), xb, wconv)
+    gf, gb = torch.randn_like(xf), torch.randn_like(xb)
+
+    def _shift_fb(t, g, pm, m):
+        return lambda: lo.shift(t, s, pm, m).backward(g)
+
+    yield "shift clone fp32", lambda: xf.detach().clone()
+    yield "shift clone bf16", lambda: xb.detach().clone()
+    for tag, t, g in (("fp32", xf, gf), ("bf16", xb, gb)):
+        yield f"shift sparse zeros {tag} fwd", lambda t=t: lo.shift(t.detach(), s.detach(), "zeros", "sparse")
+        yield f"shift active zeros {tag} fwd", lambda t=t: lo.shift(t.detach(), s.detach(), "zeros", "active")
+        for pm in ("zeros", "reflect"):
+            for m in ("sparse", "active"):
+                yield f"shift {m} {pm} {tag} fwd+bwd", _shift_fb(t, g, pm, m)
+        w3 = torch.randn(96, 1, 3, 3, device=dev, dtype=t.dtype, requires_grad=True)
+        yield f"shift dw3x3 conv {tag} fwd+bwd", lambda t=t, g=g, w3=w3: F.conv2d(t, w3, padding=1, groups=96).backward(g)
+    import learnable_ops.ops.diffconv as dc
+    ring_pays = dc._ring_pays
     xd = torch.randn(16, 64, 128, 128, device=dev, requires_grad=True)
-    for k in (3, 5):
+    gd = torch.randn_like(xd)
+
+    def _ring(force):
+        def call(t, w, **kw):
+            dc._ring_pays = (lambda *a: force)
+            try:
+                return lo.diff_conv2d(t, w, **kw)
+            finally:
+                dc._ring_pays = ring_pays
+        return call
+
+    for k in (3, 5, 7):
         wd = torch.randn(64, 64, k, k, device=dev, requires_grad=True)
-        yield f"diffconv dense K={k} fwd+bwd", _fwd_bwd(lambda t, w: lo.diff_conv2d(t, w), xd, wd)
-        yield f"conv same K={k} fwd+bwd", _fwd_bwd(lambda t, w: F.conv2d(t, w, padding=k // 2), xd, wd)
-        yield f"poly pad + valid K={k} fwd+bwd", _fwd_bwd(
-            lambda t, w: F.conv2d(lo.pad(t, (k // 2,) * 4, "polynomial", order=k - 1), w), xd, wd)
         wdw = torch.randn(64, 1, k, k, device=dev, requires_grad=True)
-        yield f"diffconv depthwise K={k} fwd+bwd", _fwd_bwd(lambda t, w: lo.diff_conv2d(t, w, groups=64), xd, wdw)
-        yield f"conv same depthwise K={k} fwd+bwd", _fwd_bwd(
-            lambda t, w: F.conv2d(t, w, padding=k // 2, groups=64), xd, wdw)
+        for kind, w, grp in (("dense", wd, 1), ("depthwise", wdw, 64)):
+            yield f"diffconv {kind} K={k} ring fwd+bwd", lambda w=w, grp=grp: _ring(True)(xd, w, groups=grp).backward(gd)
+            yield f"diffconv {kind} K={k} padded fwd+bwd", lambda w=w, grp=grp: _ring(False)(xd, w, groups=grp).backward(gd)
+            yield f"diffconv {kind} K={k} conv same fwd+bwd", lambda w=w, grp=grp, k=k: F.conv2d(xd, w, padding=k // 2, groups=grp).backward(gd)
+            if kind == "depthwise":
+                yield f"diffconv {kind} K={k} ours dw same fwd+bwd", lambda w=w: lo.depthwise_conv2d(xd, w).backward(gd)
     for dtype in (torch.float32, torch.bfloat16):
         xs = torch.randn(128, 96, 56, 56, device=dev, dtype=dtype).to(memory_format=torch.channels_last)
         w7 = torch.randn(96, 1, 7, 7, device=dev, dtype=dtype)
@@ -96,8 +116,18 @@ def main(names):
             torch.cuda.synchronize()
         kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
         print(f"\n### {name}: {ms:.3f} ms/iter, {len(kernels) / 5:.0f} kernels/iter")
-        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=10, max_name_column_width=70)
-        print("\n".join(line[:190] for line in table.splitlines()))
+        # Kernels only, per iteration: self device time (us) and calls.
+        rows = []
+        for e in prof.key_averages():
+            t = getattr(e, "self_device_time_total", None)
+            if t is None:
+                t = getattr(e, "self_cuda_time_total", 0)
+            if t > 0 and getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA:
+                rows.append((t / 5, e.count / 5, e.key))
+        if not rows:
+            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=10, max_name_column_width=70))
+        for t, c, key in sorted(rows, reverse=True)[:8]:
+            print(f"  {t:9.1f} us  x{c:g}  {key[:110]}")
 
 
 if __name__ == "__main__":
