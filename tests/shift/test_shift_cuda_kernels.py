@@ -140,10 +140,21 @@ def test_cuda_wide_index_path(padding_mode, mode):
     assert abs(gs.item() - expected_gs.item()) <= 1e-3 * deriv.abs().sum().item() ** 0.5 + 1e-6 * deriv.abs().sum().item()
 
 
-# The fused backward (shift_backward): one block per plane that fits 40 KiB of shared memory,
-# the separate kernels otherwise. Its input gradient is bit-identical to shift_input_backward;
-# its shift gradient sums in another order (equal up to rounding).
+# The fused backward (shift_backward) takes, in order: the plane kernel (1D/2D planes whose
+# three plane buffers fit 48 KiB of shared memory: its input gradient is the adjoint one axis
+# at a time, equal to shift_input_backward up to rounding); the staged kernel (half types,
+# planes up to 40 KiB: bit-identical input gradient); the two separate kernels. The shift
+# gradient always sums in another order than shift_shifts_backward (equal up to rounding).
 ops = torch.ops.learnable_ops
+PLANE_BWD, STAGED_BWD, SEPARATE_BWD = "shift_plane_backward_kernel", "shift_backward_kernel<", "shift_input_backward_kernel"
+
+
+def _gx_tolerance(g, dtype):
+    # The adjoint sums up to a few hundred grad_output values per input (border edges of
+    # large shifts) in the accumulation type, then rounds to dtype.
+    acc_eps = torch.finfo(torch.float64 if dtype == torch.float64 else torch.float32).eps
+    g_max = float(g.double().abs().max()) if g.numel() else 0.0
+    return dict(atol=64 * acc_eps * g_max * max(g.shape[2:]), rtol=2 * torch.finfo(dtype).eps)
 
 
 def _fused_and_separate(g, x, s, padding_mode, mode):
@@ -157,7 +168,7 @@ def _fused_and_separate(g, x, s, padding_mode, mode):
 
 def _check_fused(g, x, s, padding_mode, mode):
     (gx, gs), (ex, es) = _fused_and_separate(g, x, s, padding_mode, mode)
-    assert torch.equal(gx, ex)
+    torch.testing.assert_close(gx, ex, equal_nan=True, **_gx_tolerance(g, gx.dtype))
     assert gs.dtype == es.dtype and gs.shape == es.shape
     # Both sum N products in the accumulation type (float for half types), in another order:
     # rounding relative to the sum of their magnitudes, then the rounding to the shifts' dtype.
@@ -216,45 +227,83 @@ def test_cuda_fused_backward_unaligned_input(mode):
             torch.testing.assert_close(a.cpu(), b, atol=1e-4, rtol=1e-4)
 
 
+def _kernel_names(fn):
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return " ".join(e.key for e in prof.key_averages())
+
+
 @pytest.mark.parametrize(
-    "shape, dtype, fused",
+    "shape, dtype, kernel",
     [
-        ((1, 2, 80, 128), torch.float32, True),  # exactly 40 KiB
-        ((1, 2, 81, 128), torch.float32, False),  # over the budget: the separate kernels
-        ((1, 2, 120, 120), torch.bfloat16, True),
-        ((1, 2, 120, 120), torch.float32, False),
-        ((1, 2, 20011), torch.float32, False),
+        ((2, 3, 56, 56), torch.float32, PLANE_BWD),  # 3 x 12.25 KiB
+        ((1, 2, 64, 64), torch.float32, SEPARATE_BWD),  # 48 KiB of planes plus the tables: over
+        ((1, 2, 60, 64), torch.float32, PLANE_BWD),
+        ((1, 2, 2000), torch.float32, PLANE_BWD),  # 1D
+        ((1, 2, 80, 128), torch.float32, SEPARATE_BWD),  # over the plane budget, float32
+        ((1, 2, 80, 128), torch.bfloat16, STAGED_BWD),  # half type within the staged budget
+        ((1, 2, 120, 120), torch.bfloat16, STAGED_BWD),
+        ((1, 2, 150, 150), torch.bfloat16, SEPARATE_BWD),
+        ((2, 3, 8, 8, 8), torch.float32, SEPARATE_BWD),  # 3D
+        ((2, 3, 8, 8, 8), torch.float16, STAGED_BWD),
+        ((1, 2, 20011), torch.float32, SEPARATE_BWD),
     ],
     ids=str,
 )
-def test_cuda_fused_backward_smem_budget(shape, dtype, fused):
+def test_cuda_fused_backward_kernel_choice(shape, dtype, kernel):
     x = torch.randn(shape, device="cuda").to(dtype)
     g = torch.randn(shape, device="cuda").to(dtype)
-    s = ((torch.rand(2, len(shape) - 2, device="cuda") * 2 - 1) * 3).to(torch.float64)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        for mode in lo.SHIFT_MODES:
-            _check_fused(g, x, s, "reflect", mode)
-        torch.cuda.synchronize()
-    names = " ".join(e.key for e in prof.key_averages())
-    assert ("shift_backward_kernel" in names) == fused
+    s = ((torch.rand(shape[1], len(shape) - 2, device="cuda") * 2 - 1) * 3).to(torch.float64)
+    for mode in lo.SHIFT_MODES:
+        names = _kernel_names(lambda: _check_fused(g, x, s, "reflect", mode))
+        for k in (PLANE_BWD, STAGED_BWD):
+            assert (k in names) == (k == kernel), (k, names)
+        expected = ops.shift_backward.default(g.cpu().double(), x.cpu().double(), s.cpu(), "reflect", mode)
+        got = ops.shift_backward.default(g, x, s, "reflect", mode)
+        tol = 1e-5 if dtype == torch.float32 else 2e-2
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a.double().cpu(), b, atol=tol * max(1.0, float(b.abs().max())), rtol=tol)
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, plane",
+    [((2, 3, 56, 56), torch.float32, True), ((2, 3, 56, 56), torch.bfloat16, True), ((1, 2, 3000), torch.float64, True),
+     ((1, 2, 120, 120), torch.float32, False), ((2, 3, 4, 5, 6), torch.float32, False)],
+    ids=str,
+)
+def test_cuda_forward_kernel_choice(shape, dtype, plane):
+    # The plane forward (1D/2D planes within 48 KiB) is bit-identical to the general kernel;
+    # compared here with the CPU in float64 terms.
+    x = torch.randn(shape, device="cuda").to(dtype)
+    s = (torch.rand(shape[1], len(shape) - 2, device="cuda", dtype=torch.float64) * 2 - 1) * 2.5
+    for mode in lo.SHIFT_MODES:
+        for padding_mode in lo.PAD_MODES:
+            names = _kernel_names(lambda: lo.shift(x, s, padding_mode, mode))
+            assert ("shift_plane_forward_kernel" in names) == plane, names
+            got = lo.shift(x, s, padding_mode, mode)
+            expected = lo.shift(x.cpu(), s.cpu(), padding_mode, mode)
+            if mode == "sparse":  # a gather: exact
+                assert torch.equal(got.cpu(), expected)
+            else:
+                tol = 1e-2 if dtype == torch.bfloat16 else 1e-6
+                torch.testing.assert_close(got.cpu(), expected, atol=tol, rtol=tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_cuda_autograd_takes_fused_backward_for_half_precision(dtype):
-    # On CUDA the fused backward pays in float16/bfloat16 only (ops/shift.py _fused_backward_pays).
+def test_cuda_autograd_takes_fused_backward(dtype):
+    # On CUDA autograd takes the fused op for both gradients (ops/shift.py _fused_backward_pays);
+    # a 2D 56x56 plane runs its plane kernel.
     x = torch.randn(2, 8, 56, 56, device="cuda").to(dtype).requires_grad_()
     s = ((torch.rand(8, 2, device="cuda") * 2 - 1) * 1.5).requires_grad_()
     grad = torch.randn(x.shape, device="cuda").to(dtype)
-    fused = dtype != torch.float32
     for mode in lo.SHIFT_MODES:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
             gx, gs = torch.autograd.grad(lo.shift(x, s, "zeros", mode), (x, s), grad)
             torch.cuda.synchronize()
         names = " ".join(e.key for e in prof.key_averages())
-        assert ("shift_backward_kernel" in names) == fused
-        assert ("shift_input_backward_kernel" in names) == (not fused)
-        # The op that ran, called directly: the same values.
-        (ex, es) = _fused_and_separate(grad, x.detach(), s.detach(), "zeros", mode)[0 if fused else 1]
+        assert PLANE_BWD in names and SEPARATE_BWD not in names
+        ex, es = ops.shift_backward.default(grad, x.detach(), s.detach(), "zeros", mode)
         assert torch.equal(gx, ex)
         torch.testing.assert_close(gs, es)
 

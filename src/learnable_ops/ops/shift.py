@@ -118,12 +118,12 @@ def _shift_setup_context(ctx, inputs, output):
 
 
 def _fused_backward_pays(input: torch.Tensor) -> bool:
-    """Whether the fused backward op is the faster one (measured, docs/shift.md): on the CPU
-    always; on CUDA for float16 and bfloat16 only. On an H100 (64x96x56x56, fwd+bwd, 2026-12-07
-    against the 2026-11-23 run of the separate kernels) it ran bf16 sparse 10-30% faster and bf16
-    active about even, but float32 sparse 8-13% and float32 active 25-29% slower (its plane
-    staging spills registers under its occupancy cap)."""
-    return input.device.type != "cuda" or input.dtype in (torch.float16, torch.bfloat16)
+    """Whether autograd takes the fused backward op for both gradients: always. On CUDA the op
+    itself picks its kernel (cuda/shift.cu, shift_backward_cuda): the plane kernel for 1D/2D
+    planes that fit in shared memory, the staged kernel for other small planes in float16 and
+    bfloat16, the two separate kernels otherwise (the staged kernel ran 8-29% slower than they
+    did in float32 on an H100, 2026-12-07)."""
+    return True
 
 
 def _shift_backward(ctx, grad_output):
