@@ -873,13 +873,84 @@ int64_t plane_backward_smem(const ShiftGeometry& g, int64_t element_size, int64_
 }
 
 bool plane_kernel_applies(const ShiftGeometry& g, int64_t smem_bytes) {
-  return g.size[0] == 1 && !needs_wide_index(g) && smem_bytes <= kPlaneSmemBytes;
+  return g.ndim <= 2 && !needs_wide_index(g) && smem_bytes <= kPlaneSmemBytes;
 }
 
 int plane_threads(const ShiftGeometry& g, int vector) {
   const int64_t want = (g.plane() / vector + 31) / 32 * 32;
   return static_cast<int>(std::min<int64_t>(kPlaneMaxThreads, std::max<int64_t>(64, want)));
 }
+
+// Copies one or two planes of n elements into shared memory: 16-byte loads
+// when every source is 16-byte aligned (the destinations, offsets of the
+// dynamic shared memory that are multiples of 16, always are), all of a
+// thread's loads of a round issued before its stores; element by element
+// otherwise.
+template <typename scalar_t, int kPlanes>
+__device__ __forceinline__ void stage_planes(scalar_t* __restrict__ d0, const scalar_t* __restrict__ s0,
+                                             scalar_t* __restrict__ d1, const scalar_t* __restrict__ s1, int n) {
+  constexpr int kVector = 16 / int(sizeof(scalar_t));
+  constexpr int kRound = 4;
+  int done = 0;
+  const bool aligned = reinterpret_cast<uintptr_t>(s0) % 16 == 0 &&
+                       (kPlanes < 2 || reinterpret_cast<uintptr_t>(s1) % 16 == 0);
+  if (kVector > 1 && aligned) {
+    const int vectors = n / kVector;
+    const uint4* __restrict__ v0 = reinterpret_cast<const uint4*>(s0);
+    const uint4* __restrict__ v1 = reinterpret_cast<const uint4*>(s1);
+    for (int base = threadIdx.x; base < vectors; base += kRound * blockDim.x) {
+      uint4 a[kRound], b[kRound];
+#pragma unroll
+      for (int u = 0; u < kRound; ++u) {
+        const int i = base + u * blockDim.x;
+        if (i < vectors) {
+          a[u] = v0[i];
+          if (kPlanes == 2) b[u] = v1[i];
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kRound; ++u) {
+        const int i = base + u * blockDim.x;
+        if (i < vectors) {
+          reinterpret_cast<uint4*>(d0)[i] = a[u];
+          if (kPlanes == 2) reinterpret_cast<uint4*>(d1)[i] = b[u];
+        }
+      }
+    }
+    done = vectors * kVector;
+  }
+  for (int i = done + threadIdx.x; i < n; i += blockDim.x) {
+    d0[i] = s0[i];
+    if (kPlanes == 2) d1[i] = s1[i];
+  }
+}
+
+// The channel's taps, floor (set 0) and rounded (set 1), computed by threads
+// 0..5 into shared memory before the planes are staged (no barrier of its
+// own: read them after the block's next __syncthreads).
+struct PlaneTaps {
+  AxisTaps axis[2][3];
+  int finite[2][3];
+  __device__ void compute(const double* __restrict__ shifts, const ShiftGeometry& g, bool floor, bool rounded) {
+    const int t = threadIdx.x;
+    if (t >= 6) return;
+    const int set = t / 3, a = t % 3, k = a - g.first_axis();
+    if ((set == 0 && !floor) || (set == 1 && !rounded)) return;
+    AxisTaps taps{0, 0.0};
+    bool ok = true;
+    if (k >= 0)
+      ok = axis_taps(shifts[(int64_t(blockIdx.x) % g.channels) * g.ndim + k], g.size[a], g.padding, set == 1,
+                     &taps);
+    axis[set][a] = taps;
+    finite[set][a] = ok;
+  }
+  __device__ BlockTaps get(int set) const {
+    BlockTaps b;
+    for (int a = 0; a < 3; ++a) b.axis[a] = axis[set][a];
+    b.finite = finite[set][0] && finite[set][1] && finite[set][2];
+    return b;
+  }
+};
 
 // Row (premultiplied by W) and column index tables of one set of taps:
 // rows[k * H + h] = pad_index(h - f_H - k) * W, cols[k * W + w] =
@@ -897,6 +968,29 @@ __device__ void build_plane_tables(const BlockTaps& bt, int H, int W, PadMode mo
   }
 }
 
+// 16 bytes of V = 16 / sizeof(scalar_t) values, built in registers (the
+// element index j is a compile-time constant after unrolling).
+template <typename scalar_t>
+struct VecPack {
+  uint32_t w[4] = {0, 0, 0, 0};
+  __device__ __forceinline__ void set(int j, scalar_t v) {
+    if constexpr (sizeof(scalar_t) == 4) {
+      memcpy(&w[j], &v, 4);
+    } else if constexpr (sizeof(scalar_t) == 2) {
+      uint16_t b;
+      memcpy(&b, &v, 2);
+      w[j / 2] = (j % 2 == 0) ? ((w[j / 2] & 0xffff0000u) | b) : ((w[j / 2] & 0xffffu) | (uint32_t(b) << 16));
+    } else {
+      static_assert(sizeof(scalar_t) == 8, "2, 4 or 8 bytes");
+      uint64_t b;
+      memcpy(&b, &v, 8);
+      w[2 * j] = static_cast<uint32_t>(b);
+      w[2 * j + 1] = static_cast<uint32_t>(b >> 32);
+    }
+  }
+  __device__ __forceinline__ uint4 get() const { return make_uint4(w[0], w[1], w[2], w[3]); }
+};
+
 // dst[s] = value(h, w) for the n elements of a plane of width W: V elements
 // per thread and 16-byte stores when dst is 16-byte aligned, else one
 // element at a time.
@@ -908,16 +1002,16 @@ __device__ __forceinline__ void write_plane(scalar_t* __restrict__ dst, int n, i
     const int vectors = n / V;
     for (int i = threadIdx.x; i < vectors; i += blockDim.x) {
       int h = (i * V) / W, w = i * V - h * W;
-      alignas(16) scalar_t pack[V];
+      VecPack<scalar_t> pack;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
-        pack[j] = value(h, w);
+        pack.set(j, value(h, w));
         if (++w == W) {
           w = 0;
           ++h;
         }
       }
-      reinterpret_cast<uint4*>(dst)[i] = *reinterpret_cast<const uint4*>(pack);
+      reinterpret_cast<uint4*>(dst)[i] = pack.get();
     }
     done = vectors * V;
   }
@@ -956,8 +1050,11 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
   int* rows = reinterpret_cast<int*>(plane_smem + align16(int64_t(n) * sizeof(scalar_t)));
   int* cols = rows + 2 * H;
   const int64_t offset = int64_t(blockIdx.x) * n;
-  stage_plane(xs, x + offset, n);
-  const BlockTaps bt = block_taps(shifts, g, /*rounded=*/!kActive);
+  __shared__ PlaneTaps taps;
+  taps.compute(shifts, g, /*floor=*/kActive, /*rounded=*/!kActive);
+  stage_planes<scalar_t, 1>(xs, x + offset, nullptr, nullptr, n);
+  __syncthreads();
+  const BlockTaps bt = taps.get(kActive ? 0 : 1);
   if (!bt.finite) {
     fill_plane_nan(y + offset, n);
     return;
@@ -989,38 +1086,43 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
   }
 }
 
-// The adjoint of one axis at input j of a line of length n read with
-// stride: sum over the taps k of w[k] times the sum of the line's values at
-// the outputs whose tap k reads j. [lo, hi): the inputs with a single
-// preimage j + f + k for every tap.
-template <typename acc_t, typename V>
-__device__ __forceinline__ acc_t axis_adjoint(const V* __restrict__ line, int stride, int j, int n, int f,
-                                              const AxisWeights<acc_t>& aw, int lo, int hi, PadMode mode) {
-  acc_t acc = 0;
-  if (j >= lo && j < hi) {
-    for (int k = 0; k < aw.taps; ++k) acc += aw.w[k] * static_cast<acc_t>(line[(j + f + k) * stride]);
-    return acc;
+// The adjoint of one axis (length n, tap k at shift f + k) at input j of a
+// line read with stride. E(p) = sum_k w[k] line[p + f + k] (over outputs
+// inside [0, n)) is the adjoint into padded coordinate p; the input gradient
+// is E(j) plus E(p) of every padded coordinate p outside [0, n) that the
+// forward pass read and the padding map sends to j: p in [-lo, -1] and
+// [n, n + hi - 1]. Those land within `near` of either end (the filter only
+// skips inputs that none can reach).
+struct AxisFold {
+  int f, lo, hi, near;
+  __device__ AxisFold(int n, int f_, int taps, PadMode mode) : f(f_) {
+    lo = max(0, f + taps - 1);
+    hi = max(0, -f);
+    if (mode == PadMode::Zeros) lo = hi = 0;
+    near = max(lo, hi) + 1;
   }
-  for (int k = 0; k < aw.taps; ++k) {
-    auto cursor = PreimageCursor<int>::of(j, n, f + k, mode);
-    acc_t sum = 0;
-    for (int o; cursor.next(o);) sum += static_cast<acc_t>(line[o * stride]);
-    acc += aw.w[k] * sum;
+};
+
+template <int kTaps, typename acc_t, typename V>
+__device__ __forceinline__ acc_t axis_adjoint(const V* __restrict__ line, int stride, int j, int n,
+                                              const AxisWeights<acc_t>& aw, const AxisFold& fold, PadMode mode) {
+  auto extended = [&](int p) {
+    acc_t e = 0;
+#pragma unroll
+    for (int k = 0; k < kTaps; ++k) {
+      const int o = p + fold.f + k;
+      if (k < aw.taps && o >= 0 && o < n) e += aw.w[k] * static_cast<acc_t>(line[o * stride]);
+    }
+    return e;
+  };
+  acc_t acc = extended(j);
+  if (j < fold.near || j >= n - fold.near) {
+    for (int i = 1; i <= fold.lo; ++i)
+      if (pad_index_t<int>(-i, n, mode) == j) acc += extended(-i);
+    for (int i = 0; i < fold.hi; ++i)
+      if (pad_index_t<int>(n + i, n, mode) == j) acc += extended(n + i);
   }
   return acc;
-}
-
-// The inputs of an axis with a single preimage for every tap (see
-// set_single_preimage_spans).
-__device__ __forceinline__ void single_span(int n, int f, int taps, PadMode mode, int& lo, int& hi) {
-  single_preimage_span<int>(n, f, mode, lo, hi);
-  if (taps == 2) {
-    int lo1, hi1;
-    single_preimage_span<int>(n, f + 1, mode, lo1, hi1);
-    lo = max(lo, lo1);
-    hi = min(hi, hi1);
-  }
-  if (hi < lo) hi = lo;
 }
 
 template <typename scalar_t, bool kActive>
@@ -1039,27 +1141,24 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
   int* cols = rows + 2 * H;
   const int64_t offset = int64_t(blockIdx.x) * n;
   acc_t* out = partial + int64_t(blockIdx.x) * 3;
-  stage_plane(gs, go + offset, n);
-  stage_plane(xs, x + offset, n);
-  // Floor taps (the shift gradient, and the active adjoint); the sparse
-  // adjoint's rounded taps come second (block_taps reuses its shared slots).
-  const BlockTaps ft = block_taps(shifts, g, /*rounded=*/false);
+  // Floor taps (the shift gradient, and the active adjoint); rounded taps
+  // for the sparse adjoint.
+  __shared__ PlaneTaps taps;
+  taps.compute(shifts, g, /*floor=*/true, /*rounded=*/!kActive);
+  stage_planes<scalar_t, 2>(gs, go + offset, xs, x + offset, n);
+  __syncthreads();
+  const BlockTaps ft = taps.get(0);
   if (!ft.finite) {
     fill_plane_nan(gx + offset, n);
     if (threadIdx.x < 3) out[threadIdx.x] = quiet_nan<acc_t>();
     return;
   }
   build_plane_tables(ft, H, W, g.padding, rows, cols);
-  BlockTaps gt = ft;
-  if constexpr (!kActive) {
-    __syncthreads();
-    gt = block_taps(shifts, g, /*rounded=*/true);
-  }
+  const BlockTaps gt = kActive ? ft : taps.get(1);
   const AxisWeights<acc_t> wh(gt.axis[1].t), ww(gt.axis[2].t);
-  const int fh = static_cast<int>(gt.axis[1].f), fw = static_cast<int>(gt.axis[2].f);
-  int lo_h, hi_h, lo_w, hi_w;
-  single_span(H, fh, wh.taps, g.padding, lo_h, hi_h);
-  single_span(W, fw, ww.taps, g.padding, lo_w, hi_w);
+  const AxisFold fold_h(H, static_cast<int>(gt.axis[1].f), wh.taps, g.padding);
+  const AxisFold fold_w(W, static_cast<int>(gt.axis[2].f), ww.taps, g.padding);
+  constexpr int kTaps = kActive ? 2 : 1;
   // Derivative coefficients of derivative_plan: slot (kh, kw), axis H: (+-1) w_W(kw);
   // axis W: w_H(kh) (+-1). Both floor taps on a present axis; H is absent in 1D.
   const acc_t th = static_cast<acc_t>(ft.axis[1].t), tw = static_cast<acc_t>(ft.axis[2].t);
@@ -1079,7 +1178,7 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
     const int step = blockDim.x, dh = step / W, dw = step - dh * W;
     int h = threadIdx.x / W, w = threadIdx.x - h * W;
     for (int s = threadIdx.x; s < n; s += step) {
-      ts[s] = axis_adjoint<acc_t>(gs + w, W, h, H, fh, wh, lo_h, hi_h, g.padding);
+      ts[s] = axis_adjoint<kTaps>(gs + w, W, h, H, wh, fold_h, g.padding);
       const acc_t gr = static_cast<acc_t>(gs[s]);
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
@@ -1102,7 +1201,7 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
   __syncthreads();
   // Pass 2: the input gradient S_W^T T.
   write_plane(gx + offset, n, W, [&](int h, int j) {
-    return static_cast<scalar_t>(axis_adjoint<acc_t>(ts + h * W, 1, j, W, fw, ww, lo_w, hi_w, g.padding));
+    return static_cast<scalar_t>(axis_adjoint<kTaps>(ts + h * W, 1, j, W, ww, fold_w, g.padding));
   });
   const acc_t sums[3] = {acc_t(0), sum_h, sum_w};
   block_sum3(sums, out);
