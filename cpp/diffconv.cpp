@@ -737,17 +737,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
     std::optional<bool> native_depthwise) {
   const Setup s = check_and_plan(input, weight, std::nullopt, {1, 1}, dilation, groups, order);
   const RingPlan r = ring_plan(s, ring_uses_native_depthwise(input, weight, s, native_depthwise));
-  const bool need_input = output_mask[0], need_weight = output_mask[1];
+  const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
   const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
   TORCH_CHECK_VALUE(grad_output.dim() == 4 && grad_output.size(0) == n && grad_output.size(1) == weight.size(0) &&
                         grad_output.size(2) == h && grad_output.size(3) == w,
                     "grad_output must have shape (", n, ", ", weight.size(0), ", ", h, ", ", w, "), got ",
                     grad_output.sizes());
   at::Tensor grad_input, grad_weight, grad_bias;
-  std::tie(grad_input, grad_weight, grad_bias) = ring_conv_backward(r, grad_output, input, weight, s.padding,
-                                                                    s.dilation, groups, output_mask);
-  if (grad_output.numel() == 0 || input.numel() == 0 || !(need_input || need_weight))
+  if (grad_output.numel() == 0 || input.numel() == 0 || !(need_input || need_weight)) {
+    std::tie(grad_input, grad_weight, grad_bias) =
+        ring_conv_backward(r, grad_output, input, weight, s.padding, s.dilation, groups, output_mask);
     return {grad_input, grad_weight, grad_bias};
+  }
 
   // Two ways through a strip, chosen by whether the forward pass saved it:
   //
@@ -758,27 +759,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
   //
   // Lean (rebuilt, or no weight gradient): the rebuilt strip lives only for
   // the weight gradient; the data gradient is the transposed convolution of
-  // the gathered output-gradient bands (padded_input_gradient, as in the
-  // padded path), which needs no strip; the adjoint is one pad backward per
-  // edge, of the cropped pad that yields just that edge's ring from its own
-  // nodes. Every buffer stays within about one strip, so the input-gradient
-  // phase holds little beyond F.conv2d's own; it costs two more small kernels
-  // per strip than the compact way.
+  // the gathered output-gradient bands (ring_conv_input_gradient), which
+  // needs no strip; the adjoint is one pad backward per edge, of the cropped
+  // pad that yields just that edge's ring from its own nodes. Every buffer
+  // stays within about one strip; it costs two more small kernels per strip
+  // than the compact way.
   auto saved_strip = [&](const std::optional<at::Tensor>& saved, const std::vector<int64_t>& size) {
     if (!saved.has_value() || !saved->defined() || saved->numel() == 0) return at::Tensor();
     TORCH_CHECK_VALUE(saved->sizes() == at::IntArrayRef(size), "saved ring strip must have shape ", size,
                       ", got ", saved->sizes());
     return *saved;
   };
-  if (r.pad_h > 0) {
+  const at::Tensor saved_rows = saved_strip(rows_strip, rows_strip_size(input, r));
+  const at::Tensor saved_cols = saved_strip(cols_strip, cols_strip_size(input, r));
+  // The rows strip's share of the gradients the phase asks for (weight, input).
+  auto rows_backward = [&](bool weight_phase, bool input_phase) {
     at::Tensor bands = gather_row_bands(grad_output, r.pad_h);
-    const at::Tensor saved = saved_strip(rows_strip, rows_strip_size(input, r));
-    if (saved.defined()) {
+    if (saved_rows.defined()) {
       at::Tensor g_strip, g_weight;
-      std::tie(g_strip, g_weight, std::ignore) =
-          ring_conv_backward(r, bands, saved, weight, {0, 0}, s.dilation, groups, {need_input, need_weight, false});
-      if (need_weight) grad_weight.add_(g_weight);
-      if (need_input) {
+      std::tie(g_strip, g_weight, std::ignore) = ring_conv_backward(r, bands, saved_rows, weight, {0, 0}, s.dilation,
+                                                                    groups, {input_phase, weight_phase, false});
+      if (weight_phase) grad_weight.add_(g_weight);
+      if (input_phase) {
         // Each buffer is released as soon as the next exists (peak memory).
         bands.reset();
         at::Tensor gap = rings_around_gap(g_strip, r.pad_h, 2 * r.nodes_h);
@@ -789,34 +791,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
         gap.reset();
         add_row_bands(grad_input, r.nodes_h, g_ends);
       }
-    } else {
-      if (need_weight)
-        grad_weight.add_(std::get<1>(ring_conv_backward(r, bands, ring_rows_strip(input, s, r), weight, {0, 0},
-                                                        s.dilation, groups, {false, true, false})));
-      if (need_input) {
-        const at::Tensor g_strip =
-            ring_conv_input_gradient(r, bands, weight, rows_strip_size(input, r), {0, 0}, s.dilation, groups);
-        bands.reset();
-        const std::vector<int64_t> nodes_size{n, c, r.nodes_h, w};
-        grad_input.narrow(2, 0, r.nodes_h)
-            .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_h), nodes_size,
-                                    {r.pad_w, r.pad_w, r.pad_h, -r.nodes_h}, "polynomial", s.order, s.dilation));
-        grad_input.narrow(2, h - r.nodes_h, r.nodes_h)
-            .add_(call_pad_backward(g_strip.narrow(2, 3 * r.pad_h, r.pad_h), nodes_size,
-                                    {r.pad_w, r.pad_w, -r.nodes_h, r.pad_h}, "polynomial", s.order, s.dilation));
-      }
+      return;
     }
-  }
-  if (r.pad_w > 0) {
+    if (weight_phase)
+      grad_weight.add_(std::get<1>(ring_conv_backward(r, bands, ring_rows_strip(input, s, r), weight, {0, 0},
+                                                      s.dilation, groups, {false, true, false})));
+    if (input_phase) {
+      const at::Tensor g_strip =
+          ring_conv_input_gradient(r, bands, weight, rows_strip_size(input, r), {0, 0}, s.dilation, groups);
+      bands.reset();
+      const std::vector<int64_t> nodes_size{n, c, r.nodes_h, w};
+      grad_input.narrow(2, 0, r.nodes_h)
+          .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_h), nodes_size, {r.pad_w, r.pad_w, r.pad_h, -r.nodes_h},
+                                  "polynomial", s.order, s.dilation));
+      grad_input.narrow(2, h - r.nodes_h, r.nodes_h)
+          .add_(call_pad_backward(g_strip.narrow(2, 3 * r.pad_h, r.pad_h), nodes_size,
+                                  {r.pad_w, r.pad_w, -r.nodes_h, r.pad_h}, "polynomial", s.order, s.dilation));
+    }
+  };
+  // The same for the columns strip, held transposed with its bands.
+  auto cols_backward = [&](bool weight_phase, bool input_phase) {
     at::Tensor bands = gather_column_bands(grad_output, r.pad_w);
     const at::Tensor weight_t = weight.transpose(2, 3);
-    const at::Tensor saved = saved_strip(cols_strip, cols_strip_size(input, r));
-    if (saved.defined()) {
+    if (saved_cols.defined()) {
       at::Tensor g_strip, g_weight;
       std::tie(g_strip, g_weight, std::ignore) = ring_conv_backward(
-          r, bands, saved, weight_t, {0, r.pad_h}, r.dilation_t, groups, {need_input, need_weight, false});
-      if (need_weight) grad_weight.add_(g_weight.transpose(2, 3));
-      if (need_input) {
+          r, bands, saved_cols, weight_t, {0, r.pad_h}, r.dilation_t, groups, {input_phase, weight_phase, false});
+      if (weight_phase) grad_weight.add_(g_weight.transpose(2, 3));
+      if (input_phase) {
         bands.reset();
         at::Tensor gap = rings_around_gap(g_strip, r.pad_w, 2 * r.nodes_w);
         g_strip.reset();
@@ -825,26 +827,54 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
         gap.reset();
         add_column_bands(grad_input, r.nodes_w, g_ends);
       }
-    } else {
-      if (need_weight)
-        grad_weight.add_(std::get<1>(ring_conv_backward(r, bands, ring_cols_strip(input, r), weight_t,
-                                                        {0, r.pad_h}, r.dilation_t, groups, {false, true, false}))
-                             .transpose(2, 3));
-      if (need_input) {
-        const at::Tensor g_strip = ring_conv_input_gradient(r, bands, weight_t, cols_strip_size(input, r),
-                                                            {0, r.pad_h}, r.dilation_t, groups);
-        bands.reset();
-        const std::vector<int64_t> nodes_size{n, c, r.nodes_w, h};
-        grad_input.narrow(3, 0, r.nodes_w)
-            .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_w), nodes_size, {0, 0, r.pad_w, -r.nodes_w},
-                                    "polynomial", r.order_t, r.dilation_t)
-                      .transpose(2, 3));
-        grad_input.narrow(3, w - r.nodes_w, r.nodes_w)
-            .add_(call_pad_backward(g_strip.narrow(2, 3 * r.pad_w, r.pad_w), nodes_size,
-                                    {0, 0, -r.nodes_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t)
-                      .transpose(2, 3));
-      }
+      return;
     }
+    if (weight_phase)
+      grad_weight.add_(std::get<1>(ring_conv_backward(r, bands, ring_cols_strip(input, r), weight_t, {0, r.pad_h},
+                                                      r.dilation_t, groups, {false, true, false}))
+                           .transpose(2, 3));
+    if (input_phase) {
+      const at::Tensor g_strip = ring_conv_input_gradient(r, bands, weight_t, cols_strip_size(input, r),
+                                                          {0, r.pad_h}, r.dilation_t, groups);
+      bands.reset();
+      const std::vector<int64_t> nodes_size{n, c, r.nodes_w, h};
+      grad_input.narrow(3, 0, r.nodes_w)
+          .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_w), nodes_size, {0, 0, r.pad_w, -r.nodes_w},
+                                  "polynomial", r.order_t, r.dilation_t)
+                    .transpose(2, 3));
+      grad_input.narrow(3, w - r.nodes_w, r.nodes_w)
+          .add_(call_pad_backward(g_strip.narrow(2, 3 * r.pad_w, r.pad_w), nodes_size, {0, 0, -r.nodes_w, r.pad_w},
+                                  "polynomial", r.order_t, r.dilation_t)
+                    .transpose(2, 3));
+    }
+  };
+  auto strips_backward = [&](bool weight_phase, bool input_phase) {
+    if (r.pad_h > 0) rows_backward(weight_phase, input_phase);
+    if (r.pad_w > 0) cols_backward(weight_phase, input_phase);
+  };
+
+  if (!r.native_depthwise) {
+    // ATen's convolution backward computes both gradients in one call.
+    std::tie(grad_input, grad_weight, grad_bias) =
+        ring_conv_backward(r, grad_output, input, weight, s.padding, s.dilation, groups, output_mask);
+    strips_backward(need_weight, need_input);
+    return {grad_input, grad_weight, grad_bias};
+  }
+  // Our ops compute the two gradients in separate calls anyway, so every
+  // weight gradient comes first: the strips that the lean way rebuilds for it
+  // (with their gathered nodes and padded copy, about a third of an input at
+  // K = 7, 128 x 128) then come and go before the input gradient is
+  // allocated, and stay below the peak of the input-gradient phase, which is
+  // F.conv2d's own plus a strip gradient. The output-gradient bands are
+  // gathered once per phase (a thin copy) rather than held across the main
+  // input gradient.
+  std::tie(std::ignore, grad_weight, grad_bias) = ring_conv_backward(r, grad_output, input, weight, s.padding,
+                                                                     s.dilation, groups, {false, need_weight, need_bias});
+  if (need_weight) strips_backward(true, false);
+  if (need_input) {
+    grad_input = std::get<0>(ring_conv_backward(r, grad_output, input, weight, s.padding, s.dilation, groups,
+                                                {true, false, false}));
+    strips_backward(false, true);
   }
   return {grad_input, grad_weight, grad_bias};
 }
