@@ -267,13 +267,11 @@ def test_cuda_depthwise_k7_runs_our_kernels_only(save_strips):
     kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     assert any("tap_forward_kernel" in k for k in kernels), kernels
     assert not any("conv_depthwise2d" in k for k in kernels), kernels
-    # The same values as the CPU (ATen route, float64), where K = 7's extrapolation allows.
+    # The same values as the CPU (ATen route, float64), to float32 rounding of K = 7's
+    # extrapolation (weights summing to 2815 in absolute value): relative to each result's
+    # largest value. test_cuda_native_depthwise_route_equals_cpu compares float64 tightly.
     x64, w64, b64 = (t.detach().cpu().double().requires_grad_() for t in (x, w, b))
     want_y = ring_path(x64, w64, b64, groups=16, native=False)
     want = torch.autograd.grad(want_y, [x64, w64, b64], g.cpu().double())
-    scale = want_y.abs().max().item()
-    torch.testing.assert_close(y.cpu().double(), want_y.detach(), atol=1e-5 * scale, rtol=1e-4)
-    for got, expected in zip(grads, want):
-        torch.testing.assert_close(
-            got.cpu().double(), expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-4
-        )
+    for got, expected in zip((y, *grads), (want_y.detach(), *want)):
+        torch.testing.assert_close(got.cpu().double(), expected, atol=1e-4 * expected.abs().max().item(), rtol=1e-3)
