@@ -609,7 +609,7 @@ at::Tensor ring_conv_input_gradient(const RingPlan& r, const at::Tensor& grad_ou
                                     at::IntArrayRef dilation, int64_t groups) {
   if (r.native_depthwise)
     return call_depthwise_backward_input(grad_output, weight.select(1, 0), strip_size, depthwise_padding(padding));
-  Setup frame;
+  Setup frame{};
   frame.stride = {1, 1};
   frame.dilation = {dilation[0], dilation[1]};
   frame.groups = groups;
