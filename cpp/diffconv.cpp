@@ -47,9 +47,11 @@
 // contribution Z^T convT(g) (a crop). With an edge weight, both terms are
 // explicit. Every step is the exact adjoint of the forward.
 //
-// The op is a composition of ATen convolutions and the pad op, which dispatch
-// on the device themselves, so one implementation is registered for CPU and
-// CUDA; the device kernels are the pad op's (cpp/pad.cpp, cuda/pad.cu).
+// The op is a composition of ATen convolutions (in the ring path of depthwise
+// layers, our depthwise ops instead: cpp/depthwise.cpp, cuda/depthwise.cu) and
+// the pad op, which dispatch on the device themselves, so one implementation
+// is registered for CPU and CUDA; the device kernels are the pad op's
+// (cpp/pad.cpp, cuda/pad.cu) and the depthwise ops'.
 #include <array>
 #include <optional>
 #include <tuple>
@@ -469,22 +471,151 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kerne
 // convolution backward of the strip convolution and the adjoint of the
 // extrapolation (the pad op's backward on the ring gradient); the strip
 // gradients of the zero rows are dropped (those values are constants).
-// Everything is ATen calls and the pad op, so one implementation serves CPU
-// and CUDA.
+// Everything is convolutions and the pad op, so one implementation serves CPU
+// and CUDA. The convolutions (ring_conv, ring_conv_backward and
+// ring_conv_input_gradient) are ATen's, or, for depthwise layers, our
+// depthwise ops' (learnable_ops::depthwise_conv2d and its backward ops,
+// through the dispatcher): on CUDA ATen runs depthwise layers on its own slow
+// depthwise kernels, which took most of the path's time.
 
 struct RingPlan {
   int64_t pad_h, pad_w, nodes_h, nodes_w;
   // Order and dilation in the transposed frame of the columns (W axis first).
   std::vector<int64_t> order_t, dilation_t;
+  // Every convolution of the path runs on our depthwise ops rather than ATen's
+  // (ring_uses_native_depthwise).
+  bool native_depthwise;
 };
 
-RingPlan ring_plan(const Setup& s) {
+// Kernel sizes and image planes up to these take our depthwise ops. 31 is the
+// largest kernel their tests cover; the plane bound keeps the CUDA kernels'
+// tilings (at most 65535 tiles of >= 896 outputs, forward and weight
+// gradient, float64 with a 31x31 kernel included) well inside their limits.
+constexpr int64_t kNativeDepthwiseMaxKernel = 31;
+constexpr int64_t kNativeDepthwiseMaxPlane = int64_t(1) << 25;
+
+// Whether the ring path's convolutions can run on learnable_ops::depthwise_conv2d
+// and its backward ops: depthwise in their sense (one input channel per output
+// channel, groups == C_in == C_out, weight (C, 1, kh, kw)), undilated, within
+// their kernel and plane limits.
+bool native_depthwise_applies(const at::Tensor& input, const at::Tensor& weight, const Setup& s) {
+  return s.groups == input.size(1) && weight.size(0) == s.groups && weight.size(1) == 1 && s.dilation[0] == 1 &&
+         s.dilation[1] == 1 && weight.size(2) <= kNativeDepthwiseMaxKernel &&
+         weight.size(3) <= kNativeDepthwiseMaxKernel &&
+         input.size(2) * input.size(3) <= kNativeDepthwiseMaxPlane && (input.is_cpu() || input.is_cuda());
+}
+
+// `native_depthwise` is the ops' internal switch (the tests set it): false
+// keeps ATen's convolutions; true and None (the wrapper's call) take our
+// depthwise ops wherever they apply. They beat ATen's on both devices: on CUDA
+// ATen (cuDNN leaves depthwise layers to it) runs slow depthwise kernels, and
+// on the CPU the ring path's forward and backward ran 2.5-4x faster with ours
+// than with oneDNN's (docs/diffconv.md).
+bool ring_uses_native_depthwise(const at::Tensor& input, const at::Tensor& weight, const Setup& s,
+                                std::optional<bool> native_depthwise) {
+  return native_depthwise.value_or(true) && native_depthwise_applies(input, weight, s);
+}
+
+RingPlan ring_plan(const Setup& s, bool native_depthwise) {
   return {s.padding[0],
           s.padding[1],
           (s.order[0] + 1) * s.dilation[0],
           (s.order[1] + 1) * s.dilation[1],
           {s.order[1], s.order[0]},
-          {s.dilation[1], s.dilation[0]}};
+          {s.dilation[1], s.dilation[0]},
+          native_depthwise};
+}
+
+at::Tensor call_depthwise(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                          at::IntArrayRef padding) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("learnable_ops::depthwise_conv2d", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                         at::IntArrayRef, at::IntArrayRef)>();
+  return op.call(input, weight, bias, {1, 1}, padding);
+}
+
+at::Tensor call_depthwise_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                                         at::IntArrayRef input_size, at::IntArrayRef padding) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("learnable_ops::depthwise_conv2d_backward_input", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymIntArrayRef, at::IntArrayRef,
+                                         at::IntArrayRef)>();
+  return op.call(grad_output, weight, c10::fromIntArrayRefSlow(input_size), {1, 1}, padding);
+}
+
+std::tuple<at::Tensor, at::Tensor> call_depthwise_backward_weight(const at::Tensor& grad_output,
+                                                                  const at::Tensor& input, at::IntArrayRef kernel_size,
+                                                                  at::IntArrayRef padding) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("learnable_ops::depthwise_conv2d_backward_weight", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                                 at::IntArrayRef, at::IntArrayRef, at::IntArrayRef)>();
+  return op.call(grad_output, input, kernel_size, {1, 1}, padding);
+}
+
+// The ops' padding (top, bottom, left, right) of a symmetric (rows, columns) one.
+std::array<int64_t, 4> depthwise_padding(std::array<int64_t, 2> padding) {
+  return {padding[0], padding[0], padding[1], padding[1]};
+}
+
+// Every convolution of the ring path: stride 1, symmetric zero padding,
+// `weight` (C_out, C_in / groups, kh, kw) possibly a transposed view (the
+// columns strip). Our ops take the depthwise weight as (C, kh, kw).
+at::Tensor ring_conv(const RingPlan& r, const at::Tensor& input, const at::Tensor& weight,
+                     const std::optional<at::Tensor>& bias, std::array<int64_t, 2> padding,
+                     at::IntArrayRef dilation, int64_t groups) {
+  if (r.native_depthwise) return call_depthwise(input, weight.select(1, 0), bias, depthwise_padding(padding));
+  return at::convolution(input, weight, bias, {1, 1}, padding, dilation, false, {0, 0}, groups).contiguous();
+}
+
+// Its backward: (input, weight, bias) gradients as output_mask asks, each
+// contiguous, the weight's in weight's (possibly transposed) shape. `input` is
+// read only for the weight gradient.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ring_conv_backward(
+    const RingPlan& r, const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    std::array<int64_t, 2> padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask) {
+  at::Tensor grad_input, grad_weight, grad_bias;
+  if (r.native_depthwise) {
+    const at::Tensor weight3 = weight.select(1, 0);
+    const std::array<int64_t, 4> pad = depthwise_padding(padding);
+    if (output_mask[0]) grad_input = call_depthwise_backward_input(grad_output, weight3, input.sizes(), pad);
+    if (output_mask[1]) {
+      at::Tensor g3;
+      // The bias gradient comes with it (the channel sums of grad_output).
+      std::tie(g3, grad_bias) =
+          call_depthwise_backward_weight(grad_output, input, {weight.size(2), weight.size(3)}, pad);
+      grad_weight = g3.unsqueeze(1);
+    }
+    if (!output_mask[2]) grad_bias.reset();
+    else if (!grad_bias.defined()) grad_bias = grad_output.sum({0, 2, 3});
+    return {grad_input, grad_weight, grad_bias};
+  }
+  const std::vector<int64_t> bias_sizes{weight.size(0)};
+  std::tie(grad_input, grad_weight, grad_bias) =
+      at::convolution_backward(grad_output, input, weight, bias_sizes, {1, 1}, padding, dilation, false, {0, 0},
+                               groups, output_mask);
+  if (output_mask[0]) grad_input = grad_input.contiguous();
+  if (output_mask[1]) grad_weight = grad_weight.contiguous();
+  return {grad_input, grad_weight, grad_bias};
+}
+
+// The input gradient alone, of a strip of `strip_size` (N, C, rows, columns),
+// without the strip itself (the lean backward). ATen's takes
+// padded_input_gradient (its route to ATen's depthwise kernels for grouped
+// convolutions) over the zero-padded strip and returns a view of the strip part.
+at::Tensor ring_conv_input_gradient(const RingPlan& r, const at::Tensor& grad_output, const at::Tensor& weight,
+                                    at::IntArrayRef strip_size, std::array<int64_t, 2> padding,
+                                    at::IntArrayRef dilation, int64_t groups) {
+  if (r.native_depthwise)
+    return call_depthwise_backward_input(grad_output, weight.select(1, 0), strip_size, depthwise_padding(padding));
+  Setup frame{};
+  frame.stride = {1, 1};
+  frame.dilation = {dilation[0], dilation[1]};
+  frame.groups = groups;
+  const at::Tensor grad_padded = padded_input_gradient(grad_output, weight, frame, strip_size[2] + 2 * padding[0],
+                                                       strip_size[3] + 2 * padding[1]);
+  return grad_padded.narrow(2, padding[0], strip_size[2]).narrow(3, padding[1], strip_size[3]);
 }
 
 // The first and last `width` rows of a 4D tensor as one (N, C, 2, width, W)
@@ -570,24 +701,22 @@ void add_column_bands(const at::Tensor& dst, int64_t width, const at::Tensor& ba
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_kernel(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order, bool save_strips) {
+    at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order, bool save_strips,
+    std::optional<bool> native_depthwise) {
   const Setup s = check_and_plan(input, weight, std::nullopt, {1, 1}, dilation, groups, order);
-  const RingPlan r = ring_plan(s);
-  at::Tensor out =
-      at::convolution(input, weight, bias, {1, 1}, s.padding, s.dilation, false, {0, 0}, groups).contiguous();
+  const RingPlan r = ring_plan(s, ring_uses_native_depthwise(input, weight, s, native_depthwise));
+  at::Tensor out = ring_conv(r, input, weight, bias, s.padding, s.dilation, groups);
   at::Tensor rows_strip, cols_strip;
   if (out.numel() > 0 && input.numel() > 0) {
     if (r.pad_h > 0) {
       rows_strip = ring_rows_strip(input, s, r);
-      add_row_bands(out, r.pad_h,
-                    at::convolution(rows_strip, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
-                                    groups));
+      add_row_bands(out, r.pad_h, ring_conv(r, rows_strip, weight, std::nullopt, {0, 0}, s.dilation, groups));
     }
     if (r.pad_w > 0) {
       cols_strip = ring_cols_strip(input, r);
-      const at::Tensor cols = at::convolution(cols_strip, weight.transpose(2, 3), std::nullopt, {1, 1},
-                                              {0, r.pad_h}, r.dilation_t, false, {0, 0}, groups);
-      add_column_bands(out, r.pad_w, cols);
+      add_column_bands(out, r.pad_w,
+                       ring_conv(r, cols_strip, weight.transpose(2, 3), std::nullopt, {0, r.pad_h}, r.dilation_t,
+                                 groups));
     }
   }
   // The strips are returned (for the weight gradient) only when asked, and
@@ -604,24 +733,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_kernel(
 std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     const std::optional<at::Tensor>& rows_strip, const std::optional<at::Tensor>& cols_strip,
-    at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order, std::array<bool, 3> output_mask) {
+    at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order, std::array<bool, 3> output_mask,
+    std::optional<bool> native_depthwise) {
   const Setup s = check_and_plan(input, weight, std::nullopt, {1, 1}, dilation, groups, order);
-  const RingPlan r = ring_plan(s);
+  const RingPlan r = ring_plan(s, ring_uses_native_depthwise(input, weight, s, native_depthwise));
   const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
   const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
   TORCH_CHECK_VALUE(grad_output.dim() == 4 && grad_output.size(0) == n && grad_output.size(1) == weight.size(0) &&
                         grad_output.size(2) == h && grad_output.size(3) == w,
                     "grad_output must have shape (", n, ", ", weight.size(0), ", ", h, ", ", w, "), got ",
                     grad_output.sizes());
-  const std::vector<int64_t> bias_sizes{weight.size(0)};
   at::Tensor grad_input, grad_weight, grad_bias;
-  std::tie(grad_input, grad_weight, grad_bias) =
-      at::convolution_backward(grad_output, input, weight, bias_sizes, {1, 1}, s.padding, s.dilation, false,
-                               {0, 0}, groups, {need_input, need_weight, need_bias});
-  if (need_input) grad_input = grad_input.contiguous();
-  if (need_weight) grad_weight = grad_weight.contiguous();
-  if (grad_output.numel() == 0 || input.numel() == 0 || !(need_input || need_weight))
+  if (grad_output.numel() == 0 || input.numel() == 0 || !(need_input || need_weight)) {
+    std::tie(grad_input, grad_weight, grad_bias) =
+        ring_conv_backward(r, grad_output, input, weight, s.padding, s.dilation, groups, output_mask);
     return {grad_input, grad_weight, grad_bias};
+  }
 
   // Two ways through a strip, chosen by whether the forward pass saved it:
   //
@@ -632,31 +759,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
   //
   // Lean (rebuilt, or no weight gradient): the rebuilt strip lives only for
   // the weight gradient; the data gradient is the transposed convolution of
-  // the gathered output-gradient bands (padded_input_gradient, as in the
-  // padded path), which needs no strip; the adjoint is one pad backward per
-  // edge, of the cropped pad that yields just that edge's ring from its own
-  // nodes. Every buffer stays within about one strip, so the input-gradient
-  // phase holds little beyond F.conv2d's own; it costs two more small kernels
-  // per strip than the compact way.
+  // the gathered output-gradient bands (ring_conv_input_gradient), which
+  // needs no strip; the adjoint is one pad backward per edge, of the cropped
+  // pad that yields just that edge's ring from its own nodes. Every buffer
+  // stays within about one strip; it costs two more small kernels per strip
+  // than the compact way.
   auto saved_strip = [&](const std::optional<at::Tensor>& saved, const std::vector<int64_t>& size) {
     if (!saved.has_value() || !saved->defined() || saved->numel() == 0) return at::Tensor();
     TORCH_CHECK_VALUE(saved->sizes() == at::IntArrayRef(size), "saved ring strip must have shape ", size,
                       ", got ", saved->sizes());
     return *saved;
   };
-  // The columns frame: the columns strip and its bands are held transposed.
-  Setup st = s;
-  st.dilation = {s.dilation[1], s.dilation[0]};
-  if (r.pad_h > 0) {
+  const at::Tensor saved_rows = saved_strip(rows_strip, rows_strip_size(input, r));
+  const at::Tensor saved_cols = saved_strip(cols_strip, cols_strip_size(input, r));
+  // The rows strip's share of the gradients the phase asks for (weight, input).
+  auto rows_backward = [&](bool weight_phase, bool input_phase) {
     at::Tensor bands = gather_row_bands(grad_output, r.pad_h);
-    const at::Tensor saved = saved_strip(rows_strip, rows_strip_size(input, r));
-    if (saved.defined()) {
+    if (saved_rows.defined()) {
       at::Tensor g_strip, g_weight;
-      std::tie(g_strip, g_weight, std::ignore) =
-          at::convolution_backward(bands, saved, weight, std::nullopt, {1, 1}, {0, 0}, s.dilation, false, {0, 0},
-                                   groups, {need_input, need_weight, false});
-      if (need_weight) grad_weight.add_(g_weight);
-      if (need_input) {
+      std::tie(g_strip, g_weight, std::ignore) = ring_conv_backward(r, bands, saved_rows, weight, {0, 0}, s.dilation,
+                                                                    groups, {input_phase, weight_phase, false});
+      if (weight_phase) grad_weight.add_(g_weight);
+      if (input_phase) {
         // Each buffer is released as soon as the next exists (peak memory).
         bands.reset();
         at::Tensor gap = rings_around_gap(g_strip, r.pad_h, 2 * r.nodes_h);
@@ -667,35 +791,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
         gap.reset();
         add_row_bands(grad_input, r.nodes_h, g_ends);
       }
-    } else {
-      if (need_weight)
-        grad_weight.add_(std::get<1>(at::convolution_backward(bands, ring_rows_strip(input, s, r), weight,
-                                                              std::nullopt, {1, 1}, {0, 0}, s.dilation, false,
-                                                              {0, 0}, groups, {false, true, false})));
-      if (need_input) {
-        const at::Tensor g_strip = padded_input_gradient(bands, weight, s, 4 * r.pad_h, w + 2 * r.pad_w);
-        bands.reset();
-        const std::vector<int64_t> nodes_size{n, c, r.nodes_h, w};
-        grad_input.narrow(2, 0, r.nodes_h)
-            .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_h), nodes_size,
-                                    {r.pad_w, r.pad_w, r.pad_h, -r.nodes_h}, "polynomial", s.order, s.dilation));
-        grad_input.narrow(2, h - r.nodes_h, r.nodes_h)
-            .add_(call_pad_backward(g_strip.narrow(2, 3 * r.pad_h, r.pad_h), nodes_size,
-                                    {r.pad_w, r.pad_w, -r.nodes_h, r.pad_h}, "polynomial", s.order, s.dilation));
-      }
+      return;
     }
-  }
-  if (r.pad_w > 0) {
+    if (weight_phase)
+      grad_weight.add_(std::get<1>(ring_conv_backward(r, bands, ring_rows_strip(input, s, r), weight, {0, 0},
+                                                      s.dilation, groups, {false, true, false})));
+    if (input_phase) {
+      const at::Tensor g_strip =
+          ring_conv_input_gradient(r, bands, weight, rows_strip_size(input, r), {0, 0}, s.dilation, groups);
+      bands.reset();
+      const std::vector<int64_t> nodes_size{n, c, r.nodes_h, w};
+      grad_input.narrow(2, 0, r.nodes_h)
+          .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_h), nodes_size, {r.pad_w, r.pad_w, r.pad_h, -r.nodes_h},
+                                  "polynomial", s.order, s.dilation));
+      grad_input.narrow(2, h - r.nodes_h, r.nodes_h)
+          .add_(call_pad_backward(g_strip.narrow(2, 3 * r.pad_h, r.pad_h), nodes_size,
+                                  {r.pad_w, r.pad_w, -r.nodes_h, r.pad_h}, "polynomial", s.order, s.dilation));
+    }
+  };
+  // The same for the columns strip, held transposed with its bands.
+  auto cols_backward = [&](bool weight_phase, bool input_phase) {
     at::Tensor bands = gather_column_bands(grad_output, r.pad_w);
     const at::Tensor weight_t = weight.transpose(2, 3);
-    const at::Tensor saved = saved_strip(cols_strip, cols_strip_size(input, r));
-    if (saved.defined()) {
+    if (saved_cols.defined()) {
       at::Tensor g_strip, g_weight;
-      std::tie(g_strip, g_weight, std::ignore) =
-          at::convolution_backward(bands, saved, weight_t, std::nullopt, {1, 1}, {0, r.pad_h}, r.dilation_t,
-                                   false, {0, 0}, groups, {need_input, need_weight, false});
-      if (need_weight) grad_weight.add_(g_weight.transpose(2, 3));
-      if (need_input) {
+      std::tie(g_strip, g_weight, std::ignore) = ring_conv_backward(
+          r, bands, saved_cols, weight_t, {0, r.pad_h}, r.dilation_t, groups, {input_phase, weight_phase, false});
+      if (weight_phase) grad_weight.add_(g_weight.transpose(2, 3));
+      if (input_phase) {
         bands.reset();
         at::Tensor gap = rings_around_gap(g_strip, r.pad_w, 2 * r.nodes_w);
         g_strip.reset();
@@ -704,29 +827,54 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
         gap.reset();
         add_column_bands(grad_input, r.nodes_w, g_ends);
       }
-    } else {
-      if (need_weight)
-        grad_weight.add_(std::get<1>(at::convolution_backward(bands, ring_cols_strip(input, r), weight_t,
-                                                              std::nullopt, {1, 1}, {0, r.pad_h}, r.dilation_t,
-                                                              false, {0, 0}, groups, {false, true, false}))
-                             .transpose(2, 3));
-      if (need_input) {
-        // The transposed convolution also covers the zero rows the strip
-        // convolution padded along H; only the image rows are kept.
-        const at::Tensor g_strip =
-            padded_input_gradient(bands, weight_t, st, 4 * r.pad_w, h + 2 * r.pad_h).narrow(3, r.pad_h, h);
-        bands.reset();
-        const std::vector<int64_t> nodes_size{n, c, r.nodes_w, h};
-        grad_input.narrow(3, 0, r.nodes_w)
-            .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_w), nodes_size, {0, 0, r.pad_w, -r.nodes_w},
-                                    "polynomial", r.order_t, r.dilation_t)
-                      .transpose(2, 3));
-        grad_input.narrow(3, w - r.nodes_w, r.nodes_w)
-            .add_(call_pad_backward(g_strip.narrow(2, 3 * r.pad_w, r.pad_w), nodes_size,
-                                    {0, 0, -r.nodes_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t)
-                      .transpose(2, 3));
-      }
+      return;
     }
+    if (weight_phase)
+      grad_weight.add_(std::get<1>(ring_conv_backward(r, bands, ring_cols_strip(input, r), weight_t, {0, r.pad_h},
+                                                      r.dilation_t, groups, {false, true, false}))
+                           .transpose(2, 3));
+    if (input_phase) {
+      const at::Tensor g_strip = ring_conv_input_gradient(r, bands, weight_t, cols_strip_size(input, r),
+                                                          {0, r.pad_h}, r.dilation_t, groups);
+      bands.reset();
+      const std::vector<int64_t> nodes_size{n, c, r.nodes_w, h};
+      grad_input.narrow(3, 0, r.nodes_w)
+          .add_(call_pad_backward(g_strip.narrow(2, 0, r.pad_w), nodes_size, {0, 0, r.pad_w, -r.nodes_w},
+                                  "polynomial", r.order_t, r.dilation_t)
+                    .transpose(2, 3));
+      grad_input.narrow(3, w - r.nodes_w, r.nodes_w)
+          .add_(call_pad_backward(g_strip.narrow(2, 3 * r.pad_w, r.pad_w), nodes_size, {0, 0, -r.nodes_w, r.pad_w},
+                                  "polynomial", r.order_t, r.dilation_t)
+                    .transpose(2, 3));
+    }
+  };
+  auto strips_backward = [&](bool weight_phase, bool input_phase) {
+    if (r.pad_h > 0) rows_backward(weight_phase, input_phase);
+    if (r.pad_w > 0) cols_backward(weight_phase, input_phase);
+  };
+
+  if (!r.native_depthwise) {
+    // ATen's convolution backward computes both gradients in one call.
+    std::tie(grad_input, grad_weight, grad_bias) =
+        ring_conv_backward(r, grad_output, input, weight, s.padding, s.dilation, groups, output_mask);
+    strips_backward(need_weight, need_input);
+    return {grad_input, grad_weight, grad_bias};
+  }
+  // Our ops compute the two gradients in separate calls anyway, so every
+  // weight gradient comes first: the strips that the lean way rebuilds for it
+  // (with their gathered nodes and padded copy, about a third of an input at
+  // K = 7, 128 x 128) then come and go before the input gradient is
+  // allocated, and stay below the peak of the input-gradient phase, which is
+  // F.conv2d's own plus a strip gradient. The output-gradient bands are
+  // gathered once per phase (a thin copy) rather than held across the main
+  // input gradient.
+  std::tie(std::ignore, grad_weight, grad_bias) = ring_conv_backward(r, grad_output, input, weight, s.padding,
+                                                                     s.dilation, groups, {false, need_weight, need_bias});
+  if (need_weight) strips_backward(true, false);
+  if (need_input) {
+    grad_input = std::get<0>(ring_conv_backward(r, grad_output, input, weight, s.padding, s.dilation, groups,
+                                                {true, false, false}));
+    strips_backward(false, true);
   }
   return {grad_input, grad_weight, grad_bias};
 }
@@ -746,11 +894,11 @@ TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
       "int[2] dilation, int groups, int[2] order, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
   m.def(
       "diff_conv2d_ring(Tensor input, Tensor weight, Tensor? bias, int[2] dilation, int groups, int[2] order, "
-      "bool save_strips) -> (Tensor, Tensor, Tensor)");
+      "bool save_strips, bool? native_depthwise=None) -> (Tensor, Tensor, Tensor)");
   m.def(
       "diff_conv2d_ring_backward(Tensor grad_output, Tensor input, Tensor weight, Tensor? rows_strip, "
-      "Tensor? cols_strip, int[2] dilation, int groups, int[2] order, bool[3] output_mask) "
-      "-> (Tensor, Tensor, Tensor)");
+      "Tensor? cols_strip, int[2] dilation, int groups, int[2] order, bool[3] output_mask, "
+      "bool? native_depthwise=None) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(learnable_ops, CPU, m) {

@@ -177,7 +177,8 @@ def _ring_pays(input: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
     path ran depthwise K=3/5/7 at 1.36/1.44/1.38x F.conv2d with 1.11-1.16x its peak memory,
     against 1.54/1.45/1.38x and 1.53-1.60x for the padded path; dense it ran 1.75x (K=3) and
     4.7-6.5x with 8.3-8.5x the memory (K=5, 7: the thin strips' cuDNN convolutions), against
-    1.31-1.55x padded."""
+    1.31-1.55x padded. Those are ATen's depthwise kernels; the ring path now runs depthwise
+    layers on our depthwise ops (cpp/diffconv.cpp), not measured on a GPU yet."""
     if input.device.type != "cuda":
         return True
     return weight.shape[1] == 1 and groups == input.shape[1]
@@ -251,7 +252,7 @@ def _diff_conv2d_padded_backward_fake(grad_output, input, weight, stride, dilati
 
 
 @torch.library.register_fake("learnable_ops::diff_conv2d_ring")
-def _diff_conv2d_ring_fake(input, weight, bias, dilation, groups, order, save_strips):
+def _diff_conv2d_ring_fake(input, weight, bias, dilation, groups, order, save_strips, native_depthwise=None):
     out = input.new_empty((input.shape[0], weight.shape[0], input.shape[2], input.shape[3]))
     strips = _ring_strip_sizes(input.shape, weight.shape, dilation)
     rows, cols = (input.new_empty(s if save_strips and s is not None else (0,)) for s in strips)
@@ -259,7 +260,9 @@ def _diff_conv2d_ring_fake(input, weight, bias, dilation, groups, order, save_st
 
 
 @torch.library.register_fake("learnable_ops::diff_conv2d_ring_backward")
-def _diff_conv2d_ring_backward_fake(grad_output, input, weight, rows_strip, cols_strip, dilation, groups, order, output_mask):
+def _diff_conv2d_ring_backward_fake(
+    grad_output, input, weight, rows_strip, cols_strip, dilation, groups, order, output_mask, native_depthwise=None
+):
     return (
         input.new_empty(input.shape) if output_mask[0] else None,
         weight.new_empty(weight.shape) if output_mask[1] else None,
@@ -268,7 +271,9 @@ def _diff_conv2d_ring_backward_fake(grad_output, input, weight, rows_strip, cols
 
 
 def _ring_setup_context(ctx, inputs, output):
-    input, weight, bias, dilation, groups, order, save_strips = inputs
+    # native_depthwise, the ops' internal switch between our depthwise ops and ATen's
+    # convolutions (cpp/diffconv.cpp), is absent from the wrapper's direct-autograd call.
+    input, weight, bias, dilation, groups, order, save_strips, *native_depthwise = inputs
     _, rows_strip, cols_strip = output
     ctx.mark_non_differentiable(rows_strip, cols_strip)
     if save_strips:
@@ -276,15 +281,16 @@ def _ring_setup_context(ctx, inputs, output):
     else:
         ctx.save_for_backward(input, weight, None, None)
     ctx.args = (dilation, groups, order)
+    ctx.native_depthwise = native_depthwise[0] if native_depthwise else None
 
 
 def _ring_backward(ctx, grad_output, grad_rows_strip, grad_cols_strip):
     input, weight, rows_strip, cols_strip = ctx.saved_tensors
     need = ctx.needs_input_grad
     grad_input, grad_weight, grad_bias = torch.ops.learnable_ops.diff_conv2d_ring_backward.default(
-        grad_output, input, weight, rows_strip, cols_strip, *ctx.args, [need[0], need[1], need[2]]
+        grad_output, input, weight, rows_strip, cols_strip, *ctx.args, [need[0], need[1], need[2]], ctx.native_depthwise
     )
-    return grad_input, grad_weight, grad_bias, None, None, None, None
+    return (grad_input, grad_weight, grad_bias, None, None, None, None, None)[: len(need)]  # 7 or 8 inputs
 
 
 def _setup_context(ctx, inputs, output):
