@@ -939,8 +939,9 @@ struct PlaneTaps {
     AxisTaps taps{0, 0.0};
     bool ok = true;
     if (k >= 0)
-      ok = axis_taps(shifts[(int64_t(blockIdx.x) % g.channels) * g.ndim + k], g.size[a], g.padding, set == 1,
-                     &taps);
+      // Constant indices into g (a dynamic g.size[a] copies the parameter struct to the stack).
+      ok = axis_taps(shifts[(int64_t(blockIdx.x) % g.channels) * g.ndim + k],
+                     a == 0 ? g.size[0] : (a == 1 ? g.size[1] : g.size[2]), g.padding, set == 1, &taps);
     axis[set][a] = taps;
     finite[set][a] = ok;
   }
