@@ -5,6 +5,7 @@
 For each workload: wall time per iteration (CUDA events), the number of kernel launches
 per iteration, and torch.profiler's table of the kernels sorted by CUDA time.
 """
+import os
 import sys
 
 import torch
@@ -66,6 +67,16 @@ def workloads():
         for kind, w, grp in (("dense", wd, 1), ("depthwise", wdw, 64)):
             yield f"diffconv {kind} K={k} ring fwd+bwd", lambda w=w, grp=grp: _ring(True)(xd, w, groups=grp).backward(gd)
             yield f"diffconv {kind} K={k} padded fwd+bwd", lambda w=w, grp=grp: _ring(False)(xd, w, groups=grp).backward(gd)
+
+            def assembled(w=w, grp=grp):
+                # The padded path with its padded input assembled from the image and the edge
+                # bands (LEARNABLE_OPS_DIFFCONV_PAD, cpp/diffconv.cpp) instead of one pad call.
+                os.environ["LEARNABLE_OPS_DIFFCONV_PAD"] = "assemble"
+                try:
+                    _ring(False)(xd, w, groups=grp).backward(gd)
+                finally:
+                    os.environ.pop("LEARNABLE_OPS_DIFFCONV_PAD")
+            yield f"diffconv {kind} K={k} padded-assembled fwd+bwd", assembled
             yield f"diffconv {kind} K={k} conv same fwd+bwd", lambda w=w, grp=grp, k=k: F.conv2d(xd, w, padding=k // 2, groups=grp).backward(gd)
             if kind == "depthwise":
                 yield f"diffconv {kind} K={k} ours dw same fwd+bwd", lambda w=w: lo.depthwise_conv2d(xd, w).backward(gd)
