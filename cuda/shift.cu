@@ -22,6 +22,7 @@
 #include <torch/library.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <tuple>
 #include <type_traits>
@@ -1094,13 +1095,26 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
 // forward pass read and the padding map sends to j: p in [-lo, -1] and
 // [n, n + hi - 1]. Those land within `near` of either end (the filter only
 // skips inputs that none can reach).
+// Fold targets kept in shared memory per side of an axis (the
+// LEARNABLE_OPS_SHIFT_FOLD_TABLE variant): pad_index(-1 - i) and pad_index(n + i)
+// for i < kFoldSlots; positions further out are computed inline.
+constexpr int kFoldSlots = 8;
+
 struct AxisFold {
   int f, lo, hi, near;
+  const int* lo_targets = nullptr;  // [kFoldSlots] or null
+  const int* hi_targets = nullptr;
   __device__ AxisFold(int n, int f_, int taps, PadMode mode) : f(f_) {
     lo = max(0, f + taps - 1);
     hi = max(0, -f);
     if (mode == PadMode::Zeros) lo = hi = 0;
     near = max(lo, hi) + 1;
+  }
+  __device__ __forceinline__ int lo_target(int i, int n, PadMode mode) const {  // pad_index(-i), i >= 1
+    return (lo_targets != nullptr && i <= kFoldSlots) ? lo_targets[i - 1] : pad_index_t<int>(-i, n, mode);
+  }
+  __device__ __forceinline__ int hi_target(int i, int n, PadMode mode) const {  // pad_index(n + i), i >= 0
+    return (hi_targets != nullptr && i < kFoldSlots) ? hi_targets[i] : pad_index_t<int>(n + i, n, mode);
   }
 };
 
@@ -1119,14 +1133,18 @@ __device__ __forceinline__ acc_t axis_adjoint(const V* __restrict__ line, int st
   acc_t acc = extended(j);
   if (j < fold.near || j >= n - fold.near) {
     for (int i = 1; i <= fold.lo; ++i)
-      if (pad_index_t<int>(-i, n, mode) == j) acc += extended(-i);
+      if (fold.lo_target(i, n, mode) == j) acc += extended(-i);
     for (int i = 0; i < fold.hi; ++i)
-      if (pad_index_t<int>(n + i, n, mode) == j) acc += extended(n + i);
+      if (fold.hi_target(i, n, mode) == j) acc += extended(n + i);
   }
   return acc;
 }
 
-template <typename scalar_t, bool kActive>
+// kFoldTable: the fold targets of both axes come from a shared table filled
+// in the prologue instead of pad_index (an integer modulo) per near element
+// and position: a variant chosen by LEARNABLE_OPS_SHIFT_FOLD_TABLE=1, not yet
+// timed or tested on a GPU (session 5 ran without it).
+template <typename scalar_t, bool kActive, bool kFoldTable>
 __global__ void __launch_bounds__(kPlaneMaxThreads)
     shift_plane_backward_kernel(const scalar_t* __restrict__ go, const scalar_t* __restrict__ x,
                                 scalar_t* __restrict__ gx, const double* __restrict__ shifts, ShiftGeometry g,
@@ -1157,8 +1175,20 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
   build_plane_tables(ft, H, W, g.padding, rows, cols);
   const BlockTaps gt = kActive ? ft : taps.get(1);
   const AxisWeights<acc_t> wh(gt.axis[1].t), ww(gt.axis[2].t);
-  const AxisFold fold_h(H, static_cast<int>(gt.axis[1].f), wh.taps, g.padding);
-  const AxisFold fold_w(W, static_cast<int>(gt.axis[2].f), ww.taps, g.padding);
+  AxisFold fold_h(H, static_cast<int>(gt.axis[1].f), wh.taps, g.padding);
+  AxisFold fold_w(W, static_cast<int>(gt.axis[2].f), ww.taps, g.padding);
+  __shared__ int fold_targets[2][2][kFoldSlots];  // [H, W][low, high][i]
+  if constexpr (kFoldTable) {
+    if (threadIdx.x < 4 * kFoldSlots) {
+      const int axis = threadIdx.x / (2 * kFoldSlots), side = (threadIdx.x / kFoldSlots) % 2,
+                i = threadIdx.x % kFoldSlots, len = axis == 0 ? H : W;
+      fold_targets[axis][side][i] = pad_index_t<int>(side == 0 ? -1 - i : len + i, len, g.padding);
+    }
+    fold_h.lo_targets = fold_targets[0][0];
+    fold_h.hi_targets = fold_targets[0][1];
+    fold_w.lo_targets = fold_targets[1][0];
+    fold_w.hi_targets = fold_targets[1][1];
+  }
   constexpr int kTaps = kActive ? 2 : 1;
   // Derivative coefficients of derivative_plan: slot (kh, kw), axis H: (+-1) w_W(kw);
   // axis W: w_H(kh) (+-1). Both floor taps on a present axis; H is absent in 1D.
@@ -1363,11 +1393,18 @@ std::tuple<at::Tensor, at::Tensor> shift_backward_cuda(const at::Tensor& grad_ou
   const at::Tensor s = shifts_as_double(shifts);
   at::Tensor partial = at::empty({g.batch, g.channels, 3}, input.options().dtype(acc_type));
   if (plane) {
+    // A tuning switch read at every call, so that one build can time both
+    // (the default, without the table, is the variant that was measured).
+    const char* table_env = std::getenv("LEARNABLE_OPS_SHIFT_FOLD_TABLE");
+    const bool fold_table = table_env != nullptr && table_env[0] == '1';
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shift_backward_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const int threads = plane_threads(g, 16 / int(sizeof(scalar_t)));
       const dim3 grid(static_cast<unsigned>(g.batch * g.channels));
-      auto kernel = active ? shift_plane_backward_kernel<scalar_t, true> : shift_plane_backward_kernel<scalar_t, false>;
+      auto kernel = fold_table ? (active ? shift_plane_backward_kernel<scalar_t, true, true>
+                                         : shift_plane_backward_kernel<scalar_t, false, true>)
+                               : (active ? shift_plane_backward_kernel<scalar_t, true, false>
+                                         : shift_plane_backward_kernel<scalar_t, false, false>);
       kernel<<<grid, threads, plane_smem, current_stream()>>>(
           go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(),
           s.const_data_ptr<double>(), g, partial.mutable_data_ptr<acc_t>());

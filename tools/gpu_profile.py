@@ -45,6 +45,15 @@ def workloads():
         for pm in ("zeros", "reflect"):
             for m in ("sparse", "active"):
                 yield f"shift {m} {pm} {tag} fwd+bwd", _shift_fb(t, g, pm, m)
+        for pm in ("reflect", "periodic"):
+            def fold_table(t=t, g=g, pm=pm):
+                # The plane backward with its fold targets in a shared table (cuda/shift.cu).
+                os.environ["LEARNABLE_OPS_SHIFT_FOLD_TABLE"] = "1"
+                try:
+                    lo.shift(t, s, pm, "active").backward(g)
+                finally:
+                    os.environ.pop("LEARNABLE_OPS_SHIFT_FOLD_TABLE")
+            yield f"shift active {pm} {tag} fwd+bwd (fold table)", fold_table
         w3 = torch.randn(96, 1, 3, 3, device=dev, dtype=t.dtype, requires_grad=True)
         yield f"shift dw3x3 conv {tag} fwd+bwd", lambda t=t, g=g, w3=w3: F.conv2d(t, w3, padding=1, groups=96).backward(g)
     import learnable_ops.ops.diffconv as dc

@@ -318,3 +318,25 @@ def test_cuda_fused_backward_opcheck_and_nan():
     gx, gs = ops.shift_backward.default(g.detach(), x.detach(), bad, "reflect", "active")
     assert gx[:, 0].isnan().all() and torch.isfinite(gx[:, 1]).all()
     assert gs[0].isnan().all() and torch.isfinite(gs[1]).all()
+
+
+@pytest.mark.parametrize("mode", lo.SHIFT_MODES)
+@pytest.mark.parametrize("padding_mode", lo.PAD_MODES)
+def test_cuda_plane_backward_fold_table_variant(padding_mode, mode, monkeypatch):
+    # LEARNABLE_OPS_SHIFT_FOLD_TABLE=1 takes the plane backward whose fold targets come from a
+    # shared table (8 per side, inline beyond): the same values as the default variant up to
+    # rounding, and as the CPU. Shifts up to 20 reach past the table on a 23 x 29 plane.
+    x = torch.randn(2, 5, 23, 29, device="cuda", dtype=torch.float64)
+    g = torch.randn(2, 5, 23, 29, device="cuda", dtype=torch.float64)
+    s = torch.tensor([[0.4, -1.6], [2.5, 0.7], [-3.2, 1.0], [17.3, -20.5], [-19.5, 9.25]], device="cuda",
+                     dtype=torch.float64)
+    monkeypatch.delenv("LEARNABLE_OPS_SHIFT_FOLD_TABLE", raising=False)
+    default = ops.shift_backward.default(g, x, s, padding_mode, mode)
+    monkeypatch.setenv("LEARNABLE_OPS_SHIFT_FOLD_TABLE", "1")
+    names = _kernel_names(lambda: ops.shift_backward.default(g, x, s, padding_mode, mode))
+    assert "shift_plane_backward_kernel<double, " + ("true" if mode == "active" else "false") + ", true>" in names, names
+    table = ops.shift_backward.default(g, x, s, padding_mode, mode)
+    cpu = ops.shift_backward.default(g.cpu(), x.cpu(), s.cpu(), padding_mode, mode)
+    for a, b, c in zip(table, default, cpu):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(a.cpu(), c, atol=1e-10, rtol=1e-10)
