@@ -5,6 +5,9 @@
 # keeps the build, test and benchmark times (the tool's output tail may cut them).
 # Call the device tool's give_back right after the last run: a warm machine's idle
 # time counts against the session's device budget.
+# A/B of the tuning switches in one build (the machine is released ~30 s after a call):
+#   bash tools/gpu-run.sh "tests -m cuda" "shift diffconv" && SKIP_BUILD=1 BENCH_TAG=switches \
+#     LEARNABLE_OPS_SHIFT_FOLD_TABLE=1 LEARNABLE_OPS_DIFFCONV_PAD=assemble bash tools/gpu-run.sh "" "shift diffconv"
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
@@ -40,5 +43,7 @@ for fam in ${2:-}; do
   (cd /tmp && timeout ${BENCH_TIMEOUT:-200} python3 -m learnable_ops bench --family "$fam" --device cuda --out /tmp/bench --min-run-time ${MIN_RUN:-0.3} 2>&1 | grep -E "^\| $fam|Traceback|Error" | head -40)
   echo "== bench $fam: $(( $(date +%s) - start ))s" | tee -a "$OUT/timing.txt"
 done
-[ -n "${2:-}" ] && tar czf "$OUT/bench.tgz" -C /tmp/bench .
+# BENCH_TAG names the tarball (bench-<tag>.tgz), so that a second call in the same command (for
+# example SKIP_BUILD=1 with a tuning switch such as LEARNABLE_OPS_SHIFT_FOLD_TABLE=1) keeps both.
+[ -n "${2:-}" ] && tar czf "$OUT/bench${BENCH_TAG:+-$BENCH_TAG}.tgz" -C /tmp/bench . && rm -rf /tmp/bench/*
 echo "== total: $(( $(date +%s) - start ))s"
