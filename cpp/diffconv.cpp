@@ -672,18 +672,28 @@ at::Tensor rings_around_gap(const at::Tensor& src, int64_t pad, int64_t gap) {
   return strip;
 }
 
+// The pad op on the node rows of both edges, (N, C, ph + 2 nodes + ph, W + 2 pw):
+// top ring, node rows (columns extended), bottom ring.
+at::Tensor padded_row_ends(const at::Tensor& x, const Setup& s, const RingPlan& r) {
+  return call_pad(gather_row_bands(x, r.nodes_h), {r.pad_w, r.pad_w, r.pad_h, r.pad_h}, "polynomial", s.order,
+                  s.dilation);
+}
+
+// The pad op on the node columns of both edges, transposed, (N, C, pw + 2 nodes + pw, H):
+// left ring, node columns, right ring (image rows only).
+at::Tensor padded_column_ends(const at::Tensor& x, const RingPlan& r) {
+  return call_pad(gather_column_bands(x, r.nodes_w), {0, 0, r.pad_w, r.pad_w}, "polynomial", r.order_t,
+                  r.dilation_t);
+}
+
 // (N, C, 4 ph, W + 2 pw).
 at::Tensor ring_rows_strip(const at::Tensor& x, const Setup& s, const RingPlan& r) {
-  const at::Tensor padded = call_pad(gather_row_bands(x, r.nodes_h), {r.pad_w, r.pad_w, r.pad_h, r.pad_h},
-                                     "polynomial", s.order, s.dilation);
-  return rings_around_gap(padded, r.pad_h, 2 * r.pad_h);
+  return rings_around_gap(padded_row_ends(x, s, r), r.pad_h, 2 * r.pad_h);
 }
 
 // (N, C, 4 pw, H): the columns strip transposed.
 at::Tensor ring_cols_strip(const at::Tensor& x, const RingPlan& r) {
-  const at::Tensor padded =
-      call_pad(gather_column_bands(x, r.nodes_w), {0, 0, r.pad_w, r.pad_w}, "polynomial", r.order_t, r.dilation_t);
-  return rings_around_gap(padded, r.pad_w, 2 * r.pad_w);
+  return rings_around_gap(padded_column_ends(x, r), r.pad_w, 2 * r.pad_w);
 }
 
 // The padded path's padded input, assembled: the image copied into an empty
@@ -699,19 +709,10 @@ at::Tensor assembled_polynomial_pad(const at::Tensor& input, const Setup& s) {
   at::Tensor padded = at::empty({input.size(0), input.size(1), h + 2 * r.pad_h, w + 2 * r.pad_w}, input.options());
   padded.narrow(2, r.pad_h, h).narrow(3, r.pad_w, w).copy_(input);
   if (padded.numel() == 0) return padded;
-  if (r.pad_h > 0) {
-    // (N, C, ph + 2 nodes + ph, W + 2 pw): top ring, node rows, bottom ring.
-    const at::Tensor ends = call_pad(gather_row_bands(input, r.nodes_h), {r.pad_w, r.pad_w, r.pad_h, r.pad_h},
-                                     "polynomial", s.order, s.dilation);
-    row_bands(padded, r.pad_h).copy_(row_bands(ends, r.pad_h));
-  }
-  if (r.pad_w > 0) {
-    // (N, C, pw + 2 nodes + pw, H): left ring, node columns, right ring, transposed.
-    const at::Tensor ends =
-        call_pad(gather_column_bands(input, r.nodes_w), {0, 0, r.pad_w, r.pad_w}, "polynomial", r.order_t,
-                 r.dilation_t);
-    column_bands_transposed(padded.narrow(2, r.pad_h, h), r.pad_w).copy_(row_bands(ends, r.pad_w));
-  }
+  if (r.pad_h > 0) row_bands(padded, r.pad_h).copy_(row_bands(padded_row_ends(input, s, r), r.pad_h));
+  if (r.pad_w > 0)
+    column_bands_transposed(padded.narrow(2, r.pad_h, h), r.pad_w)
+        .copy_(row_bands(padded_column_ends(input, r), r.pad_w));
   return padded;
 }
 
