@@ -165,33 +165,49 @@ LO_HD void single_preimage_span(I n, I fk, PadMode mode, I& lo, I& hi) {
   if (hi < lo) hi = lo;
 }
 
-// The taps of the block's channel along each axis. Threads 0..2 do the
-// double-precision rounding and reduction (equivalent_shift) of one axis
-// each; every thread then reads them.
+// The taps of the block's channel along each axis. Three threads (one per
+// axis) do the double-precision rounding and reduction (equivalent_shift) of
+// a set; every thread then reads them.
 struct BlockTaps {
   AxisTaps axis[3];
   bool finite;
 };
 
-__device__ BlockTaps block_taps(const double* __restrict__ shifts, const ShiftGeometry& g,
-                                bool rounded) {
-  __shared__ AxisTaps axes[3];
-  __shared__ int finite[3];
-  if (threadIdx.x < 3) {
-    const int a = threadIdx.x, k = a - g.first_axis();
+// The channel's taps, floor (set 0) and rounded (set 1), computed by threads
+// 0..5 into shared memory before the planes are staged (no barrier of its
+// own: read them after the block's next __syncthreads).
+struct PlaneTaps {
+  AxisTaps axis[2][3];
+  int finite[2][3];
+  __device__ void compute(const double* __restrict__ shifts, const ShiftGeometry& g, bool floor, bool rounded) {
+    const int t = threadIdx.x;
+    if (t >= 6) return;
+    const int set = t / 3, a = t % 3, k = a - g.first_axis();
+    if ((set == 0 && !floor) || (set == 1 && !rounded)) return;
     AxisTaps taps{0, 0.0};
     bool ok = true;
     if (k >= 0)
+      // Constant indices into g (a dynamic g.size[a] copies the parameter struct to the stack).
       ok = axis_taps(shifts[(int64_t(blockIdx.x) % g.channels) * g.ndim + k],
-                     a == 0 ? g.size[0] : (a == 1 ? g.size[1] : g.size[2]), g.padding, rounded, &taps);
-    axes[a] = taps;
-    finite[a] = ok;
+                     a == 0 ? g.size[0] : (a == 1 ? g.size[1] : g.size[2]), g.padding, set == 1, &taps);
+    axis[set][a] = taps;
+    finite[set][a] = ok;
   }
+  __device__ BlockTaps get(int set) const {
+    BlockTaps b;
+    for (int a = 0; a < 3; ++a) b.axis[a] = axis[set][a];
+    b.finite = finite[set][0] && finite[set][1] && finite[set][2];
+    return b;
+  }
+};
+
+// One set of taps (rounded or floor), with its own barrier.
+__device__ BlockTaps block_taps(const double* __restrict__ shifts, const ShiftGeometry& g,
+                                bool rounded) {
+  __shared__ PlaneTaps taps;
+  taps.compute(shifts, g, /*floor=*/!rounded, rounded);
   __syncthreads();
-  BlockTaps b;
-  for (int a = 0; a < 3; ++a) b.axis[a] = axes[a];
-  b.finite = finite[0] && finite[1] && finite[2];
-  return b;
+  return taps.get(rounded ? 1 : 0);
 }
 
 // An element reads up to 2^kBits corners, one tap per axis; slot k takes tap
@@ -704,21 +720,48 @@ bool fits_staged_plane(const ShiftGeometry& g, int64_t element_size) {
   return !needs_wide_index(g) && g.plane() * element_size <= kMaxStagedBytes;
 }
 
-// Copies a plane of n elements into shared memory: 16-byte vector loads when
-// src is 16-byte aligned (dst, the start of dynamic shared memory, always
-// is), then the remainder element by element; scalar loads otherwise.
-template <typename scalar_t, typename index_t>
-__device__ void stage_plane(scalar_t* __restrict__ dst, const scalar_t* __restrict__ src, index_t n) {
+// Copies one or two planes of n elements into shared memory: 16-byte loads
+// when every source is 16-byte aligned (the destinations, offsets of the
+// dynamic shared memory that are multiples of 16, always are), all of a
+// thread's loads of a round issued before its stores; element by element
+// otherwise.
+template <typename scalar_t, int kPlanes>
+__device__ __forceinline__ void stage_planes(scalar_t* __restrict__ d0, const scalar_t* __restrict__ s0,
+                                             scalar_t* __restrict__ d1, const scalar_t* __restrict__ s1, int n) {
   constexpr int kVector = 16 / int(sizeof(scalar_t));
-  index_t done = 0;
-  if (kVector > 1 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
-    const index_t vectors = n / kVector;
-    const uint4* __restrict__ src4 = reinterpret_cast<const uint4*>(src);
-    uint4* __restrict__ dst4 = reinterpret_cast<uint4*>(dst);
-    for (index_t i = threadIdx.x; i < vectors; i += blockDim.x) dst4[i] = src4[i];
+  constexpr int kRound = 4;
+  int done = 0;
+  const bool aligned = reinterpret_cast<uintptr_t>(s0) % 16 == 0 &&
+                       (kPlanes < 2 || reinterpret_cast<uintptr_t>(s1) % 16 == 0);
+  if (kVector > 1 && aligned) {
+    const int vectors = n / kVector;
+    const uint4* __restrict__ v0 = reinterpret_cast<const uint4*>(s0);
+    const uint4* __restrict__ v1 = reinterpret_cast<const uint4*>(s1);
+    for (int base = threadIdx.x; base < vectors; base += kRound * blockDim.x) {
+      uint4 a[kRound], b[kRound];
+#pragma unroll
+      for (int u = 0; u < kRound; ++u) {
+        const int i = base + u * blockDim.x;
+        if (i < vectors) {
+          a[u] = v0[i];
+          if (kPlanes == 2) b[u] = v1[i];
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kRound; ++u) {
+        const int i = base + u * blockDim.x;
+        if (i < vectors) {
+          reinterpret_cast<uint4*>(d0)[i] = a[u];
+          if (kPlanes == 2) reinterpret_cast<uint4*>(d1)[i] = b[u];
+        }
+      }
+    }
     done = vectors * kVector;
   }
-  for (index_t i = done + threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+  for (int i = done + threadIdx.x; i < n; i += blockDim.x) {
+    d0[i] = s0[i];
+    if (kPlanes == 2) d1[i] = s1[i];
+  }
 }
 
 template <typename scalar_t, int kBitsGather>
@@ -770,7 +813,7 @@ __global__ void __launch_bounds__(kMaxThreads, 3)
   acc_t coef[KR][3];
   derivative_plan(floor_taps, g, pi.size, plan, coef);
   const index_t n = b.end;
-  stage_plane(xs, x + int64_t(blockIdx.x) * g.plane(), n);
+  stage_planes<scalar_t, 1>(xs, x + int64_t(blockIdx.x) * g.plane(), nullptr, nullptr, n);
   __syncthreads();
   const scalar_t* gp = b.src;
   scalar_t* gxp = b.dst;
@@ -881,78 +924,6 @@ int plane_threads(const ShiftGeometry& g, int vector) {
   const int64_t want = (g.plane() / vector + 31) / 32 * 32;
   return static_cast<int>(std::min<int64_t>(kPlaneMaxThreads, std::max<int64_t>(64, want)));
 }
-
-// Copies one or two planes of n elements into shared memory: 16-byte loads
-// when every source is 16-byte aligned (the destinations, offsets of the
-// dynamic shared memory that are multiples of 16, always are), all of a
-// thread's loads of a round issued before its stores; element by element
-// otherwise.
-template <typename scalar_t, int kPlanes>
-__device__ __forceinline__ void stage_planes(scalar_t* __restrict__ d0, const scalar_t* __restrict__ s0,
-                                             scalar_t* __restrict__ d1, const scalar_t* __restrict__ s1, int n) {
-  constexpr int kVector = 16 / int(sizeof(scalar_t));
-  constexpr int kRound = 4;
-  int done = 0;
-  const bool aligned = reinterpret_cast<uintptr_t>(s0) % 16 == 0 &&
-                       (kPlanes < 2 || reinterpret_cast<uintptr_t>(s1) % 16 == 0);
-  if (kVector > 1 && aligned) {
-    const int vectors = n / kVector;
-    const uint4* __restrict__ v0 = reinterpret_cast<const uint4*>(s0);
-    const uint4* __restrict__ v1 = reinterpret_cast<const uint4*>(s1);
-    for (int base = threadIdx.x; base < vectors; base += kRound * blockDim.x) {
-      uint4 a[kRound], b[kRound];
-#pragma unroll
-      for (int u = 0; u < kRound; ++u) {
-        const int i = base + u * blockDim.x;
-        if (i < vectors) {
-          a[u] = v0[i];
-          if (kPlanes == 2) b[u] = v1[i];
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < kRound; ++u) {
-        const int i = base + u * blockDim.x;
-        if (i < vectors) {
-          reinterpret_cast<uint4*>(d0)[i] = a[u];
-          if (kPlanes == 2) reinterpret_cast<uint4*>(d1)[i] = b[u];
-        }
-      }
-    }
-    done = vectors * kVector;
-  }
-  for (int i = done + threadIdx.x; i < n; i += blockDim.x) {
-    d0[i] = s0[i];
-    if (kPlanes == 2) d1[i] = s1[i];
-  }
-}
-
-// The channel's taps, floor (set 0) and rounded (set 1), computed by threads
-// 0..5 into shared memory before the planes are staged (no barrier of its
-// own: read them after the block's next __syncthreads).
-struct PlaneTaps {
-  AxisTaps axis[2][3];
-  int finite[2][3];
-  __device__ void compute(const double* __restrict__ shifts, const ShiftGeometry& g, bool floor, bool rounded) {
-    const int t = threadIdx.x;
-    if (t >= 6) return;
-    const int set = t / 3, a = t % 3, k = a - g.first_axis();
-    if ((set == 0 && !floor) || (set == 1 && !rounded)) return;
-    AxisTaps taps{0, 0.0};
-    bool ok = true;
-    if (k >= 0)
-      // Constant indices into g (a dynamic g.size[a] copies the parameter struct to the stack).
-      ok = axis_taps(shifts[(int64_t(blockIdx.x) % g.channels) * g.ndim + k],
-                     a == 0 ? g.size[0] : (a == 1 ? g.size[1] : g.size[2]), g.padding, set == 1, &taps);
-    axis[set][a] = taps;
-    finite[set][a] = ok;
-  }
-  __device__ BlockTaps get(int set) const {
-    BlockTaps b;
-    for (int a = 0; a < 3; ++a) b.axis[a] = axis[set][a];
-    b.finite = finite[set][0] && finite[set][1] && finite[set][2];
-    return b;
-  }
-};
 
 // Row (premultiplied by W) and column index tables of one set of taps:
 // rows[k * H + h] = pad_index(h - f_H - k) * W, cols[k * W + w] =
