@@ -292,7 +292,7 @@ def test_cuda_forward_kernel_choice(shape, dtype, plane):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cuda_autograd_takes_fused_backward(dtype):
-    # On CUDA autograd takes the fused op for both gradients (ops/shift.py _fused_backward_pays);
+    # On CUDA autograd takes the fused op for both gradients (ops/shift.py _shift_backward);
     # a 2D 56x56 plane runs its plane kernel.
     x = torch.randn(2, 8, 56, 56, device="cuda").to(dtype).requires_grad_()
     s = ((torch.rand(8, 2, device="cuda") * 2 - 1) * 1.5).requires_grad_()

@@ -117,15 +117,6 @@ def _shift_setup_context(ctx, inputs, output):
     ctx.mode = mode
 
 
-def _fused_backward_pays(input: torch.Tensor) -> bool:
-    """Whether autograd takes the fused backward op for both gradients: always. On CUDA the op
-    itself picks its kernel (cuda/shift.cu, shift_backward_cuda): the plane kernel for 1D/2D
-    planes that fit in shared memory, the staged kernel for other small planes in float16 and
-    bfloat16, the two separate kernels otherwise (the staged kernel ran 8-29% slower than they
-    did in float32 on an H100, 2026-12-07)."""
-    return True
-
-
 def _shift_backward(ctx, grad_output):
     input, shifts = ctx.saved_tensors
     grad_input = grad_shifts = None
@@ -133,11 +124,14 @@ def _shift_backward(ctx, grad_output):
         ctx.needs_input_grad[0]
         and ctx.needs_input_grad[1]
         and not torch.is_grad_enabled()
-        and _fused_backward_pays(input)
     ):
         # Both gradients, no graph to record (create_graph=False): one fused op
-        # that reads grad_output once. With create_graph the separate ops keep
-        # their own (double-backward) autograd.
+        # that reads grad_output once, on every device. On CUDA the op picks its
+        # kernel (cuda/shift.cu, shift_backward_cuda): the plane kernel for 1D/2D
+        # planes that fit in shared memory, the staged kernel for other small
+        # float16/bfloat16 planes, the two separate kernels otherwise (the staged
+        # kernel ran 8-29% slower than they did in float32 on an H100). With
+        # create_graph the separate ops keep their own (double-backward) autograd.
         grad_input, grad_shifts = torch.ops.learnable_ops.shift_backward.default(
             grad_output, input, shifts, ctx.padding_mode, ctx.mode
         )
