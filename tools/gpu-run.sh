@@ -23,6 +23,8 @@ if [ -z "${SKIP_BUILD:-}" ]; then
     tail -80 "$OUT/build.log"; echo "BUILD FAILED"; exit 1
   fi
   echo "== build: $(( $(date +%s) - start ))s" | tee -a "$OUT/timing.txt"
+  # Per-file compile times (start, end ms), to find the build's critical path.
+  cat build/*/.ninja_log > "$OUT/ninja_log.txt" 2>/dev/null
   grep -E "learnable_ops: |warning" "$OUT/build.log" | grep -v "torch/include" | sort -u | head -20
 fi
 cd /tmp && python3 -m learnable_ops info; cd - > /dev/null
