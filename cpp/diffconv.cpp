@@ -228,6 +228,25 @@ at::Tensor box_view(const at::Tensor& t, const Box& box) {
 
 at::Tensor assembled_polynomial_pad(const at::Tensor& input, const Setup& s);
 
+// Our depthwise ops through the dispatcher (defined with the ring path below).
+bool native_depthwise_applies(const at::Tensor& input, const at::Tensor& weight, const Setup& s);
+at::Tensor call_depthwise(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                          at::IntArrayRef padding, at::IntArrayRef stride);
+at::Tensor call_depthwise_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                                         at::IntArrayRef input_size, at::IntArrayRef padding,
+                                         at::IntArrayRef stride);
+std::tuple<at::Tensor, at::Tensor> call_depthwise_backward_weight(const at::Tensor& grad_output,
+                                                                  const at::Tensor& input, at::IntArrayRef kernel_size,
+                                                                  at::IntArrayRef padding, at::IntArrayRef stride);
+
+// Whether the padded path's valid convolution (forward, and both gradients)
+// runs on our depthwise ops rather than ATen's: for depthwise layers within
+// their limits, with the strides their tests cover (1 and 2). On CUDA ATen
+// leaves depthwise layers to its own slow kernels (see the ring path below).
+bool padded_uses_native_depthwise(const at::Tensor& input, const at::Tensor& weight, const Setup& s) {
+  return native_depthwise_applies(input, weight, s) && s.stride[0] <= 2 && s.stride[1] <= 2;
+}
+
 // How the padded path builds its padded input, read from the environment
 // variable LEARNABLE_OPS_DIFFCONV_PAD at every call (a tuning switch, so that
 // one GPU build can time both):
@@ -327,6 +346,8 @@ at::Tensor diff_conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
   const Setup s = check_and_plan(input, weight, edge_weight, stride, dilation, groups, order);
   if (!edge_weight.has_value() && !edge_bias.has_value()) {
     // Padded path; the padded copy is freed as soon as the convolution returns.
+    if (padded_uses_native_depthwise(input, weight, s))
+      return call_depthwise(polynomial_pad(input, s), weight.select(1, 0), bias, {0, 0, 0, 0}, s.stride);
     at::Tensor out = at::convolution(polynomial_pad(input, s), weight, bias, s.stride, {0, 0}, s.dilation, false,
                                      {0, 0}, groups);
     return out.contiguous();
@@ -436,7 +457,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kerne
     if (need_bias) grad_bias = at::zeros({weight.size(0)}, grad_output.options());
     return {grad_padded, grad_weight, grad_bias};
   }
-  if (need_weight) {
+  const bool native = padded_uses_native_depthwise(input, weight, s);
+  if (need_weight && native) {
+    // As below; the bias gradient comes with the weight's (the channel sums).
+    at::Tensor g3;
+    std::tie(g3, grad_bias) = call_depthwise_backward_weight(grad_output, polynomial_pad(input, s),
+                                                             {weight.size(2), weight.size(3)}, {0, 0, 0, 0}, s.stride);
+    grad_weight = g3.unsqueeze(1);
+    if (!need_bias) grad_bias.reset();
+  } else if (need_weight) {
     // The recomputed padded input lives for this statement only, so it is gone
     // before the padded gradient is allocated.
     const std::vector<int64_t> bias_sizes{weight.size(0)};
@@ -448,7 +477,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kerne
     grad_bias = grad_output.sum({0, 2, 3});
   }
   if (need_input) {
-    grad_padded = padded_input_gradient(grad_output, weight, s, padded_h, padded_w).contiguous();
+    grad_padded = native ? call_depthwise_backward_input(grad_output, weight.select(1, 0),
+                                                         {input.size(0), input.size(1), padded_h, padded_w},
+                                                         {0, 0, 0, 0}, s.stride)
+                         : padded_input_gradient(grad_output, weight, s, padded_h, padded_w).contiguous();
     fold_extrapolated_ring(grad_padded, s, h, w);
   }
   return {grad_padded, grad_weight, grad_bias};
@@ -548,31 +580,32 @@ RingPlan ring_plan(const Setup& s, bool native_depthwise) {
 }
 
 at::Tensor call_depthwise(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                          at::IntArrayRef padding) {
+                          at::IntArrayRef padding, at::IntArrayRef stride) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("learnable_ops::depthwise_conv2d", "")
                        .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
                                          at::IntArrayRef, at::IntArrayRef)>();
-  return op.call(input, weight, bias, {1, 1}, padding);
+  return op.call(input, weight, bias, stride, padding);
 }
 
 at::Tensor call_depthwise_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
-                                         at::IntArrayRef input_size, at::IntArrayRef padding) {
+                                         at::IntArrayRef input_size, at::IntArrayRef padding,
+                                         at::IntArrayRef stride) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("learnable_ops::depthwise_conv2d_backward_input", "")
                        .typed<at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymIntArrayRef, at::IntArrayRef,
                                          at::IntArrayRef)>();
-  return op.call(grad_output, weight, c10::fromIntArrayRefSlow(input_size), {1, 1}, padding);
+  return op.call(grad_output, weight, c10::fromIntArrayRefSlow(input_size), stride, padding);
 }
 
 std::tuple<at::Tensor, at::Tensor> call_depthwise_backward_weight(const at::Tensor& grad_output,
                                                                   const at::Tensor& input, at::IntArrayRef kernel_size,
-                                                                  at::IntArrayRef padding) {
+                                                                  at::IntArrayRef padding, at::IntArrayRef stride) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("learnable_ops::depthwise_conv2d_backward_weight", "")
                        .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
                                                                  at::IntArrayRef, at::IntArrayRef, at::IntArrayRef)>();
-  return op.call(grad_output, input, kernel_size, {1, 1}, padding);
+  return op.call(grad_output, input, kernel_size, stride, padding);
 }
 
 // The ops' padding (top, bottom, left, right) of a symmetric (rows, columns) one.
@@ -586,7 +619,7 @@ std::array<int64_t, 4> depthwise_padding(std::array<int64_t, 2> padding) {
 at::Tensor ring_conv(const RingPlan& r, const at::Tensor& input, const at::Tensor& weight,
                      const std::optional<at::Tensor>& bias, std::array<int64_t, 2> padding,
                      at::IntArrayRef dilation, int64_t groups) {
-  if (r.native_depthwise) return call_depthwise(input, weight.select(1, 0), bias, depthwise_padding(padding));
+  if (r.native_depthwise) return call_depthwise(input, weight.select(1, 0), bias, depthwise_padding(padding), {1, 1});
   return at::convolution(input, weight, bias, {1, 1}, padding, dilation, false, {0, 0}, groups).contiguous();
 }
 
@@ -600,12 +633,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ring_conv_backward(
   if (r.native_depthwise) {
     const at::Tensor weight3 = weight.select(1, 0);
     const std::array<int64_t, 4> pad = depthwise_padding(padding);
-    if (output_mask[0]) grad_input = call_depthwise_backward_input(grad_output, weight3, input.sizes(), pad);
+    if (output_mask[0]) grad_input = call_depthwise_backward_input(grad_output, weight3, input.sizes(), pad, {1, 1});
     if (output_mask[1]) {
       at::Tensor g3;
       // The bias gradient comes with it (the channel sums of grad_output).
       std::tie(g3, grad_bias) =
-          call_depthwise_backward_weight(grad_output, input, {weight.size(2), weight.size(3)}, pad);
+          call_depthwise_backward_weight(grad_output, input, {weight.size(2), weight.size(3)}, pad, {1, 1});
       grad_weight = g3.unsqueeze(1);
     }
     if (!output_mask[2]) grad_bias.reset();
@@ -629,7 +662,8 @@ at::Tensor ring_conv_input_gradient(const RingPlan& r, const at::Tensor& grad_ou
                                     at::IntArrayRef strip_size, std::array<int64_t, 2> padding,
                                     at::IntArrayRef dilation, int64_t groups) {
   if (r.native_depthwise)
-    return call_depthwise_backward_input(grad_output, weight.select(1, 0), strip_size, depthwise_padding(padding));
+    return call_depthwise_backward_input(grad_output, weight.select(1, 0), strip_size, depthwise_padding(padding),
+                                         {1, 1});
   Setup frame{};
   frame.stride = {1, 1};
   frame.dilation = {dilation[0], dilation[1]};
