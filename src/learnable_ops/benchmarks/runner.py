@@ -2,7 +2,8 @@
 writes JSON (and markdown) with the device, torch version, shapes and ratios.
 
 Times come from :class:`torch.utils.benchmark.Timer` (which synchronises CUDA)
-with ``blocked_autorange``; the reported figure is the median. Peak memory is
+with ``blocked_autorange``; the reported figure is the median of the fastest of
+ROUNDS alternating rounds of candidate and baseline. Peak memory is
 measured on CUDA with ``torch.cuda.max_memory_allocated``.
 """
 
@@ -75,11 +76,20 @@ def _peak_mib(fn: Callable[[], object], device: str) -> float | None:
     return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
+# Candidate and baseline are timed alternately in this many rounds (each for a third of
+# min_run_time), and each keeps its fastest round's median: a transient slowdown of the
+# GPU (clocks, another process) in one round then moves neither figure. Single timings
+# of a row had differed by up to 1.6x between two rows of the same run on an H100.
+ROUNDS = 3
+
+
 def run_cases(cases: list[Case], device: str, min_run_time: float = 0.5) -> list[Result]:
     results = []
     for case in cases:
-        cand = _time_ms(case.candidate, min_run_time)
-        base = _time_ms(case.baseline, min_run_time)
+        cand = base = float("inf")
+        for _ in range(ROUNDS):
+            cand = min(cand, _time_ms(case.candidate, min_run_time / ROUNDS))
+            base = min(base, _time_ms(case.baseline, min_run_time / ROUNDS))
         cpeak, bpeak = _peak_mib(case.candidate, device), _peak_mib(case.baseline, device)
         results.append(
             Result(
