@@ -10,19 +10,18 @@
 // boundary outputs by two thin convolutions; see the section further down.
 //
 // Padded path (the diff_conv2d op without edge weight or edge bias, used for
-// stride > 1; its backward also needs keep_img_grad_at_invalid): the forward
-// pass is the pad op followed by one ATen valid convolution; the padded copy
-// is a temporary. Autograd saves only input and weight, as for a plain
-// convolution, and the backward pass recomputes the pad (a copy-speed kernel)
-// for the weight gradient, frees it, then computes the gradient of the padded
-// input (the transposed convolution) and folds the gradient of its
-// extrapolated ring into the image part in place: the pad's adjoint, applied
-// to four thin bands (left, right, then top, bottom) with the pad op's own
-// backward. The op returns that padded gradient and the autograd formula takes
-// its image part, a view, so no second input-sized gradient buffer is ever
-// allocated. Peak memory is the plain convolution's plus the padded border:
-// while one padded-size buffer (the recomputed padded input, then the padded
-// gradient) is alive, a plain convolution holds its input-sized gradient.
+// stride > 1 and, on CUDA, for every layer that is not depthwise; its backward
+// also needs keep_img_grad_at_invalid): the forward pass pads, then runs one
+// valid convolution; the padded copy is a temporary. Autograd saves only input
+// and weight, as for a plain convolution, and the backward pass recomputes the
+// pad for the weight gradient, frees it, then computes the gradient of the
+// padded input and folds it back (the pad's adjoint) into the input gradient
+// in one pass. The convolutions are ATen's, or our depthwise ops for depthwise
+// layers. On CUDA, ATen's (cuDNN's, which compute in NHWC) get channels_last
+// tensors: the op diff_conv2d_pad_layout pads straight from NCHW into a
+// channels_last buffer and folds straight from channels_last back into NCHW
+// (cuda/diffconv_layout.cuh), in the passes that cuDNN would otherwise spend
+// transposing the input and the results.
 //
 // Strip path (edge weight, edge bias, or keep_img_grad_at_invalid false in
 // the backward):
@@ -64,6 +63,7 @@
 #include <torch/library.h>
 
 #include "learnable_ops/checks.h"
+#include "learnable_ops/diffconv_layout.h"
 
 namespace learnable_ops {
 namespace {
@@ -301,40 +301,33 @@ at::Tensor padded_input_gradient(const at::Tensor& grad_output, const at::Tensor
                          {extra_h, extra_w}, s.groups);
 }
 
-// Adds the gradient of the extrapolated rows of `grad` (a view with pad + n +
-// pad rows) to the image rows they were extrapolated from (degree `order`,
-// nodes `dilation` apart), in place. Each edge's band (its pad rows and the
-// rows that feed them) is folded by the pad op's backward on that band alone,
-// so the buffers are band-sized; only an image with fewer than two node ranges
-// of rows is folded in one piece.
-void fold_rows(const at::Tensor& grad, int64_t n, int64_t pad, int64_t order, int64_t dilation) {
-  if (pad == 0) return;
-  const int64_t nodes = (order + 1) * dilation;
-  auto fold_band = [&](int64_t band_begin, int64_t image_len, int64_t before, int64_t after) {
-    const at::Tensor band = grad.narrow(2, band_begin, before + image_len + after);
-    const std::vector<int64_t> image_size{band.size(0), band.size(1), image_len, band.size(3)};
-    band.narrow(2, before, image_len)
-        .copy_(call_pad_backward(band.contiguous(), image_size, {0, 0, before, after}, "polynomial",
-                                 std::vector<int64_t>{order, 0}, std::vector<int64_t>{dilation, 1}));
-  };
-  if (2 * nodes <= n) {
-    // The front band writes image rows [0, nodes), which the back band, reading
-    // [n - nodes, n) and its ring, never reads.
-    fold_band(0, nodes, pad, 0);
-    fold_band(pad + n - nodes, nodes, 0, pad);
-  } else {
-    fold_band(0, n, pad, pad);
-  }
+at::Tensor call_pad_layout(const at::Tensor& src, std::array<int64_t, 2> padding, at::IntArrayRef order,
+                           at::IntArrayRef dilation, bool adjoint, bool channels_last) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("learnable_ops::diff_conv2d_pad_layout", "")
+                       .typed<at::Tensor(const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool,
+                                         bool)>();
+  return op.call(src, padding, order, dilation, adjoint, channels_last);
 }
 
-// The pad extends rows first, then columns, so its adjoint folds the columns
-// (over every padded row), then the rows (over the image columns). Columns are
-// folded as the rows of the transposed view, so that the pad op's backward
-// runs along lines of H + 2 * pad_h values rather than thin rows of a few.
-void fold_extrapolated_ring(const at::Tensor& grad_padded, const Setup& s, int64_t h, int64_t w) {
-  const AxisGeometry &gh = s.axes[0], &gw = s.axes[1];
-  fold_rows(grad_padded.transpose(2, 3), w, gw.pad, gw.order, gw.dilation);
-  fold_rows(grad_padded.narrow(3, gw.pad, w), h, gh.pad, gh.order, gh.dilation);
+// A plain NCHW <-> channels_last copy by the same op (padding 0).
+at::Tensor relayout(const at::Tensor& t, bool channels_last) {
+  return call_pad_layout(t, {0, 0}, {0, 0}, {1, 1}, false, channels_last);
+}
+
+// Whether the padded path hands ATen's convolution (cuDNN) channels_last
+// tensors: on CUDA, for the layers that do not take our depthwise ops. cuDNN
+// runs convolutions in NHWC and, fed NCHW tensors, transposes the input, the
+// output gradient (for each of its two backward kernels) and the results
+// itself; here diff_conv2d_pad_layout's kernels write the padded input (and
+// read the padded gradient) in channels_last in the pass that pads (folds)
+// anyway, and the output gradient is transposed once. The environment switch
+// LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST=0, read at every call, turns it off (to
+// time both on one build).
+bool padded_uses_channels_last(const at::Tensor& input, const at::Tensor& weight, const Setup& s) {
+  if (!input.is_cuda() || padded_uses_native_depthwise(input, weight, s)) return false;
+  const char* flag = std::getenv("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST");
+  return flag == nullptr || std::strcmp(flag, "0") != 0;
 }
 
 at::Tensor diff_conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
@@ -346,6 +339,12 @@ at::Tensor diff_conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
   const Setup s = check_and_plan(input, weight, edge_weight, stride, dilation, groups, order);
   if (!edge_weight.has_value() && !edge_bias.has_value()) {
     // Padded path; the padded copy is freed as soon as the convolution returns.
+    if (padded_uses_channels_last(input, weight, s)) {
+      at::Tensor out =
+          at::convolution(call_pad_layout(input, s.padding, s.order, s.dilation, false, true), weight, bias, s.stride,
+                          {0, 0}, s.dilation, false, {0, 0}, groups);
+      return strictly_channels_last(out) ? relayout(out, false) : out.contiguous();
+    }
     if (padded_uses_native_depthwise(input, weight, s))
       return call_depthwise(polynomial_pad(input, s), weight.select(1, 0), bias, {0, 0, 0, 0}, s.stride);
     at::Tensor out = at::convolution(polynomial_pad(input, s), weight, bias, s.stride, {0, 0}, s.dilation, false,
@@ -441,8 +440,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> diff_conv
   return {grad_input, grad_weight, grad_bias, grad_edge_weight, grad_edge_bias};
 }
 
-// Backward of the padded path: (gradient of the padded input, whose image part
-// [ph, ph + H) x [pw, pw + W) is the input gradient, weight, bias).
+// Backward of the padded path: (input, weight, bias) gradients. The input
+// gradient is the pad's adjoint (diff_conv2d_pad_layout, adjoint) of the
+// padded input's gradient, in one pass, NCHW.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kernel(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
     at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order, std::array<bool, 3> output_mask) {
@@ -450,42 +450,48 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kerne
   const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
   const int64_t h = input.size(2), w = input.size(3);
   const int64_t padded_h = h + 2 * s.padding[0], padded_w = w + 2 * s.padding[1];
-  at::Tensor grad_padded, grad_weight, grad_bias;
+  at::Tensor grad_input, grad_weight, grad_bias;
   if (grad_output.numel() == 0 || input.numel() == 0) {
-    if (need_input) grad_padded = at::zeros({input.size(0), input.size(1), padded_h, padded_w}, input.options());
+    if (need_input) grad_input = at::zeros(input.sizes(), input.options().memory_format(at::MemoryFormat::Contiguous));
     if (need_weight) grad_weight = at::zeros_like(weight, at::MemoryFormat::Contiguous);
     if (need_bias) grad_bias = at::zeros({weight.size(0)}, grad_output.options());
-    return {grad_padded, grad_weight, grad_bias};
+    return {grad_input, grad_weight, grad_bias};
   }
   const bool native = padded_uses_native_depthwise(input, weight, s);
+  const bool channels_last = padded_uses_channels_last(input, weight, s);
+  // cuDNN's two backward kernels read the output gradient in NHWC: transposed once here.
+  const at::Tensor gy = channels_last ? relayout(grad_output, true) : grad_output;
+  // The recomputed padded input lives for one statement, so it is gone before
+  // the padded gradient is allocated.
   if (need_weight && native) {
-    // As below; the bias gradient comes with the weight's (the channel sums).
+    // The bias gradient comes with the weight's (the channel sums).
     at::Tensor g3;
     std::tie(g3, grad_bias) = call_depthwise_backward_weight(grad_output, polynomial_pad(input, s),
                                                              {weight.size(2), weight.size(3)}, {0, 0, 0, 0}, s.stride);
     grad_weight = g3.unsqueeze(1);
     if (!need_bias) grad_bias.reset();
   } else if (need_weight) {
-    // The recomputed padded input lives for this statement only, so it is gone
-    // before the padded gradient is allocated.
     const std::vector<int64_t> bias_sizes{weight.size(0)};
+    const at::Tensor padded = channels_last ? call_pad_layout(input, s.padding, s.order, s.dilation, false, true)
+                                            : polynomial_pad(input, s);
     std::tie(std::ignore, grad_weight, grad_bias) =
-        at::convolution_backward(grad_output, polynomial_pad(input, s), weight, bias_sizes, s.stride, {0, 0},
-                                 s.dilation, false, {0, 0}, groups, {false, true, need_bias});
+        at::convolution_backward(gy, padded, weight, bias_sizes, s.stride, {0, 0}, s.dilation, false, {0, 0},
+                                 groups, {false, true, need_bias});
     grad_weight = grad_weight.contiguous();
   } else if (need_bias) {
     grad_bias = grad_output.sum({0, 2, 3});
   }
   if (need_input) {
-    grad_padded = native ? call_depthwise_backward_input(grad_output, weight.select(1, 0),
-                                                         {input.size(0), input.size(1), padded_h, padded_w},
-                                                         {0, 0, 0, 0}, s.stride)
-                         : padded_input_gradient(grad_output, weight, s, padded_h, padded_w).contiguous();
-    fold_extrapolated_ring(grad_padded, s, h, w);
+    // channels_last when gy is (cuDNN keeps the layout); NCHW otherwise.
+    const at::Tensor grad_padded =
+        native ? call_depthwise_backward_input(grad_output, weight.select(1, 0),
+                                               {input.size(0), input.size(1), padded_h, padded_w}, {0, 0, 0, 0},
+                                               s.stride)
+               : padded_input_gradient(gy, weight, s, padded_h, padded_w);
+    grad_input = call_pad_layout(grad_padded, s.padding, s.order, s.dilation, true, false);
   }
-  return {grad_padded, grad_weight, grad_bias};
+  return {grad_input, grad_weight, grad_bias};
 }
-
 
 // ---------------------------------------------------------------------------
 // Ring path (stride 1, no edge weight or edge bias, keep_img_grad_at_invalid).
@@ -964,7 +970,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
   return {grad_input, grad_weight, grad_bias};
 }
 
+at::Tensor diff_conv2d_pad_layout_cpu(const at::Tensor& input, at::IntArrayRef padding, at::IntArrayRef order,
+                                      at::IntArrayRef dilation, bool adjoint, bool channels_last) {
+  return pad_layout_composed(input, plan_pad_layout(input, padding, order, dilation, adjoint), adjoint,
+                             channels_last);
+}
+
 }  // namespace
+
+at::Tensor pad_layout_composed(const at::Tensor& src, const PadLayoutPlan& p, bool adjoint, bool channels_last) {
+  const at::MemoryFormat format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  if (p.before[0] == 0 && p.before[1] == 0) return src.clone(format);
+  const std::vector<int64_t> pads{p.before[1], p.before[1], p.before[0], p.before[0]};
+  const std::vector<int64_t> order{p.order[0], p.order[1]}, step{p.step[0], p.step[1]};
+  const at::Tensor x = src.contiguous();
+  const at::Tensor out = adjoint ? call_pad_backward(x, p.out_shape, pads, "polynomial", order, step)
+                                 : call_pad(x, pads, "polynomial", order, step);
+  return out.contiguous(format);
+}
 
 TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
   m.def(
@@ -978,6 +1001,9 @@ TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
       "diff_conv2d_padded_backward(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, "
       "int[2] dilation, int groups, int[2] order, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
   m.def(
+      "diff_conv2d_pad_layout(Tensor input, int[2] padding, int[2] order, int[2] dilation, bool adjoint, "
+      "bool channels_last) -> Tensor");
+  m.def(
       "diff_conv2d_ring(Tensor input, Tensor weight, Tensor? bias, int[2] dilation, int groups, int[2] order, "
       "bool save_strips, bool? native_depthwise=None) -> (Tensor, Tensor, Tensor)");
   m.def(
@@ -987,6 +1013,7 @@ TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
 }
 
 TORCH_LIBRARY_IMPL(learnable_ops, CPU, m) {
+  m.impl("diff_conv2d_pad_layout", &diff_conv2d_pad_layout_cpu);
   m.impl("diff_conv2d", &diff_conv2d_kernel);
   m.impl("diff_conv2d_backward", &diff_conv2d_backward_kernel);
   m.impl("diff_conv2d_padded_backward", &diff_conv2d_padded_backward_kernel);

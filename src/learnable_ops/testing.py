@@ -130,3 +130,20 @@ def check_cpu_cuda(fn: Callable, args: Sequence, *, atol: float = 1e-10, rtol: f
     for a, b in zip(g, cg):
         if a is not None:
             torch.testing.assert_close(b.cpu(), a, atol=atol, rtol=rtol)
+
+
+def compile_kernel_emulator(source, out_dir, include_dirs: Sequence) -> str:
+    """Builds a host program that replays CUDA kernel bodies on the CPU (the ``*_emulation.cpp``
+    drivers of the tests) with the host C++ compiler; skips the test without one."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if compiler is None:
+        pytest.skip("no host C++ compiler")
+    binary = Path(out_dir) / Path(source).stem
+    cmd = [compiler, "-std=c++17", "-O1", *(f"-I{d}" for d in include_dirs), str(source), "-o", str(binary)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return str(binary)

@@ -164,10 +164,10 @@ def test_padded_backward_op_gradients_and_masks():
     stride, dilation, groups, order = [2, 1], [1, 2], 2, [2, 3]
     back = torch.ops.learnable_ops.diff_conv2d_padded_backward.default
     full = back(g, x.detach(), w.detach(), stride, dilation, groups, order, [True, True, True])
-    assert full[0].shape == (2, 4, 13 + 2, 12 + 8) and full[0].is_contiguous()
+    assert full[0].shape == x.shape and full[0].is_contiguous()
     b = torch.zeros(4, dtype=torch.float64, requires_grad=True)
     want = torch.autograd.grad(lo.diff_conv2d(x, w, b, stride, dilation, groups, order=order), [x, w, b], g)
-    torch.testing.assert_close(full[0][:, :, 1:14, 4:16], want[0])
+    torch.testing.assert_close(full[0], want[0])
     torch.testing.assert_close(full[1], want[1])
     torch.testing.assert_close(full[2], want[2])
     for mask in ([True, False, False], [False, True, False], [False, False, True]):

@@ -243,13 +243,19 @@ def _diff_conv2d_backward_fake(grad_output, input, weight, edge_weight, has_edge
 
 @torch.library.register_fake("learnable_ops::diff_conv2d_padded_backward")
 def _diff_conv2d_padded_backward_fake(grad_output, input, weight, stride, dilation, groups, order, output_mask):
-    pad_h, pad_w = (weight.shape[2] // 2) * dilation[0], (weight.shape[3] // 2) * dilation[1]
-    padded = (input.shape[0], input.shape[1], input.shape[2] + 2 * pad_h, input.shape[3] + 2 * pad_w)
     return (
-        input.new_empty(padded) if output_mask[0] else None,
+        input.new_empty(input.shape) if output_mask[0] else None,
         weight.new_empty(weight.shape) if output_mask[1] else None,
         weight.new_empty((weight.shape[0],)) if output_mask[2] else None,
     )
+
+
+@torch.library.register_fake("learnable_ops::diff_conv2d_pad_layout")
+def _diff_conv2d_pad_layout_fake(input, padding, order, dilation, adjoint, channels_last):
+    sign = -2 if adjoint else 2
+    shape = (input.shape[0], input.shape[1], input.shape[2] + sign * padding[0], input.shape[3] + sign * padding[1])
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=fmt)
 
 
 @torch.library.register_fake("learnable_ops::diff_conv2d_ring")
@@ -306,16 +312,9 @@ def _backward(ctx, grad_output):
     need = ctx.needs_input_grad
     stride, dilation, groups, order, keep = ctx.args
     if edge_weight is None and not ctx.has_edge_bias and keep:
-        # The padded path returns the gradient of the padded input, with the
-        # extrapolated ring already folded in; its image part (a view) is the
-        # input gradient, so no second input-sized buffer is allocated.
-        grad_padded, grad_weight, grad_bias = torch.ops.learnable_ops.diff_conv2d_padded_backward.default(
+        grad_input, grad_weight, grad_bias = torch.ops.learnable_ops.diff_conv2d_padded_backward.default(
             grad_output, input, weight, stride, dilation, groups, order, [need[0], need[1], need[2]]
         )
-        grad_input = None
-        if grad_padded is not None:
-            pad_h, pad_w = (weight.shape[2] // 2) * dilation[0], (weight.shape[3] // 2) * dilation[1]
-            grad_input = grad_padded[:, :, pad_h : pad_h + input.shape[2], pad_w : pad_w + input.shape[3]]
         return grad_input, grad_weight, grad_bias, None, None, None, None, None, None, None
     mask = [need[0], need[1], need[2], need[3], need[4]]
     grads = torch.ops.learnable_ops.diff_conv2d_backward.default(

@@ -1,0 +1,70 @@
+// diff_conv2d_pad_layout: the polynomial pad (or its adjoint) of DiffConv2d's
+// padded path with the result in NCHW or channels_last. Argument checks and
+// geometry shared by the CPU op (cpp/diffconv.cpp: the pad op, then a layout
+// copy) and the CUDA kernels (cuda/diffconv.cu, cuda/diffconv_layout.cuh).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "learnable_ops/checks.h"
+
+namespace learnable_ops {
+
+struct PadLayoutPlan {
+  int64_t N, C;
+  // Per axis (H, W): image extent, padded extent, pad per side, order, node step.
+  std::array<int64_t, 2> image, padded, before, order, step;
+  std::vector<int64_t> out_shape;
+};
+
+// `src` is the image (adjoint false) or the padded tensor (adjoint true);
+// `padding` is the amount added on each side of H and W.
+inline PadLayoutPlan plan_pad_layout(const at::Tensor& src, at::IntArrayRef padding, at::IntArrayRef order,
+                                     at::IntArrayRef dilation, bool adjoint) {
+  check_floating(src, "input");
+  TORCH_CHECK_VALUE(src.dim() == 4, "input must be a 4D tensor (N, C, H, W), got shape ", src.sizes());
+  TORCH_CHECK_VALUE(padding.size() == 2 && padding[0] >= 0 && padding[1] >= 0,
+                    "padding must be two non-negative ints, got ", padding);
+  TORCH_CHECK_VALUE(order.size() == 2 && order[0] >= 0 && order[1] >= 0, "order must be two non-negative ints, got ",
+                    order);
+  TORCH_CHECK_VALUE(dilation.size() == 2 && dilation[0] >= 1 && dilation[1] >= 1,
+                    "dilation must be two positive ints, got ", dilation);
+  PadLayoutPlan p{};
+  p.N = src.size(0);
+  p.C = src.size(1);
+  for (int a = 0; a < 2; ++a) {
+    const int64_t n = src.size(2 + a);
+    p.before[a] = padding[a];
+    p.order[a] = order[a];
+    p.step[a] = dilation[a];
+    if (adjoint) {
+      TORCH_CHECK_VALUE(n > 2 * padding[a], "input ", a == 0 ? "height " : "width ", n,
+                        " is smaller than the padding on both sides (", 2 * padding[a], ") plus one");
+      p.padded[a] = n;
+      p.image[a] = n - 2 * padding[a];
+    } else {
+      p.image[a] = n;
+      p.padded[a] = n + 2 * padding[a];
+    }
+    TORCH_CHECK_VALUE(padding[a] == 0 || p.image[a] >= (order[a] + 1) * dilation[a], "the image ",
+                      a == 0 ? "height " : "width ", p.image[a], " is smaller than the ", (order[a] + 1) * dilation[a],
+                      " samples that extrapolating with order ", order[a], " and dilation ", dilation[a], " needs");
+  }
+  p.out_shape = {p.N, p.C, adjoint ? p.image[0] : p.padded[0], adjoint ? p.image[1] : p.padded[1]};
+  return p;
+}
+
+// The op by composition: the pad op (or its backward) on the NCHW tensor, then
+// the layout copy. The CPU op, and the CUDA op where its kernels do not apply.
+at::Tensor pad_layout_composed(const at::Tensor& src, const PadLayoutPlan& p, bool adjoint, bool channels_last);
+
+// Whether the tensor is laid out channels_last (and not also NCHW-contiguous).
+inline bool strictly_channels_last(const at::Tensor& t) {
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+}  // namespace learnable_ops

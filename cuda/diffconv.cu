@@ -1,0 +1,85 @@
+// diff_conv2d_pad_layout on CUDA: the layout kernels of cuda/diffconv_layout.cuh
+// (the polynomial pad, or its adjoint, from either layout into either layout).
+// Axes whose lists do not fit the kernels' shared tables (DiffConv2d kernel
+// sizes above 32) take the composition of the CPU op (the pad op, then a
+// layout copy).
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include "diffconv_layout.cuh"
+#include "learnable_ops/cuda_utils.cuh"
+#include "learnable_ops/diffconv_layout.h"
+
+namespace learnable_ops {
+namespace {
+
+using diffconv_layout::Args;
+using diffconv_layout::Axis;
+using diffconv_layout::kMaxTaps;
+using diffconv_layout::kTile;
+using diffconv_layout::kTileRows;
+
+template <bool kAdjoint, bool kSrcChannelsLast, bool kDstChannelsLast, typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kTile * kTileRows) pad_layout_kernel(const Args<scalar_t> a) {
+  __shared__ diffconv_layout::Shared<acc_t> sh;
+  const diffconv_layout::Slot s{int64_t(blockIdx.x), int(threadIdx.x), int(threadIdx.y)};
+  diffconv_layout::lists<kAdjoint>(s, a, sh);
+  __syncthreads();
+  diffconv_layout::gather<kAdjoint, kSrcChannelsLast>(s, a, sh);
+  __syncthreads();
+  diffconv_layout::store<kAdjoint, kDstChannelsLast>(s, a, sh);
+}
+
+template <bool kAdjoint, typename scalar_t>
+void launch(Args<scalar_t> a, bool src_cl, bool dst_cl) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t blocks = diffconv_layout::plan<kAdjoint>(a);
+  TORCH_CHECK(blocks <= int64_t(INT32_MAX), "diff_conv2d_pad_layout: tensor too large for one launch");
+  const dim3 grid{unsigned(blocks)}, block{unsigned(kTile), unsigned(kTileRows)};
+  auto go = [&](auto kernel) {
+    kernel<<<grid, block, 0, current_stream()>>>(a);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  };
+  if (src_cl && dst_cl) go(pad_layout_kernel<kAdjoint, true, true, scalar_t, acc_t>);
+  else if (src_cl) go(pad_layout_kernel<kAdjoint, true, false, scalar_t, acc_t>);
+  else if (dst_cl) go(pad_layout_kernel<kAdjoint, false, true, scalar_t, acc_t>);
+  else go(pad_layout_kernel<kAdjoint, false, false, scalar_t, acc_t>);
+}
+
+at::Tensor diff_conv2d_pad_layout_cuda(const at::Tensor& input, at::IntArrayRef padding, at::IntArrayRef order,
+                                       at::IntArrayRef dilation, bool adjoint, bool channels_last) {
+  const PadLayoutPlan p = plan_pad_layout(input, padding, order, dilation, adjoint);
+  Axis axes[2];
+  for (int i = 0; i < 2; ++i) axes[i] = Axis{p.image[i], p.padded[i], p.before[i], p.order[i], p.step[i]};
+  for (const Axis& axis : axes) {
+    const int64_t longest = adjoint ? diffconv_layout::longest_list<true>(axis)
+                                    : diffconv_layout::longest_list<false>(axis);
+    if (longest > kMaxTaps) return pad_layout_composed(input, p, adjoint, channels_last);
+  }
+  const c10::cuda::CUDAGuard guard(input.device());
+  const bool src_cl = strictly_channels_last(input);
+  const at::Tensor src = src_cl ? input : input.contiguous();
+  at::Tensor out = at::empty(
+      p.out_shape,
+      src.options().memory_format(channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "diff_conv2d_pad_layout_cuda", [&] {
+    Args<scalar_t> a{};
+    a.src = src.const_data_ptr<scalar_t>();
+    a.dst = out.mutable_data_ptr<scalar_t>();
+    a.N = p.N;
+    a.C = p.C;
+    a.h = axes[0];
+    a.w = axes[1];
+    if (adjoint) launch<true>(a, src_cl, channels_last);
+    else launch<false>(a, src_cl, channels_last);
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(learnable_ops, CUDA, m) { m.impl("diff_conv2d_pad_layout", &diff_conv2d_pad_layout_cuda); }
+
+}  // namespace learnable_ops

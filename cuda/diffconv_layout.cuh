@@ -1,0 +1,212 @@
+// DiffConv2d's layout kernels: the polynomial pad of an NCHW image written
+// straight into a channels_last (NHWC) padded buffer, and its adjoint, the fold
+// of a channels_last padded gradient into an NCHW image gradient. With padding
+// 0 they are plain NCHW <-> NHWC transposes.
+//
+// Why: cuDNN runs dense convolutions in NHWC. Fed NCHW tensors it transposes
+// the input, grad_output (twice) and the results itself, which took 0.3 of the
+// 0.78 ms of a 16x64x128x128 fp32 3x3 convolution's forward and backward on an
+// H100. The padded path (cpp/diffconv.cpp) hands cuDNN channels_last tensors
+// instead, and these kernels do the pad (or the fold) in the same pass as the
+// transpose they replace.
+//
+// A block covers one row of the destination, kTile channels by kTile columns:
+// it reads the rows and columns it needs with consecutive threads on the NCHW
+// side's contiguous axis (W), keeps the tile in shared memory, and writes with
+// consecutive threads on the NHWC side's contiguous axis (C). Each axis's
+// sources (pad) or preimages (fold) with their Lagrange weights come from
+// lagrange.h, as in the pad op, listed once per block: interior rows and
+// columns list one entry, the copy.
+//
+// The same kernels, with either side in either layout, also serve as plain
+// transposes (padding 0) and as an NCHW-to-NCHW fold.
+//
+// The bodies are host-compilable, in three phases separated by barriers
+// (lists, gather, store): tests/diffconv/diffconv_layout_emulation.cpp replays
+// every thread of every block on the CPU.
+#pragma once
+
+#include <cstdint>
+
+#include "learnable_ops/lagrange.h"
+#include "learnable_ops/macros.h"
+
+namespace learnable_ops {
+namespace diffconv_layout {
+
+constexpr int kTile = 32;      // channels and columns per block (blockDim.x)
+constexpr int kTileRows = 8;   // blockDim.y
+constexpr int kMaxTaps = 32;   // longest list of one axis (host-checked: fits)
+
+// One axis: n image samples, padded = n + 2 * before, extrapolated with
+// `order` on nodes `step` apart (as the pad op's polynomial mode).
+struct Axis {
+  int64_t n, padded, before, order, step;
+};
+
+// kAdjoint false: the pad, from the image (N, C, h.n, w.n) to the padded
+// tensor (N, C, h.padded, w.padded); true: its adjoint (the fold), back. Each
+// side is NCHW or NHWC (channels_last) contiguous, as the launch says.
+template <typename scalar_t>
+struct Args {
+  const scalar_t* src;
+  scalar_t* dst;
+  int64_t N, C;
+  Axis h, w;
+  // Tiles of a destination row: along C, and along its columns.
+  int64_t c_tiles, w_tiles;
+};
+
+template <typename acc_t>
+struct Shared {
+  int row_count;
+  int64_t row_index[kMaxTaps];
+  acc_t row_weight[kMaxTaps];
+  int col_count[kTile];
+  // Entry k of column t at [k][t]: a warp reading entry k of its 32 columns hits 32 banks.
+  int64_t col_index[kMaxTaps][kTile];
+  acc_t col_weight[kMaxTaps][kTile];
+  // [channel][column], one word of padding per row: a warp walks either index
+  // without bank conflicts.
+  acc_t tile[kTile][kTile + 1];
+};
+
+struct Slot {
+  int64_t block;
+  int tx, ty;
+};
+
+// Calls f(index, weight) for the list of destination index j on one axis: its
+// sources (pad) or its preimages (adjoint), in a fixed order.
+template <bool kAdjoint, typename F>
+LO_HD void visit(const Axis& a, int64_t j, F&& f) {
+  if (kAdjoint)
+    for_each_polynomial_preimage(j, a.n, a.before, a.padded, a.order, a.step, true, f);
+  else
+    for_each_polynomial_source(j - a.before, a.n, a.order, a.step, f);
+}
+
+// Longest list of an axis: order + 1 at most for the pad; for the adjoint the
+// copy plus, for nodes of both edges, every extrapolated sample they feed. The
+// host launches only when both axes fit kMaxTaps.
+template <bool kAdjoint>
+int64_t longest_list(const Axis& a) {
+  int64_t longest = 0;
+  for (int64_t j = 0; j < (kAdjoint ? a.n : a.padded); ++j) {
+    int64_t c = 0;
+    visit<kAdjoint>(a, j, [&](int64_t, double) { ++c; });
+    if (c > longest) longest = c;
+  }
+  return longest;
+}
+
+// Offset of element (n, c, i, k) of an (N, C, rows, cols) tensor, NCHW or NHWC.
+template <bool kChannelsLast>
+LO_HD int64_t offset(int64_t n, int64_t c, int64_t i, int64_t k, int64_t C, int64_t rows, int64_t cols) {
+  return kChannelsLast ? ((n * rows + i) * cols + k) * C + c : ((n * C + c) * rows + i) * cols + k;
+}
+
+// Where a block sits: destination row (n, r) and its tiles.
+struct BlockPos {
+  int64_t n, r, c0, w0;
+};
+
+template <bool kAdjoint, typename scalar_t>
+LO_HD BlockPos block_pos(const Args<scalar_t>& a, int64_t block) {
+  const int64_t rows = kAdjoint ? a.h.n : a.h.padded;
+  const int64_t wt = block % a.w_tiles;
+  int64_t t = block / a.w_tiles;
+  const int64_t ct = t % a.c_tiles;
+  t /= a.c_tiles;
+  return {t / rows, t % rows, ct * kTile, wt * kTile};
+}
+
+// Phase 1: the block's row list (thread (0, 1)) and its column lists (threads (t, 0)).
+template <bool kAdjoint, typename scalar_t, typename acc_t>
+LO_HD void lists(const Slot& s, const Args<scalar_t>& a, Shared<acc_t>& sh) {
+  const BlockPos b = block_pos<kAdjoint>(a, s.block);
+  if (s.ty == 1 && s.tx == 0) {
+    int c = 0;
+    visit<kAdjoint>(a.h, b.r, [&](int64_t i, double wgt) {
+      sh.row_index[c] = i;
+      sh.row_weight[c] = acc_t(wgt);
+      ++c;
+    });
+    sh.row_count = c;
+  }
+  if (s.ty == 0) {
+    const int64_t j = b.w0 + s.tx;
+    int c = 0;
+    if (j < (kAdjoint ? a.w.n : a.w.padded))
+      visit<kAdjoint>(a.w, j, [&](int64_t i, double wgt) {
+        sh.col_index[c][s.tx] = i;
+        sh.col_weight[c][s.tx] = acc_t(wgt);
+        ++c;
+      });
+    sh.col_count[s.tx] = c;
+  }
+}
+
+// Phase 2: the tile, read with consecutive threads along the source's
+// contiguous axis: columns (NCHW) or channels (NHWC).
+template <bool kAdjoint, bool kSrcChannelsLast, typename scalar_t, typename acc_t>
+LO_HD void gather(const Slot& s, const Args<scalar_t>& a, Shared<acc_t>& sh) {
+  const BlockPos b = block_pos<kAdjoint>(a, s.block);
+  const int64_t rows = kAdjoint ? a.h.padded : a.h.n, cols = kAdjoint ? a.w.padded : a.w.n;
+  auto element = [&](int64_t c, int t) {  // channel c, tile column t
+    acc_t acc = 0;
+    for (int r = 0; r < sh.row_count; ++r) {
+      acc_t line = 0;
+      for (int k = 0; k < sh.col_count[t]; ++k)
+        line += sh.col_weight[k][t] *
+                acc_t(a.src[offset<kSrcChannelsLast>(b.n, c, sh.row_index[r], sh.col_index[k][t], a.C, rows, cols)]);
+      acc += sh.row_weight[r] * line;
+    }
+    return acc;
+  };
+  if (kSrcChannelsLast) {
+    const int64_t c = b.c0 + s.tx;
+    if (c >= a.C) return;
+    for (int t = s.ty; t < kTile; t += kTileRows)
+      if (sh.col_count[t] > 0) sh.tile[s.tx][t] = element(c, t);
+  } else {
+    if (sh.col_count[s.tx] == 0) return;
+    for (int cc = s.ty; cc < kTile; cc += kTileRows)
+      if (b.c0 + cc < a.C) sh.tile[cc][s.tx] = element(b.c0 + cc, s.tx);
+  }
+}
+
+// Phase 3: the tile, written with consecutive threads along the destination's
+// contiguous axis.
+template <bool kAdjoint, bool kDstChannelsLast, typename scalar_t, typename acc_t>
+LO_HD void store(const Slot& s, const Args<scalar_t>& a, const Shared<acc_t>& sh) {
+  const BlockPos b = block_pos<kAdjoint>(a, s.block);
+  const int64_t rows = kAdjoint ? a.h.n : a.h.padded, cols = kAdjoint ? a.w.n : a.w.padded;
+  if (kDstChannelsLast) {
+    const int64_t c = b.c0 + s.tx;
+    if (c >= a.C) return;
+    for (int t = s.ty; t < kTile; t += kTileRows) {
+      const int64_t j = b.w0 + t;
+      if (j < cols)
+        a.dst[offset<true>(b.n, c, b.r, j, a.C, rows, cols)] = static_cast<scalar_t>(sh.tile[s.tx][t]);
+    }
+  } else {
+    const int64_t j = b.w0 + s.tx;
+    if (j >= cols) return;
+    for (int cc = s.ty; cc < kTile; cc += kTileRows) {
+      const int64_t c = b.c0 + cc;
+      if (c < a.C) a.dst[offset<false>(b.n, c, b.r, j, a.C, rows, cols)] = static_cast<scalar_t>(sh.tile[cc][s.tx]);
+    }
+  }
+}
+
+// Blocks of a launch: destination rows times channel tiles times column tiles.
+template <bool kAdjoint, typename scalar_t>
+int64_t plan(Args<scalar_t>& a) {
+  a.c_tiles = (a.C + kTile - 1) / kTile;
+  a.w_tiles = ((kAdjoint ? a.w.n : a.w.padded) + kTile - 1) / kTile;
+  return a.N * (kAdjoint ? a.h.n : a.h.padded) * a.c_tiles * a.w_tiles;
+}
+
+}  // namespace diffconv_layout
+}  // namespace learnable_ops

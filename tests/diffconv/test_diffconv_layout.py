@@ -1,0 +1,181 @@
+"""DiffConv2d's layout op `diff_conv2d_pad_layout`: the polynomial pad (or its adjoint,
+the fold) with the result in NCHW or channels_last, which the padded path uses on CUDA to
+hand cuDNN channels_last tensors.
+
+``diffconv_layout_emulation.cpp`` compiles the CUDA kernel bodies of
+``cuda/diffconv_layout.cuh`` with the host compiler and replays every thread of every
+block; those tests compare it, in float64, with the pad op and its backward for both
+directions, every pair of layouts, several orders and dilations, tiles cut at the channel
+and column edges, and transposes (padding 0). The op itself is checked on the CPU against
+the pad op, with opcheck, and on CUDA against the CPU."""
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import learnable_ops as lo
+from learnable_ops import testing
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = Path(__file__).with_name("diffconv_layout_emulation.cpp")
+layout_op = torch.ops.learnable_ops.diff_conv2d_pad_layout.default
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    out = tmp_path_factory.mktemp("diffconv_layout")
+    return testing.compile_kernel_emulator(SOURCE, out, [ROOT / "cpp" / "include", ROOT / "cuda"])
+
+
+def to_layout(t, channels_last):
+    return t.permute(0, 2, 3, 1).contiguous() if channels_last else t.contiguous()
+
+
+def from_layout(flat, shape, channels_last):
+    n, c, h, w = shape
+    t = torch.from_numpy(flat)
+    return t.view(n, h, w, c).permute(0, 3, 1, 2) if channels_last else t.view(n, c, h, w)
+
+
+def emulate(binary, src, adjoint, src_cl, dst_cl, padding, order, dilation):
+    n, c, h, w = src.shape
+    ph, pw = padding[0] * dilation[0], padding[1] * dilation[1]
+    if adjoint:
+        h, w = h - 2 * ph, w - 2 * pw
+    dst_shape = (n, c, h + 2 * ph, w + 2 * pw) if not adjoint else (n, c, h, w)
+    args = [str(binary), "fold" if adjoint else "pad", "nhwc" if src_cl else "nchw", "nhwc" if dst_cl else "nchw"]
+    args += [str(v) for v in (n, c, h, w, ph, pw, *order, *dilation)]
+    data = to_layout(src.double(), src_cl).numpy().tobytes()
+    result = subprocess.run(args, input=data, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
+    return from_layout(np.frombuffer(result.stdout, dtype=np.float64).copy(), dst_shape, dst_cl)
+
+
+def reference(src, adjoint, padding, order, dilation):
+    ph, pw = padding[0] * dilation[0], padding[1] * dilation[1]
+    pads = [pw, pw, ph, ph]
+    if not adjoint:
+        return lo.pad(src, pads, "polynomial", order=list(order), dilation=list(dilation))
+    n, c, hp, wp = src.shape
+    return torch.ops.learnable_ops.pad_backward(
+        src, [n, c, hp - 2 * ph, wp - 2 * pw], pads, "polynomial", list(order), list(dilation)
+    )
+
+
+# (N, C, H, W), padding (in kernel rows, before dilation), order, dilation: channel and
+# column counts that cut tiles (33, 70), K = 3, 5, 7, 9, 31, lower orders, dilation 2,
+# images of exactly the nodes, transposes (padding 0).
+CASES = [
+    ((2, 3, 9, 10), (1, 1), (2, 2), (1, 1)),
+    ((1, 33, 12, 40), (2, 2), (4, 4), (1, 1)),
+    ((1, 5, 7, 70), (3, 1), (6, 2), (1, 1)),
+    ((2, 4, 9, 9), (4, 4), (8, 8), (1, 1)),
+    ((1, 2, 31, 33), (15, 15), (30, 30), (1, 1)),
+    ((1, 3, 11, 14), (1, 3), (1, 3), (1, 1)),
+    ((1, 3, 12, 13), (2, 1), (2, 2), (2, 3)),
+    ((2, 40, 5, 6), (0, 0), (0, 0), (1, 1)),
+    ((1, 3, 6, 37), (0, 2), (0, 4), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+@pytest.mark.parametrize("src_cl,dst_cl", [(False, True), (True, False), (False, False), (True, True)])
+@pytest.mark.parametrize("shape,padding,order,dilation", CASES)
+def test_emulated_kernels_equal_the_pad_op(emulator, shape, padding, order, dilation, adjoint, src_cl, dst_cl):
+    gen = torch.Generator().manual_seed(sum(shape))
+    if adjoint:
+        shape = (shape[0], shape[1], shape[2] + 2 * padding[0] * dilation[0], shape[3] + 2 * padding[1] * dilation[1])
+    src = torch.randn(shape, generator=gen, dtype=torch.float64)
+    got = emulate(emulator, src, adjoint, src_cl, dst_cl, padding, order, dilation)
+    torch.testing.assert_close(got, reference(src, adjoint, padding, order, dilation), atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape,padding,order,dilation", CASES[:4] + CASES[6:8])
+def test_op_equals_the_pad_op(shape, padding, order, dilation, adjoint, channels_last):
+    gen = torch.Generator().manual_seed(1)
+    if adjoint:
+        shape = (shape[0], shape[1], shape[2] + 2 * padding[0] * dilation[0], shape[3] + 2 * padding[1] * dilation[1])
+    src = torch.randn(shape, generator=gen, dtype=torch.float64)
+    for source in (src, src.contiguous(memory_format=torch.channels_last)):
+        absolute = [p * d for p, d in zip(padding, dilation)]
+        got = layout_op(source, absolute, list(order), list(dilation), adjoint, channels_last)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        assert got.is_contiguous(memory_format=fmt)
+        torch.testing.assert_close(got, reference(src, adjoint, padding, order, dilation), atol=1e-12, rtol=1e-12)
+
+
+def test_opcheck():
+    x = torch.randn(2, 3, 9, 10, dtype=torch.float64)
+    for adjoint, channels_last in ((False, True), (True, False)):
+        src = x if not adjoint else torch.randn(2, 3, 11, 12, dtype=torch.float64)
+        testing.check_opcheck(layout_op, (src, [1, 1], [2, 2], [1, 1], adjoint, channels_last))
+
+
+def test_bad_arguments():
+    x = torch.randn(2, 3, 9, 10)
+    with pytest.raises(ValueError, match="input"):
+        layout_op(x[0], [1, 1], [2, 2], [1, 1], False, True)
+    with pytest.raises(ValueError, match="padding"):
+        layout_op(x, [-1, 1], [2, 2], [1, 1], False, True)
+    with pytest.raises(ValueError, match="smaller than the padding"):
+        layout_op(x[:, :, :1], [1, 1], [0, 0], [1, 1], True, False)
+    with pytest.raises(TypeError, match="floating"):
+        layout_op(x.long(), [1, 1], [2, 2], [1, 1], False, True)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+@pytest.mark.parametrize("adjoint", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape,padding,order,dilation", CASES)
+def test_cuda_equals_cpu(shape, padding, order, dilation, adjoint, channels_last, dtype):
+    gen = torch.Generator().manual_seed(2)
+    if adjoint:
+        shape = (shape[0], shape[1], shape[2] + 2 * padding[0] * dilation[0], shape[3] + 2 * padding[1] * dilation[1])
+    src = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+    for source in (src, src.contiguous(memory_format=torch.channels_last)):
+        absolute = [p * d for p, d in zip(padding, dilation)]
+        want = layout_op(source, absolute, list(order), list(dilation), adjoint, channels_last)
+        got = layout_op(source.cuda(), absolute, list(order), list(dilation), adjoint, channels_last)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        assert got.is_contiguous(memory_format=fmt)
+        tol = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 2e-2}[dtype]
+        scale = max(1.0, want.double().abs().max().item())
+        torch.testing.assert_close(got.cpu().double(), want.double(), atol=tol * scale, rtol=tol)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+@pytest.mark.parametrize("groups,stride", [(1, (1, 1)), (1, (2, 1)), (2, (1, 1))])
+def test_cuda_padded_path_hands_cudnn_channels_last(monkeypatch, groups, stride):
+    """Dense and grouped layers on CUDA: the padded path pads straight into channels_last
+    (and folds back from it), with the same values as the CPU and as the NCHW route."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 8, 20, 24, dtype=torch.float64, generator=gen)
+    w = torch.randn(6, 8 // groups, 5, 3, dtype=torch.float64, generator=gen)
+    b = torch.randn(6, dtype=torch.float64, generator=gen)
+    fn = lambda x, w, b: lo.diff_conv2d(x, w, b, stride=stride, groups=groups)  # noqa: E731
+    testing.check_cpu_cuda(fn, [t.requires_grad_() for t in (x, w, b)], atol=1e-9, rtol=1e-9)
+    xc, wc, bc = (t.detach().cuda().requires_grad_() for t in (x, w, b))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        y = fn(xc, wc, bc)
+        torch.cuda.synchronize()
+    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert any("pad_layout_kernel" in k for k in kernels), kernels
+    assert y.is_contiguous()
+    grads = torch.autograd.grad(y, [xc, wc, bc], torch.ones_like(y))
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST", "0")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        y0 = fn(xc, wc, bc)
+        torch.cuda.synchronize()
+    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert not any("pad_layout_kernel" in k for k in kernels), kernels
+    torch.testing.assert_close(y0, y, atol=1e-9, rtol=1e-9)
+    for got, want in zip(torch.autograd.grad(y0, [xc, wc, bc], torch.ones_like(y0)), grads):
+        torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9)
