@@ -459,8 +459,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kerne
   }
   const bool native = padded_uses_native_depthwise(input, weight, s);
   const bool channels_last = padded_uses_channels_last(input, weight, s);
-  // cuDNN's two backward kernels read the output gradient in NHWC: transposed once here.
-  const at::Tensor gy = channels_last ? relayout(grad_output, true) : grad_output;
+  // cuDNN's two backward kernels read the output gradient in NHWC: transposed
+  // once here, and released before the fold allocates the input gradient.
+  at::Tensor gy = channels_last ? relayout(grad_output, true) : grad_output;
   // The recomputed padded input lives for one statement, so it is gone before
   // the padded gradient is allocated.
   if (need_weight && native) {
@@ -488,6 +489,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kerne
                                                {input.size(0), input.size(1), padded_h, padded_w}, {0, 0, 0, 0},
                                                s.stride)
                : padded_input_gradient(gy, weight, s, padded_h, padded_w);
+    gy.reset();
     grad_input = call_pad_layout(grad_padded, s.padding, s.order, s.dilation, true, false);
   }
   return {grad_input, grad_weight, grad_bias};
