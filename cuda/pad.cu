@@ -89,6 +89,33 @@ void launch_forward(const at::Tensor& x, at::Tensor& out, const PadPlan& plan) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// Polynomial forward: copies, and the extrapolated ring in acc_t.
+template <typename scalar_t, typename I>
+void launch_poly_forward(const at::Tensor& x, at::Tensor& out, const PadPlan& plan) {
+  using acc_t = at::opmath_type<scalar_t>;
+  PadAxis<I> axes[3];
+  plan_axes(plan, axes);
+  pad_kernels::PolyForwardArgs<scalar_t, acc_t, I> a{};
+  a.x = x.const_data_ptr<scalar_t>();
+  a.y = out.mutable_data_ptr<scalar_t>();
+  const size_t shared = pad_kernels::plan_poly_forward(a, axes, I(plan.batch), kTableBudget);
+  const int64_t per_block = int64_t(kThreads) * pad_kernels::poly_forward_unroll<scalar_t>();
+  const int64_t passes = (int64_t(a.total) + per_block - 1) / per_block;
+  auto launch = [&](auto kernel, int per_sm) {
+    kernel<<<one_wave(per_sm, passes * kThreads), kThreads, shared, current_stream()>>>(a);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  };
+  if (pad_kernels::poly_forward_tabled(a)) {
+    auto kernel = pad_kernels::pad_poly_forward_kernel<true, scalar_t, acc_t, I>;
+    static const int per_sm = blocks_per_sm(kernel);
+    launch(kernel, per_sm);
+  } else {
+    auto kernel = pad_kernels::pad_poly_forward_kernel<false, scalar_t, acc_t, I>;
+    static const int per_sm = blocks_per_sm(kernel);
+    launch(kernel, per_sm);
+  }
+}
+
 // Polynomial forward (poly_sources) and every backward pass.
 template <PadMode M, typename scalar_t, typename I>
 void launch_gather(const at::Tensor& src, at::Tensor& dst, const PadPlan& plan, bool poly_sources) {
@@ -120,8 +147,8 @@ at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_vi
     with_mode(plan.mode, [&](auto mode) {
       constexpr PadMode M = decltype(mode)::value;
       if constexpr (M == PadMode::Polynomial) {
-        if (small) launch_gather<M, scalar_t, int32_t>(x, out, plan, true);
-        else launch_gather<M, scalar_t, int64_t>(x, out, plan, true);
+        if (small) launch_poly_forward<scalar_t, int32_t>(x, out, plan);
+        else launch_poly_forward<scalar_t, int64_t>(x, out, plan);
       } else {
         if (small) launch_forward<M, scalar_t, int32_t>(x, out, plan);
         else launch_forward<M, scalar_t, int64_t>(x, out, plan);

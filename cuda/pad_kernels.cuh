@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "learnable_ops/lagrange.h"
@@ -40,8 +41,10 @@
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define LO_PAD_UNROLL _Pragma("unroll")
+#define LO_PAD_NO_UNROLL _Pragma("unroll 1")
 #else
 #define LO_PAD_UNROLL
+#define LO_PAD_NO_UNROLL
 #endif
 
 namespace learnable_ops {
@@ -314,6 +317,193 @@ LO_HD void pad_gather_items(const ThreadSlot& s, const GatherArgs<scalar_t, I>& 
   }
 }
 
+// ---------------------------------------------------------------------------
+// Forward, polynomial mode.
+//
+// Almost every output element copies one input element (its padded
+// coordinate is inside the input on all three axes); only the ring combines
+// order + 1 taps per extrapolated axis. Each thread takes elements of the
+// flat output index, consecutive threads consecutive elements (coalesced
+// loads and stores for any width and alignment), several per thread at a
+// block's stride so that their loads are in flight together. An element finds
+// its (b, d, h, w) by three divisions by launch constants, checks each axis
+// with one compare, and copies; a ring element sums its taps with weights in
+// acc_t from a per-axis shared table indexed by (node, distance), laid out so
+// that neighbouring columns read neighbouring words. Every element's value
+// depends only on its own index, so the result is the same for any launch.
+
+// Division by a divisor fixed for the launch. 32-bit indices take a
+// multiply-high, an add and a shift (the round-up method of Granlund and
+// Montgomery, as in ATen's IntDivider: exact for 0 <= n < 2^31 and
+// 1 <= d < 2^31); 64-bit indices divide.
+template <typename I>
+struct Divider {
+  I divisor;
+  Divider() = default;
+  explicit Divider(I d) : divisor(d) {}
+  LO_HD I div(I n) const { return n / divisor; }
+};
+
+template <>
+struct Divider<int32_t> {
+  int32_t divisor;
+  uint32_t magic, shift;
+  Divider() = default;
+  explicit Divider(int32_t d) : divisor(d), magic(0), shift(0) {
+    while ((uint64_t(1) << shift) < uint64_t(d)) ++shift;
+    magic = uint32_t(((uint64_t(1) << 32) * ((uint64_t(1) << shift) - uint64_t(d))) / uint64_t(d) + 1);
+  }
+  LO_HD int32_t div(int32_t n) const {
+#if defined(__CUDA_ARCH__)
+    const uint32_t high = __umulhi(uint32_t(n), magic);
+#else
+    const uint32_t high = uint32_t((uint64_t(uint32_t(n)) * magic) >> 32);
+#endif
+    return int32_t((high + uint32_t(n)) >> shift);
+  }
+};
+
+template <typename scalar_t, typename acc_t, typename I>
+struct PolyForwardArgs {
+  const scalar_t* x;
+  scalar_t* y;
+  PadAxis<I> axis[3];
+  I total;  // output elements
+  Divider<I> out_w, out_h, out_d;
+  // Tabled kernel: the weight of node i at distance m (in grid steps,
+  // 0 <= m <= reach; m = 0 is the copy: 1 for node 0) is entry
+  // i * (reach + 1) + m of an acc_t table at byte weight_offset of shared
+  // memory. The inline kernel (some table over the budget) computes them.
+  I reach[3];
+  int32_t weight_offset[3];
+};
+
+// Elements per thread and pass, whose loads are in flight together (16 to 32
+// bytes per thread): the ring code's registers allow 5 blocks of 256 threads
+// per SM (float, half, bfloat16; 6 for double), too few to cover the memory
+// latency with one load each.
+template <typename scalar_t>
+constexpr int poly_forward_unroll() {
+  return sizeof(scalar_t) >= 8 ? 4 : 8;
+}
+
+template <typename I>
+LO_HD bool inside(I p, I n) {
+  using U = std::make_unsigned_t<I>;
+  return static_cast<U>(p) < static_cast<U>(n);
+}
+
+template <typename scalar_t, typename acc_t, typename I>
+LO_HD void pad_poly_forward_tables(const ThreadSlot& s, const PolyForwardArgs<scalar_t, acc_t, I>& a) {
+  for (int ax = 0; ax < 3; ++ax) {
+    if (a.weight_offset[ax] < 0) continue;
+    acc_t* weight = reinterpret_cast<acc_t*>(s.shared + a.weight_offset[ax]);
+    const I columns = a.reach[ax] + 1;
+    const I entries = (I(a.axis[ax].order) + 1) * columns;
+    for (I j = I(s.thread); j < entries; j += I(s.threads)) {
+      const I i = j / columns;
+      weight[j] = acc_t(extrapolation_weight(a.axis[ax].order, i, j - i * columns));
+    }
+  }
+}
+
+// The sources of output index o on one axis: inputs first + i * delta for
+// i < count, node i at distance m (m = 0: the copy, count 1).
+template <typename I>
+struct AxisSources {
+  I first, delta, count, m;
+  LO_HD I index(I i) const { return first + i * delta; }
+};
+
+template <int AX, typename scalar_t, typename acc_t, typename I>
+LO_HD AxisSources<I> poly_sources(const PolyForwardArgs<scalar_t, acc_t, I>& a, I o) {
+  const PadAxis<I>& axis = a.axis[AX];
+  const I p = o - axis.before;
+  if (inside(p, axis.in)) return {p, 0, 1, 0};
+  const ExtrapolationNodes<I> nodes = extrapolation_nodes(p, axis.in, I(axis.step));
+  return {nodes.first, nodes.delta, I(axis.order) + 1, nodes.m};
+}
+
+// extrapolation_weight(order, i, m) in acc_t, from the table or computed.
+template <bool kTabled, int AX, typename scalar_t, typename acc_t, typename I>
+LO_HD acc_t poly_weight(const ThreadSlot& s, const PolyForwardArgs<scalar_t, acc_t, I>& a, I i, I m) {
+  if constexpr (kTabled) {
+    return reinterpret_cast<const acc_t*>(s.shared + a.weight_offset[AX])[i * (a.reach[AX] + 1) + m];
+  } else {
+    (void)s;
+    return acc_t(extrapolation_weight(a.axis[AX].order, i, m));
+  }
+}
+
+// Output element (b, od, oh, ow) of the flat index e.
+template <typename scalar_t, typename acc_t, typename I>
+LO_HD void locate_output(const PolyForwardArgs<scalar_t, acc_t, I>& a, I e, I& b, I& od, I& oh, I& ow) {
+  const I row = a.out_w.div(e);
+  ow = e - row * a.axis[2].out;
+  const I plane = a.out_h.div(row);
+  oh = row - plane * a.axis[1].out;
+  b = a.out_d.div(plane);
+  od = plane - b * a.axis[0].out;
+}
+
+// A ring element: the W taps of the D x H tap sums, each accumulated in acc_t
+// in tap order (the CPU kernel's order). Loops kept rolled: this runs for few
+// elements, and unrolled it would take registers from the copy loop.
+template <bool kTabled, typename scalar_t, typename acc_t, typename I>
+LO_HD scalar_t poly_ring_value(const ThreadSlot& s, const PolyForwardArgs<scalar_t, acc_t, I>& a, I e) {
+  I b, od, oh, ow;
+  locate_output(a, e, b, od, oh, ow);
+  const I H = a.axis[1].in, W = a.axis[2].in;
+  const AxisSources<I> sd = poly_sources<0>(a, od), sh = poly_sources<1>(a, oh), sw = poly_sources<2>(a, ow);
+  const scalar_t* batch_x = a.x + b * a.axis[0].in * H * W;
+  acc_t value = acc_t(0);
+  LO_PAD_NO_UNROLL
+  for (I kw = 0; kw < sw.count; ++kw) {
+    acc_t column = acc_t(0);
+    LO_PAD_NO_UNROLL
+    for (I kd = 0; kd < sd.count; ++kd) {
+      const acc_t wd = poly_weight<kTabled, 0>(s, a, kd, sd.m);
+      const scalar_t* row_x = batch_x + sd.index(kd) * H * W + sw.index(kw);
+      LO_PAD_NO_UNROLL
+      for (I kh = 0; kh < sh.count; ++kh)
+        column += wd * poly_weight<kTabled, 1>(s, a, kh, sh.m) * static_cast<acc_t>(row_x[sh.index(kh) * W]);
+    }
+    value += poly_weight<kTabled, 2>(s, a, kw, sw.m) * column;
+  }
+  return static_cast<scalar_t>(value);
+}
+
+template <bool kTabled, typename scalar_t, typename acc_t, typename I>
+LO_HD void pad_poly_forward_items(const ThreadSlot& s, const PolyForwardArgs<scalar_t, acc_t, I>& a) {
+  constexpr int kUnroll = poly_forward_unroll<scalar_t>();
+  const PadAxis<I>& D = a.axis[0];
+  const PadAxis<I>& H = a.axis[1];
+  const PadAxis<I>& W = a.axis[2];
+  const I threads = I(s.threads);
+  const I pass = threads * kUnroll;
+  for (I first = I(s.block) * pass + I(s.thread); first < a.total; first += I(s.grid) * pass) {
+    scalar_t v[kUnroll];
+    unsigned copies = 0, rings = 0;  // bit k: element k copies / sums its taps
+    LO_PAD_UNROLL
+    for (int k = 0; k < kUnroll; ++k) {
+      const I e = first + I(k) * threads;
+      I b, od, oh, ow;
+      locate_output(a, e, b, od, oh, ow);
+      const I pd = od - D.before, ph = oh - H.before, pw = ow - W.before;
+      const bool copy = inside(pd, D.in) && inside(ph, H.in) && inside(pw, W.in);
+      if (e < a.total) (copy ? copies : rings) |= 1u << k;
+      v[k] = copies >> k & 1u ? a.x[((b * D.in + pd) * H.in + ph) * W.in + pw] : scalar_t(0);
+    }
+    LO_PAD_UNROLL
+    for (int k = 0; k < kUnroll; ++k)
+      if (copies >> k & 1u) a.y[first + I(k) * threads] = v[k];
+    // Not unrolled: one copy of the ring code, whatever kUnroll.
+    LO_PAD_NO_UNROLL
+    for (int k = 0; rings >> k != 0u; ++k)
+      if (rings >> k & 1u) a.y[first + I(k) * threads] = poly_ring_value<kTabled>(s, a, first + I(k) * threads);
+  }
+}
+
 #if defined(__CUDACC__) || defined(__HIPCC__)
 __device__ inline ThreadSlot this_thread_slot() {
   extern __shared__ __align__(16) unsigned char pad_tables[];
@@ -326,6 +516,16 @@ __global__ void pad_forward_kernel(const ForwardArgs<scalar_t, I> a) {
   pad_forward_tables<M>(s, a);
   __syncthreads();
   pad_forward_items<M>(s, a);
+}
+
+template <bool kTabled, typename scalar_t, typename acc_t, typename I>
+__global__ void pad_poly_forward_kernel(const PolyForwardArgs<scalar_t, acc_t, I> a) {
+  const ThreadSlot s = this_thread_slot();
+  if constexpr (kTabled) {
+    pad_poly_forward_tables(s, a);
+    __syncthreads();
+  }
+  pad_poly_forward_items<kTabled>(s, a);
 }
 
 template <PadMode M, typename acc_t, typename scalar_t, typename I>
@@ -365,6 +565,40 @@ size_t plan_forward(ForwardArgs<scalar_t, I>& a, const PadAxis<I> (&axes)[3], I 
   a.items = rows * a.quads;
   a.vector_store = quads_aligned(a.y, int64_t(axes[2].out));
   return used;
+}
+
+// Fills the polynomial forward's geometry and weight tables. Returns the
+// dynamic shared memory in bytes; 0 when the tables do not all fit the
+// budget (pads far beyond the input): then the inline kernel runs, whose
+// weights are the same values (the same double expression, rounded once).
+template <typename scalar_t, typename acc_t, typename I>
+size_t plan_poly_forward(PolyForwardArgs<scalar_t, acc_t, I>& a, const PadAxis<I> (&axes)[3], I batch,
+                         size_t budget) {
+  size_t used = 0;
+  for (int ax = 0; ax < 3; ++ax) {
+    const PadAxis<I>& axis = axes[ax];
+    a.axis[ax] = axis;
+    // The farthest extrapolated coordinate lies `band` samples beyond an edge.
+    const int64_t band = std::max<int64_t>({0, int64_t(axis.before), int64_t(axis.out) - axis.before - axis.in});
+    a.reach[ax] = I((band + axis.step - 1) / axis.step);
+    a.weight_offset[ax] = int32_t(used);
+    used += align8(size_t(axis.order + 1) * (size_t(a.reach[ax]) + 1) * sizeof(acc_t));
+  }
+  if (used > budget) {
+    for (int ax = 0; ax < 3; ++ax) a.weight_offset[ax] = -1;
+    used = 0;
+  }
+  a.total = batch * axes[0].out * axes[1].out * axes[2].out;
+  a.out_w = Divider<I>(axes[2].out);
+  a.out_h = Divider<I>(axes[1].out);
+  a.out_d = Divider<I>(axes[0].out);
+  return used;
+}
+
+// Whether the plan above placed the weight tables (the tabled kernel runs).
+template <typename scalar_t, typename acc_t, typename I>
+bool poly_forward_tabled(const PolyForwardArgs<scalar_t, acc_t, I>& a) {
+  return a.weight_offset[0] >= 0;
 }
 
 // Longest list of any target on one axis.

@@ -912,8 +912,22 @@ int64_t plane_forward_smem(const ShiftGeometry& g, int64_t element_size) {
   return align16(g.plane() * element_size) + plane_table_bytes(g);
 }
 
+// Shared memory of the plane backward: the staged grad_output and input
+// planes, the float plane T and the index tables. kSplit puts T where the
+// input plane was (T is written after the last read of the input).
+template <bool kSplit>
+LO_HD constexpr int64_t plane_backward_t_offset(int64_t n, int64_t element_size) {
+  return (kSplit ? 1 : 2) * align16(n * element_size);
+}
+template <bool kSplit>
+LO_HD constexpr int64_t plane_backward_tables_offset(int64_t n, int64_t element_size, int64_t acc_size) {
+  const int64_t plane = align16(n * element_size), t_plane = align16(n * acc_size);
+  return kSplit ? plane + (plane > t_plane ? plane : t_plane) : 2 * plane + t_plane;
+}
+
+template <bool kSplit>
 int64_t plane_backward_smem(const ShiftGeometry& g, int64_t element_size, int64_t acc_size) {
-  return 2 * align16(g.plane() * element_size) + align16(g.plane() * acc_size) + plane_table_bytes(g);
+  return plane_backward_tables_offset<kSplit>(g.plane(), element_size, acc_size) + plane_table_bytes(g);
 }
 
 bool plane_kernel_applies(const ShiftGeometry& g, int64_t smem_bytes) {
@@ -964,6 +978,32 @@ struct VecPack {
   __device__ __forceinline__ uint4 get() const { return make_uint4(w[0], w[1], w[2], w[3]); }
 };
 
+// The V values from element (h, w) of a plane of width W on, continuing into
+// the next rows.
+template <typename scalar_t, typename F>
+__device__ __forceinline__ uint4 pack_elements(int h, int w, int W, F& value) {
+  constexpr int V = 16 / int(sizeof(scalar_t));
+  VecPack<scalar_t> pack;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    pack.set(j, value(h, w));
+    if (++w == W) {
+      w = 0;
+      ++h;
+    }
+  }
+  return pack.get();
+}
+
+// The elements [done, n) one at a time.
+template <typename scalar_t, typename F>
+__device__ __forceinline__ void write_elements(scalar_t* __restrict__ dst, int done, int n, int W, F& value) {
+  for (int s = done + threadIdx.x; s < n; s += blockDim.x) {
+    const int h = s / W;
+    dst[s] = value(h, s - h * W);
+  }
+}
+
 // dst[s] = value(h, w) for the n elements of a plane of width W: V elements
 // per thread and 16-byte stores when dst is 16-byte aligned, else one
 // element at a time.
@@ -974,23 +1014,91 @@ __device__ __forceinline__ void write_plane(scalar_t* __restrict__ dst, int n, i
   if (V > 1 && reinterpret_cast<uintptr_t>(dst) % 16 == 0) {
     const int vectors = n / V;
     for (int i = threadIdx.x; i < vectors; i += blockDim.x) {
-      int h = (i * V) / W, w = i * V - h * W;
-      VecPack<scalar_t> pack;
-#pragma unroll
-      for (int j = 0; j < V; ++j) {
-        pack.set(j, value(h, w));
-        if (++w == W) {
-          w = 0;
-          ++h;
-        }
-      }
-      reinterpret_cast<uint4*>(dst)[i] = pack.get();
+      const int h = (i * V) / W;
+      reinterpret_cast<uint4*>(dst)[i] = pack_elements<scalar_t>(h, i * V - h * W, W, value);
     }
     done = vectors * V;
   }
-  for (int s = done + threadIdx.x; s < n; s += blockDim.x) {
-    const int h = s / W;
-    dst[s] = value(h, s - h * W);
+  write_elements(dst, done, n, W, value);
+}
+
+// write_plane for the forward: a vector within one row (every vector when
+// W % V == 0) is filled by row(h, w, pack) with the V values from (h, w) on,
+// which reads the row's table entries once and interior columns at constant
+// offsets; the others take value(h, w). (h, w) advance by the block's stride
+// without a division.
+template <typename scalar_t, typename R, typename F>
+__device__ __forceinline__ void write_plane_rows(scalar_t* __restrict__ dst, int n, int W, R&& row, F&& value) {
+  constexpr int V = 16 / int(sizeof(scalar_t));
+  int done = 0;
+  if (V > 1 && reinterpret_cast<uintptr_t>(dst) % 16 == 0) {
+    const int vectors = n / V;
+    const int stride = blockDim.x * V, dh = stride / W, dw = stride - dh * W;
+    int h = (threadIdx.x * V) / W, w = threadIdx.x * V - h * W;
+    for (int i = threadIdx.x; i < vectors; i += blockDim.x) {
+      if (w + V <= W) {
+        VecPack<scalar_t> pack;
+        row(h, w, pack);
+        reinterpret_cast<uint4*>(dst)[i] = pack.get();
+      } else {
+        reinterpret_cast<uint4*>(dst)[i] = pack_elements<scalar_t>(h, w, W, value);
+      }
+      w += dw;
+      h += dh;
+      if (w >= W) {
+        w -= W;
+        ++h;
+      }
+    }
+    done = vectors * V;
+  }
+  write_elements(dst, done, n, W, value);
+}
+
+// write_plane for a value that takes a general form only within `near` of
+// either end of a row (the fold of an axis adjoint). When every row is whole
+// vectors (W % V == 0) and dst is 16-byte aligned, the vectors clear of both
+// ends take interior(h, w) in one loop, the others edge(h, w) in a second,
+// so that the threads of a warp take one path together; else every element
+// takes edge (the same values: interior must equal edge away from the ends).
+template <typename scalar_t, typename FI, typename FE>
+__device__ __forceinline__ void write_plane_split(scalar_t* __restrict__ dst, int n, int W, int near,
+                                                  FI&& interior, FE&& edge) {
+  constexpr int V = 16 / int(sizeof(scalar_t));
+  if (V == 1 || W % V != 0 || reinterpret_cast<uintptr_t>(dst) % 16 != 0) {
+    write_plane(dst, n, W, edge);
+    return;
+  }
+  const int per_row = W / V, H = n / W;
+  near = min(near, W);
+  // Vectors [0, lead) touch [0, near); [tail, per_row) touch [W - near, W).
+  const int lead = (near + V - 1) / V, tail = max(lead, (W - near) / V);
+  const int mid = tail - lead, edges = per_row - mid;
+  uint4* out = reinterpret_cast<uint4*>(dst);
+  if (mid > 0) {
+    const int dh = blockDim.x / mid, dv = blockDim.x - dh * mid;
+    int h = threadIdx.x / mid, v = threadIdx.x - h * mid;
+    for (int i = threadIdx.x; i < H * mid; i += blockDim.x) {
+      const int w = (lead + v) * V;
+      VecPack<scalar_t> pack;
+#pragma unroll
+      for (int j = 0; j < V; ++j) pack.set(j, interior(h, w + j));
+      out[h * per_row + lead + v] = pack.get();
+      v += dv;
+      h += dh;
+      if (v >= mid) {
+        v -= mid;
+        ++h;
+      }
+    }
+  }
+  for (int i = threadIdx.x; i < H * edges; i += blockDim.x) {
+    const int h = i / edges, k = i - h * edges, vector = k < lead ? k : k + mid;
+    const int w = vector * V;
+    VecPack<scalar_t> pack;
+#pragma unroll
+    for (int j = 0; j < V; ++j) pack.set(j, edge(h, w + j));
+    out[h * per_row + vector] = pack.get();
   }
 }
 
@@ -1034,18 +1142,40 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
   }
   build_plane_tables(bt, H, W, g.padding, rows, cols);
   __syncthreads();
+  constexpr int V = 16 / int(sizeof(scalar_t));
+  // Tap 0 of the W axis reads column w - fw; a vector whose columns and
+  // their tap-1 neighbours all lie inside the row reads them at constant
+  // offsets (the values and the order of the table path).
+  const int fw = static_cast<int>(bt.axis[2].f);
   if constexpr (!kActive) {
-    write_plane(y + offset, n, W, [&](int h, int w) {
+    auto value = [&](int h, int w) {
       const int r = rows[h], c = cols[w];
       return (r < 0 || c < 0) ? scalar_t(0) : xs[r + c];
-    });
+    };
+    write_plane_rows(
+        y + offset, n, W,
+        [&](int h, int w, VecPack<scalar_t>& pack) {
+          const int r = rows[h], c0 = w - fw;
+          if (r < 0) return;  // a zero row of the padding: the pack is zeros
+          if (c0 >= 0 && c0 + V <= W) {
+#pragma unroll
+            for (int j = 0; j < V; ++j) pack.set(j, xs[r + c0 + j]);
+          } else {
+#pragma unroll
+            for (int j = 0; j < V; ++j) {
+              const int c = cols[w + j];
+              pack.set(j, c < 0 ? scalar_t(0) : xs[r + c]);
+            }
+          }
+        },
+        value);
   } else {
     const AxisWeights<acc_t> wh(bt.axis[1].t), ww(bt.axis[2].t);
     // Slot weights and order of GatherBlock: (H tap, W tap) = 00, 01, 10, 11.
     acc_t weight[4];
 #pragma unroll
     for (int k = 0; k < 4; ++k) weight[k] = wh.w[k >> 1] * ww.w[k & 1];
-    write_plane(y + offset, n, W, [&](int h, int w) {
+    auto value = [&](int h, int w) {
       acc_t acc = 0;
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
@@ -1055,7 +1185,29 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
         acc += weight[k] * ((r < 0 || c < 0) ? acc_t(0) : static_cast<acc_t>(xs[r + c]));
       }
       return static_cast<scalar_t>(acc);
-    });
+    };
+    write_plane_rows(
+        y + offset, n, W,
+        [&](int h, int w, VecPack<scalar_t>& pack) {
+          const int r[2] = {rows[h], rows[H + h]}, c0 = w - fw;
+          if (c0 >= 1 && c0 + V <= W) {
+#pragma unroll
+            for (int j = 0; j < V; ++j) {
+              acc_t acc = 0;
+#pragma unroll
+              for (int k = 0; k < 4; ++k) {
+                const int kh = k >> 1, kw = k & 1;
+                if (kh >= wh.taps || kw >= ww.taps) continue;
+                acc += weight[k] * (r[kh] < 0 ? acc_t(0) : static_cast<acc_t>(xs[r[kh] + c0 + j - kw]));
+              }
+              pack.set(j, static_cast<scalar_t>(acc));
+            }
+          } else {
+#pragma unroll
+            for (int j = 0; j < V; ++j) pack.set(j, value(h, w + j));
+          }
+        },
+        value);
   }
 }
 
@@ -1089,34 +1241,73 @@ struct AxisFold {
   }
 };
 
+// E(p) of axis_adjoint: the adjoint into padded coordinate p.
+template <int kTaps, typename acc_t, typename V>
+__device__ __forceinline__ acc_t axis_extended(const V* __restrict__ line, int stride, int p, int n,
+                                               const AxisWeights<acc_t>& aw, const AxisFold& fold) {
+  acc_t e = 0;
+#pragma unroll
+  for (int k = 0; k < kTaps; ++k) {
+    const int o = p + fold.f + k;
+    if (k < aw.taps && o >= 0 && o < n) e += aw.w[k] * static_cast<acc_t>(line[o * stride]);
+  }
+  return e;
+}
+
 template <int kTaps, typename acc_t, typename V>
 __device__ __forceinline__ acc_t axis_adjoint(const V* __restrict__ line, int stride, int j, int n,
                                               const AxisWeights<acc_t>& aw, const AxisFold& fold, PadMode mode) {
-  auto extended = [&](int p) {
-    acc_t e = 0;
-#pragma unroll
-    for (int k = 0; k < kTaps; ++k) {
-      const int o = p + fold.f + k;
-      if (k < aw.taps && o >= 0 && o < n) e += aw.w[k] * static_cast<acc_t>(line[o * stride]);
-    }
-    return e;
-  };
-  acc_t acc = extended(j);
+  acc_t acc = axis_extended<kTaps>(line, stride, j, n, aw, fold);
   if (j < fold.near || j >= n - fold.near) {
     for (int i = 1; i <= fold.lo; ++i)
-      if (fold.lo_target(i, n, mode) == j) acc += extended(-i);
+      if (fold.lo_target(i, n, mode) == j) acc += axis_extended<kTaps>(line, stride, -i, n, aw, fold);
     for (int i = 0; i < fold.hi; ++i)
-      if (fold.hi_target(i, n, mode) == j) acc += extended(n + i);
+      if (fold.hi_target(i, n, mode) == j) acc += axis_extended<kTaps>(line, stride, n + i, n, aw, fold);
   }
   return acc;
+}
+
+// Calls f(s, h, w) for the elements s = threadIdx.x + k * blockDim.x of a
+// plane of n elements and width W, (h, w) advanced without a division.
+template <typename F>
+__device__ __forceinline__ void for_each_plane_element(int n, int W, F&& f) {
+  const int step = blockDim.x, dh = step / W, dw = step - dh * W;
+  int h = threadIdx.x / W, w = threadIdx.x - h * W;
+  for (int s = threadIdx.x; s < n; s += step) {
+    f(s, h, w);
+    w += dw;
+    h += dh;
+    if (w >= W) {
+      w -= W;
+      ++h;
+    }
+  }
+}
+
+// Blocks of 256 threads per SM that the plane backward asks ptxas to fit.
+// Default variant: 4 (64 registers) for float32, which its 38 KiB of shared
+// memory (56x56) would allow 5 of, and 5 (48 registers) for the half types,
+// as session 5 measured them (without a bound ptxas now takes 66-72
+// registers, 3 blocks; at 48 the half types' sparse kernel spills). kSplit
+// (25 KiB in float32): 5, where the half types do not spill.
+template <typename scalar_t, bool kSplit>
+constexpr int plane_backward_blocks_per_sm() {
+  return sizeof(scalar_t) == 8 ? 4 : (kSplit || sizeof(scalar_t) == 2 ? 5 : 4);
 }
 
 // kFoldTable: the fold targets of both axes come from a shared table filled
 // in the prologue instead of pad_index (an integer modulo) per near element
 // and position: a variant chosen by LEARNABLE_OPS_SHIFT_FOLD_TABLE=1, not yet
 // timed or tested on a GPU (session 5 ran without it).
-template <typename scalar_t, bool kActive, bool kFoldTable>
-__global__ void __launch_bounds__(kPlaneMaxThreads)
+// kSplit (LEARNABLE_OPS_SHIFT_BWD_SPLIT=1, not yet run on a GPU): pass 1 as
+// two passes, the shift-gradient sums and then T into the input plane's
+// shared memory (two planes instead of three: a 56x56 float32 block takes
+// 25 KiB), the registers capped for 5 blocks per SM, and pass 2
+// with the row ends (where the W fold applies) in a loop of their own, so
+// the fold code runs in whole warps instead of beside every vector. The same
+// values as the default variant.
+template <typename scalar_t, bool kActive, bool kFoldTable, bool kSplit>
+__global__ void __launch_bounds__(kPlaneMaxThreads, plane_backward_blocks_per_sm<scalar_t, kSplit>())
     shift_plane_backward_kernel(const scalar_t* __restrict__ go, const scalar_t* __restrict__ x,
                                 scalar_t* __restrict__ gx, const double* __restrict__ shifts, ShiftGeometry g,
                                 at::opmath_type<scalar_t>* __restrict__ partial) {
@@ -1126,8 +1317,9 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
   const int64_t plane_bytes = align16(int64_t(n) * sizeof(scalar_t));
   scalar_t* gs = reinterpret_cast<scalar_t*>(plane_smem);
   scalar_t* xs = reinterpret_cast<scalar_t*>(plane_smem + plane_bytes);
-  acc_t* ts = reinterpret_cast<acc_t*>(plane_smem + 2 * plane_bytes);
-  int* rows = reinterpret_cast<int*>(plane_smem + 2 * plane_bytes + align16(int64_t(n) * sizeof(acc_t)));
+  acc_t* ts = reinterpret_cast<acc_t*>(plane_smem + plane_backward_t_offset<kSplit>(n, sizeof(scalar_t)));
+  int* rows = reinterpret_cast<int*>(plane_smem +
+                                     plane_backward_tables_offset<kSplit>(n, sizeof(scalar_t), sizeof(acc_t)));
   int* cols = rows + 2 * H;
   const int64_t offset = int64_t(blockIdx.x) * n;
   acc_t* out = partial + int64_t(blockIdx.x) * 3;
@@ -1176,37 +1368,80 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
   __syncthreads();
   // Pass 1: T = S_H^T g into shared memory, and the shift-gradient sums.
   acc_t sum_h = 0, sum_w = 0;
-  {
-    const int step = blockDim.x, dh = step / W, dw = step - dh * W;
-    int h = threadIdx.x / W, w = threadIdx.x - h * W;
-    for (int s = threadIdx.x; s < n; s += step) {
-      ts[s] = axis_adjoint<kTaps>(gs + w, W, h, H, wh, fold_h, g.padding);
-      const acc_t gr = static_cast<acc_t>(gs[s]);
+  auto add_derivatives = [&](int s, int h, int w) {
+    const acc_t gr = static_cast<acc_t>(gs[s]);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const int kh = k >> 1, kw = k & 1;
-        if (kh >= taps_h) continue;
-        const int r = rows[kh * H + h], c = cols[kw * W + w];
-        if (r < 0 || c < 0) continue;
-        const acc_t value = gr * static_cast<acc_t>(xs[r + c]);
-        sum_h += value * coef_h[k];
-        sum_w += value * coef_w[k];
-      }
-      w += dw;
-      h += dh;
-      if (w >= W) {
-        w -= W;
-        ++h;
-      }
+    for (int k = 0; k < 4; ++k) {
+      const int kh = k >> 1, kw = k & 1;
+      if (kh >= taps_h) continue;
+      const int r = rows[kh * H + h], c = cols[kw * W + w];
+      if (r < 0 || c < 0) continue;
+      const acc_t value = gr * static_cast<acc_t>(xs[r + c]);
+      sum_h += value * coef_h[k];
+      sum_w += value * coef_w[k];
     }
+  };
+  auto adjoint_h = [&](int s, int h, int w) { ts[s] = axis_adjoint<kTaps>(gs + w, W, h, H, wh, fold_h, g.padding); };
+  if constexpr (kSplit) {
+    for_each_plane_element(n, W, add_derivatives);
+    __syncthreads();  // the last read of xs: T overwrites it
+    for_each_plane_element(n, W, adjoint_h);
+  } else {
+    for_each_plane_element(n, W, [&](int s, int h, int w) {
+      adjoint_h(s, h, w);
+      add_derivatives(s, h, w);
+    });
   }
   __syncthreads();
   // Pass 2: the input gradient S_W^T T.
-  write_plane(gx + offset, n, W, [&](int h, int j) {
+  auto adjoint_w = [&](int h, int j) {
     return static_cast<scalar_t>(axis_adjoint<kTaps>(ts + h * W, 1, j, W, ww, fold_w, g.padding));
-  });
+  };
+  if constexpr (kSplit) {
+    write_plane_split(
+        gx + offset, n, W, fold_w.near,
+        [&](int h, int j) { return static_cast<scalar_t>(axis_extended<kTaps>(ts + h * W, 1, j, W, ww, fold_w)); },
+        adjoint_w);
+  } else {
+    write_plane(gx + offset, n, W, adjoint_w);
+  }
   const acc_t sums[3] = {acc_t(0), sum_h, sum_w};
   block_sum3(sums, out);
+}
+
+// The shift gradient of the fused backward from its per-block sums
+// partial[(b * C + c) * 3 + axis]: out[c][k] = the sum over b in ascending
+// order of axis first_axis + k, in the shifts' dtype. One thread per output
+// (the order does not depend on the launch), one launch where partial.sum(0),
+// the narrow and the dtype conversion took two or three.
+template <typename acc_t, typename out_t>
+__global__ void shift_sum_partials_kernel(const acc_t* __restrict__ partial, out_t* __restrict__ out,
+                                          int64_t batch, int64_t channels, int first_axis, int ndim) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= channels * ndim) return;
+  const int64_t c = i / ndim;
+  const acc_t* p = partial + c * 3 + first_axis + (i - c * ndim);
+  acc_t total = 0;
+  for (int64_t b = 0; b < batch; ++b) total += p[b * channels * 3];
+  out[i] = static_cast<out_t>(total);
+}
+
+// partial: (batch, channels, 3) in the opmath type of the input.
+at::Tensor sum_partials(const at::Tensor& partial, const ShiftGeometry& g, const at::Tensor& shifts) {
+  at::Tensor out = at::empty({g.channels, g.ndim}, shifts.options().memory_format(at::MemoryFormat::Contiguous));
+  const int64_t outputs = g.channels * g.ndim;
+  constexpr int kThreads = 128;
+  const dim3 grid(static_cast<unsigned>((outputs + kThreads - 1) / kThreads));
+  AT_DISPATCH_FLOATING_TYPES(partial.scalar_type(), "shift_sum_partials", [&] {
+    using acc_t = scalar_t;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "shift_sum_partials", [&] {
+      shift_sum_partials_kernel<acc_t, scalar_t><<<grid, kThreads, 0, current_stream()>>>(
+          partial.const_data_ptr<acc_t>(), out.mutable_data_ptr<scalar_t>(), g.batch, g.channels, g.first_axis(),
+          static_cast<int>(g.ndim));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return out;
 }
 
 at::Tensor shifts_as_double(const at::Tensor& shifts) {
@@ -1349,8 +1584,9 @@ std::tuple<at::Tensor, at::Tensor> shift_backward_cuda(const at::Tensor& grad_ou
     return {at::empty(grad_output.sizes(), grad_output.options()),
             at::zeros_like(shifts, at::MemoryFormat::Contiguous)};
   const auto acc_type = at::toOpMathType(input.scalar_type());
+  // The choice of kernel does not depend on the variant switches below.
   const int64_t plane_smem =
-      plane_backward_smem(g, input.element_size(), c10::elementSize(acc_type));
+      plane_backward_smem<false>(g, input.element_size(), c10::elementSize(acc_type));
   const bool plane = plane_kernel_applies(g, plane_smem);
   // Without the plane kernel: the staged kernel below for half types (it
   // paid there), the two separate kernels for float and double (the staged
@@ -1364,24 +1600,45 @@ std::tuple<at::Tensor, at::Tensor> shift_backward_cuda(const at::Tensor& grad_ou
   const at::Tensor s = shifts_as_double(shifts);
   at::Tensor partial = at::empty({g.batch, g.channels, 3}, input.options().dtype(acc_type));
   if (plane) {
-    // A tuning switch read at every call, so that one build can time both
-    // (the default, without the table, is the variant that was measured).
-    const char* table_env = std::getenv("LEARNABLE_OPS_SHIFT_FOLD_TABLE");
-    const bool fold_table = table_env != nullptr && table_env[0] == '1';
+    // Tuning switches read at every call, so that one build can time the
+    // variants (the default, without them, is the one that was measured).
+    auto env_on = [](const char* name) {
+      const char* value = std::getenv(name);
+      return value != nullptr && value[0] == '1';
+    };
+    const bool fold_table = env_on("LEARNABLE_OPS_SHIFT_FOLD_TABLE");
+    const bool split = env_on("LEARNABLE_OPS_SHIFT_BWD_SPLIT");
+    const int64_t smem = split ? plane_backward_smem<true>(g, input.element_size(), c10::elementSize(acc_type))
+                               : plane_smem;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shift_backward_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const int threads = plane_threads(g, 16 / int(sizeof(scalar_t)));
       const dim3 grid(static_cast<unsigned>(g.batch * g.channels));
-      auto kernel = fold_table ? (active ? shift_plane_backward_kernel<scalar_t, true, true>
-                                         : shift_plane_backward_kernel<scalar_t, false, true>)
-                               : (active ? shift_plane_backward_kernel<scalar_t, true, false>
-                                         : shift_plane_backward_kernel<scalar_t, false, false>);
-      kernel<<<grid, threads, plane_smem, current_stream()>>>(
-          go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(),
-          s.const_data_ptr<double>(), g, partial.mutable_data_ptr<acc_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      auto launch = [&](auto active_tag, auto table_tag, auto split_tag) {
+        shift_plane_backward_kernel<scalar_t, decltype(active_tag)::value, decltype(table_tag)::value,
+                                    decltype(split_tag)::value><<<grid, threads, smem, current_stream()>>>(
+            go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(),
+            s.const_data_ptr<double>(), g, partial.mutable_data_ptr<acc_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      };
+      auto with_split = [&](auto active_tag, auto table_tag) {
+        if (split)
+          launch(active_tag, table_tag, std::true_type());
+        else
+          launch(active_tag, table_tag, std::false_type());
+      };
+      auto with_table = [&](auto active_tag) {
+        if (fold_table)
+          with_split(active_tag, std::true_type());
+        else
+          with_split(active_tag, std::false_type());
+      };
+      if (active)
+        with_table(std::true_type());
+      else
+        with_table(std::false_type());
     });
-    return {gx, partial.sum(0).narrow(1, g.first_axis(), g.ndim).to(shifts.scalar_type()).contiguous()};
+    return {gx, sum_partials(partial, g, shifts)};
   }
   const size_t staged_bytes = static_cast<size_t>(g.plane() * input.element_size());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shift_backward_cuda", [&] {
@@ -1411,7 +1668,7 @@ std::tuple<at::Tensor, at::Tensor> shift_backward_cuda(const at::Tensor& grad_ou
     else
       for_mode(std::integral_constant<int, 3>());
   });
-  return {gx, partial.sum(0).narrow(1, g.first_axis(), g.ndim).to(shifts.scalar_type()).contiguous()};
+  return {gx, sum_partials(partial, g, shifts)};
 }
 
 }  // namespace

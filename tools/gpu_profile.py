@@ -23,6 +23,22 @@ def _fwd_bwd(fn, *inputs):
     return run
 
 
+def _with_env(fn, **env):
+    """fn with the tuning switches `env` set for the call (read by the ops at every call)."""
+    def run():
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            fn()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return run
+
+
 def workloads():
     x = torch.randn(64, 96, 56, 56, device=dev, requires_grad=True)
     yield "pad zeros fwd+bwd (ours)", _fwd_bwd(lambda t: lo.pad(t, (3, 3, 3, 3), "zeros"), x)
@@ -46,14 +62,16 @@ def workloads():
             for m in ("sparse", "active"):
                 yield f"shift {m} {pm} {tag} fwd+bwd", _shift_fb(t, g, pm, m)
         for pm in ("reflect", "periodic"):
-            def fold_table(t=t, g=g, pm=pm):
-                # The plane backward with its fold targets in a shared table (cuda/shift.cu).
-                os.environ["LEARNABLE_OPS_SHIFT_FOLD_TABLE"] = "1"
-                try:
-                    lo.shift(t, s, pm, "active").backward(g)
-                finally:
-                    os.environ.pop("LEARNABLE_OPS_SHIFT_FOLD_TABLE")
-            yield f"shift active {pm} {tag} fwd+bwd (fold table)", fold_table
+            yield f"shift active {pm} {tag} fwd+bwd (fold table)", _with_env(
+                _shift_fb(t, g, pm, "active"), LEARNABLE_OPS_SHIFT_FOLD_TABLE="1")
+        # The plane backward's split-pass variant (cuda/shift.cu, kSplit), alone and with the fold table.
+        for pm in ("zeros", "reflect", "periodic"):
+            for m in ("sparse", "active"):
+                yield f"shift {m} {pm} {tag} fwd+bwd (split)", _with_env(
+                    _shift_fb(t, g, pm, m), LEARNABLE_OPS_SHIFT_BWD_SPLIT="1")
+                if pm != "zeros":
+                    yield f"shift {m} {pm} {tag} fwd+bwd (split, fold table)", _with_env(
+                        _shift_fb(t, g, pm, m), LEARNABLE_OPS_SHIFT_BWD_SPLIT="1", LEARNABLE_OPS_SHIFT_FOLD_TABLE="1")
         w3 = torch.randn(96, 1, 3, 3, device=dev, dtype=t.dtype, requires_grad=True)
         yield f"shift dw3x3 conv {tag} fwd+bwd", lambda t=t, g=g, w3=w3: F.conv2d(t, w3, padding=1, groups=96).backward(g)
     import learnable_ops.ops.diffconv as dc

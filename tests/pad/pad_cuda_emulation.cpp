@@ -6,10 +6,19 @@
 // argv: direction(forward|backward|runs) mode(0..5) index_bits(32|64)
 //       table_budget_bytes blocks threads misalign batch
 //       in[3] out[3] before[3] order[3] step[3]      (D, H, W)
+//       [dtype: float64 (default) | float32]
 // stdin: the source tensor as float64 (input for forward, grad_output for
 // backward); stdout: the result as float64. Direction "runs" reads nothing and
 // prints the backward pass's single-source run (lo hi shift) of each axis
 // listed inline, as the host plans it (the fast path of the fallback).
+// dtype float32 runs the polynomial forward in float with float weights (the
+// kernel's acc_t for float, half and bfloat16), rounding the input first.
+//
+// argv: divider d n_first n_count: checks Divider<int32_t>(d) against the
+// division for n_first .. n_first + n_count - 1 and for n near 2^31 and near
+// the multiples of d; prints the number of mismatches.
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -43,13 +52,37 @@ void emulate(const Launch& l, Tables&& tables, Items&& items) {
 
 struct Job {
   bool forward;
+  bool float32;
   PadMode mode;
   size_t budget;
   int64_t blocks;
   int threads;
+  int misalign;
   int64_t batch;
   int64_t in[3], out[3], before[3], order[3], step[3];
 };
+
+template <typename scalar_t, typename acc_t, typename I>
+void run_poly_forward(const Job& job, const PadAxis<I> (&axes)[3], const double* src, double* dst) {
+  int64_t in_numel = job.batch, out_numel = job.batch;
+  for (int a = 0; a < 3; ++a) in_numel *= job.in[a], out_numel *= job.out[a];
+  std::vector<scalar_t> x(src, src + in_numel);
+  // NaN marks unwritten elements; the same misalignment as the float64 path.
+  std::vector<scalar_t> storage(out_numel + 8, scalar_t(0.0 / 0.0));
+  scalar_t* y = storage.data() + job.misalign;
+  PolyForwardArgs<scalar_t, acc_t, I> a{};
+  a.x = x.data();
+  a.y = y;
+  const size_t shared = plan_poly_forward(a, axes, I(job.batch), job.budget);
+  if (poly_forward_tabled(a))
+    emulate(Launch{job.blocks, job.threads, shared},
+            [&](const ThreadSlot& s) { pad_poly_forward_tables(s, a); },
+            [&](const ThreadSlot& s) { pad_poly_forward_items<true>(s, a); });
+  else
+    emulate(Launch{job.blocks, job.threads, shared}, [](const ThreadSlot&) {},
+            [&](const ThreadSlot& s) { pad_poly_forward_items<false>(s, a); });
+  for (int64_t e = 0; e < out_numel; ++e) dst[e] = double(y[e]);
+}
 
 template <PadMode M, typename I>
 void run(const Job& job, const double* src, double* dst) {
@@ -64,7 +97,12 @@ void run(const Job& job, const double* src, double* dst) {
     }
     return;
   }
-  if constexpr (M != PadMode::Polynomial) {
+  if constexpr (M == PadMode::Polynomial) {
+    if (job.forward) {
+      if (job.float32) return run_poly_forward<float, float>(job, axes, src, dst);
+      return run_poly_forward<double, double>(job, axes, src, dst);
+    }
+  } else {
     if (job.forward) {
       ForwardArgs<double, I> a{};
       a.x = src;
@@ -99,19 +137,37 @@ void run_mode(const Job& job, const double* src, double* dst) {
 
 }  // namespace
 
+int check_divider(int32_t d, int64_t first, int64_t count) {
+  const Divider<int32_t> divider(d);
+  int64_t mismatches = 0;
+  auto check = [&](int64_t n) {
+    if (n < 0 || n > INT32_MAX) return;
+    if (divider.div(int32_t(n)) != int32_t(n / d)) ++mismatches;
+  };
+  for (int64_t n = first; n < first + count; ++n) check(n);
+  for (int64_t n = INT32_MAX - count; n <= INT32_MAX; ++n) check(n);
+  for (int64_t q = INT32_MAX / d; q >= 0 && q > INT32_MAX / d - count; --q)
+    for (int64_t r = -1; r <= 1; ++r) check(q * d + r);
+  std::printf("%lld\n", (long long)mismatches);
+  return 0;
+}
+
 int main(int argc, char** argv) {
-  if (argc != 9 + 15) {
-    std::fprintf(stderr, "expected %d arguments, got %d\n", 9 + 15 - 1, argc - 1);
+  if (argc == 5 && std::string(argv[1]) == "divider")
+    return check_divider(int32_t(std::atoll(argv[2])), std::atoll(argv[3]), std::atoll(argv[4]));
+  if (argc != 9 + 15 && argc != 9 + 16) {
+    std::fprintf(stderr, "expected %d or %d arguments, got %d\n", 9 + 15 - 1, 9 + 15, argc - 1);
     return 2;
   }
   Job job{};
   job.forward = std::string(argv[1]) == "forward";
+  job.float32 = argc == 9 + 16 && std::string(argv[24]) == "float32";
   job.mode = static_cast<PadMode>(std::atoi(argv[2]));
   const int bits = std::atoi(argv[3]);
   job.budget = std::strtoull(argv[4], nullptr, 10);
   job.blocks = std::atoll(argv[5]);
   job.threads = std::atoi(argv[6]);
-  const int misalign = std::atoi(argv[7]);
+  job.misalign = std::atoi(argv[7]);
   job.batch = std::atoll(argv[8]);
   for (int a = 0; a < 3; ++a) {
     job.in[a] = std::atoll(argv[9 + a]);
@@ -138,7 +194,7 @@ int main(int argc, char** argv) {
   std::vector<double> storage(dst_numel + 8, 0.0 / 0.0);
   double* dst = storage.data();
   while (reinterpret_cast<uintptr_t>(dst) % 32) ++dst;
-  dst += misalign;
+  dst += job.misalign;
   if (bits == 64)
     run_mode<int64_t>(job, src.data(), dst);
   else

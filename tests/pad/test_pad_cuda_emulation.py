@@ -55,14 +55,14 @@ def per_axis(values, nsp, default):
     return full
 
 
-def emulate(binary, src, shape, pad, mode, *, forward, order=None, dilation=None, bits=32, budget=16384, blocks=5, threads=64, misalign=0):
+def emulate(binary, src, shape, pad, mode, *, forward, order=None, dilation=None, bits=32, budget=16384, blocks=5, threads=64, misalign=0, dtype="float64"):
     nsp = len(shape) - 2
     size_in, size_out, before = geometry(shape, pad)
     orders = per_axis(order or [0], nsp, 0)
     steps = per_axis(dilation or [1], nsp, 1)
     batch = int(np.prod(shape[:2]))
     args = ["forward" if forward else "backward", MODE_IDS[mode], bits, budget, blocks, threads, misalign, batch]
-    args += size_in + size_out + before + orders + steps
+    args += size_in + size_out + before + orders + steps + [dtype]
     result = subprocess.run([str(binary)] + [str(a) for a in args], input=src.contiguous().numpy().tobytes(), capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
     out_shape = list(shape[:2]) + [n + pad[2 * (nsp - 1 - k)] + pad[2 * (nsp - 1 - k) + 1] for k, n in enumerate(shape[2:])]
@@ -183,3 +183,68 @@ def test_fallback_fast_path_is_the_whole_interior(emulator, mode, pad, expected)
     assert result.returncode == 0, result.stderr
     lo_, hi, shift = (int(v) for v in result.stdout.split("\n")[2].split())
     assert (lo_, hi, shift) == (*expected, pad[0])
+
+
+@pytest.mark.parametrize("divisor", [1, 2, 3, 7, 130, 134, 4097, 65537, 2**30 - 1, 2**30, 2**30 + 1, 2**31 - 1])
+def test_divider(emulator, divisor):
+    # The 32-bit polynomial forward divides by multiply-high and shift: exact
+    # on [0, 2^31) (checked near 0, near 2^31 and around multiples of d).
+    result = subprocess.run([str(emulator), "divider", str(divisor), "0", "100000"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0"]
+
+
+def polynomial_forward_cases(rng):
+    """(shape, pad, order, dilation): the DiffConv2d padded path (order K - 1,
+    pad K // 2 on H and W), odd and tiny widths, bands wider than a block's
+    pass, crops on one side with an extension on the other, dilation."""
+    cases = []
+    for k in (3, 5, 7):
+        for width in (k, 9, 13, 30, 33):
+            cases.append(((2, 3, 11, width), [k // 2] * 4, [k - 1], None))
+    cases.append(((1, 2, 10, 21), [1, 2, 0, 3], [2, 1], [1, 2]))
+    cases.append(((1, 1, 12, 17), [-3, 5, 4, -2], [1, 3], [3, 1]))
+    cases.append(((3, 1, 40), [70, 1], [2], [3]))
+    cases.append(((1, 1, 3, 9, 8), [2, -1, 3, 3, -1, 2], [0, 2, 1], [1, 1, 2]))
+    for _ in range(4):
+        width = int(rng.integers(5, 40))
+        order = [int(v) for v in rng.integers(0, 4, size=2)]
+        step = [int(v) for v in rng.integers(1, 3, size=2)]
+        height = max(8, step[0] * (order[0] + 1))
+        width = max(width, step[1] * (order[1] + 1))
+        pad = [int(v) for v in rng.integers(-2, 9, size=4)]
+        cases.append(((2, 1, height, width), pad, order, step))
+    return cases
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_polynomial_forward_copy_and_ring(emulator, bits):
+    # Every element of the polynomial forward either copies (all three axes
+    # inside) or sums its taps; both, under every table placement (all axes
+    # tabled, W only, all inline), small grids whose passes wrap, thread
+    # counts that are not multiples of 32, and both destination offsets.
+    rng = np.random.default_rng(60 + bits)
+    gen = torch.Generator().manual_seed(bits)
+    launches = [dict(), dict(budget=0, blocks=3, threads=32), dict(budget=64, blocks=2, threads=96, misalign=1), dict(blocks=1, threads=40)]
+    for trial, (shape, pad, order, dilation) in enumerate(polynomial_forward_cases(rng)):
+        x = torch.randn(shape, dtype=torch.float64, generator=gen)
+        want = lo.pad(x, pad, "polynomial", order=order, dilation=dilation)
+        launch = launches[trial % len(launches)]
+        got = emulate(emulator, x, shape, pad, "polynomial", forward=True, order=order, dilation=dilation, bits=bits, **launch)
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10, msg=lambda m: f"{shape} {pad} {order} {dilation} {launch}: {m}")
+        # Copies are exact; the same output under any other launch, bit for bit.
+        other = emulate(emulator, x, shape, pad, "polynomial", forward=True, order=order, dilation=dilation, bits=bits, budget=0, blocks=7, threads=33)
+        assert torch.equal(got, other), (shape, pad, order, dilation)
+
+
+def test_polynomial_forward_float32(emulator):
+    # float32 (the acc_t of float, half and bfloat16): float weights from the
+    # table or computed inline, against the CPU kernel in float32.
+    rng = np.random.default_rng(71)
+    gen = torch.Generator().manual_seed(71)
+    for trial, (shape, pad, order, dilation) in enumerate(polynomial_forward_cases(rng)):
+        x = torch.randn(shape, dtype=torch.float32, generator=gen)
+        want = lo.pad(x, pad, "polynomial", order=order, dilation=dilation)
+        for budget in (16384, 0):
+            got = emulate(emulator, x.double(), shape, pad, "polynomial", forward=True, order=order, dilation=dilation, budget=budget, bits=32 if trial % 2 else 64, dtype="float32")
+            torch.testing.assert_close(got.float(), want, atol=1e-5, rtol=1e-5, msg=lambda m: f"{shape} {pad} {order} {dilation}: {m}")

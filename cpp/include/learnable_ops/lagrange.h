@@ -47,6 +47,24 @@ LO_HD double extrapolation_weight(int64_t order, int64_t i, int64_t steps) {
   return lagrange_basis(order, i, -static_cast<double>(steps));
 }
 
+// The samples that padded coordinate p outside [0, n) combines: node i
+// (i = 0..order, going inward from the edge) is input first + i * delta, with
+// weight extrapolation_weight(order, i, m), m the distance in grid steps (the
+// same for every node). Index arithmetic only, in the caller's integer type,
+// so that a kernel can take the weights from a table indexed by (i, m).
+template <typename I>
+struct ExtrapolationNodes {
+  I first, delta, m;
+};
+
+template <typename I>
+LO_HD ExtrapolationNodes<I> extrapolation_nodes(I p, I n, I step) {
+  const I d = p < 0 ? -p : p - (n - 1);
+  const I m = step == 1 ? d : (d + step - 1) / step;
+  const I r0 = m * step - d;
+  return p < 0 ? ExtrapolationNodes<I>{r0, step, m} : ExtrapolationNodes<I>{n - 1 - r0, -step, m};
+}
+
 // Calls f(input_index, weight) for the samples that padded coordinate p of
 // an axis of length n combines: one sample (weight 1) inside, order + 1
 // outside. Requires n >= step * (order + 1) when p is outside.
@@ -56,13 +74,8 @@ LO_HD void for_each_polynomial_source(int64_t p, int64_t n, int64_t order, int64
     f(p, 1.0);
     return;
   }
-  const int64_t d = p < 0 ? -p : p - (n - 1);
-  const int64_t m = (d + step - 1) / step;
-  const int64_t r0 = m * step - d;
-  for (int64_t i = 0; i <= order; ++i) {
-    const int64_t node = r0 + i * step;
-    f(p < 0 ? node : n - 1 - node, extrapolation_weight(order, i, m));
-  }
+  const ExtrapolationNodes<int64_t> nodes = extrapolation_nodes(p, n, step);
+  for (int64_t i = 0; i <= order; ++i) f(nodes.first + i * nodes.delta, extrapolation_weight(order, i, nodes.m));
 }
 
 // Calls f(output_index, weight) for every output o in [0, out_len) of an axis
