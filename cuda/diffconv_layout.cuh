@@ -31,6 +31,12 @@
 #include "learnable_ops/lagrange.h"
 #include "learnable_ops/macros.h"
 
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define LO_LAYOUT_UNROLL _Pragma("unroll")
+#else
+#define LO_LAYOUT_UNROLL
+#endif
+
 namespace learnable_ops {
 namespace diffconv_layout {
 
@@ -148,12 +154,16 @@ LO_HD void lists(const Slot& s, const Args<scalar_t>& a, Shared<acc_t>& sh) {
 }
 
 // Phase 2: the tile, read with consecutive threads along the source's
-// contiguous axis: columns (NCHW) or channels (NHWC).
+// contiguous axis: columns (NCHW) or channels (NHWC). Each thread holds kPer
+// values. Where every list is the copy (the interior) the kPer loads are
+// issued together, before any is used; the others sum their lists.
+constexpr int kPer = kTile / kTileRows;
+
 template <bool kAdjoint, bool kSrcChannelsLast, typename scalar_t, typename acc_t>
 LO_HD void gather(const Slot& s, const Args<scalar_t>& a, Shared<acc_t>& sh) {
   const BlockPos b = block_pos<kAdjoint>(a, s.block);
   const int64_t rows = kAdjoint ? a.h.padded : a.h.n, cols = kAdjoint ? a.w.padded : a.w.n;
-  auto element = [&](int64_t c, int t) {  // channel c, tile column t
+  auto element = [&](int64_t c, int t) {  // channel c, tile column t: the general sum
     acc_t acc = 0;
     for (int r = 0; r < sh.row_count; ++r) {
       acc_t line = 0;
@@ -165,14 +175,51 @@ LO_HD void gather(const Slot& s, const Args<scalar_t>& a, Shared<acc_t>& sh) {
     return acc;
   };
   if (kSrcChannelsLast) {
+    // Thread channel tx; tile columns ty + kTileRows * i.
     const int64_t c = b.c0 + s.tx;
     if (c >= a.C) return;
-    for (int t = s.ty; t < kTile; t += kTileRows)
+    bool copies = sh.row_count == 1;
+    LO_LAYOUT_UNROLL
+    for (int i = 0; i < kPer; ++i) copies = copies && sh.col_count[s.ty + kTileRows * i] == 1;
+    if (copies) {
+      const scalar_t* line = a.src + offset<true>(b.n, c, sh.row_index[0], 0, a.C, rows, cols);
+      scalar_t v[kPer];
+      LO_LAYOUT_UNROLL
+      for (int i = 0; i < kPer; ++i) v[i] = line[sh.col_index[0][s.ty + kTileRows * i] * a.C];
+      LO_LAYOUT_UNROLL
+      for (int i = 0; i < kPer; ++i) {
+        const int t = s.ty + kTileRows * i;
+        sh.tile[s.tx][t] = sh.row_weight[0] * sh.col_weight[0][t] * acc_t(v[i]);
+      }
+      return;
+    }
+    LO_LAYOUT_UNROLL
+    for (int i = 0; i < kPer; ++i) {
+      const int t = s.ty + kTileRows * i;
       if (sh.col_count[t] > 0) sh.tile[s.tx][t] = element(c, t);
+    }
   } else {
+    // Thread column tx; channels c0 + ty + kTileRows * i.
     if (sh.col_count[s.tx] == 0) return;
-    for (int cc = s.ty; cc < kTile; cc += kTileRows)
+    if (sh.row_count == 1 && sh.col_count[s.tx] == 1) {
+      const int64_t plane = rows * cols;
+      const scalar_t* first = a.src + offset<false>(b.n, b.c0 + s.ty, sh.row_index[0], sh.col_index[0][s.tx], a.C,
+                                                    rows, cols);
+      const acc_t weight = sh.row_weight[0] * sh.col_weight[0][s.tx];
+      scalar_t v[kPer];
+      LO_LAYOUT_UNROLL
+      for (int i = 0; i < kPer; ++i)
+        v[i] = b.c0 + s.ty + kTileRows * i < a.C ? first[kTileRows * i * plane] : scalar_t(0);
+      LO_LAYOUT_UNROLL
+      for (int i = 0; i < kPer; ++i)
+        if (b.c0 + s.ty + kTileRows * i < a.C) sh.tile[s.ty + kTileRows * i][s.tx] = weight * acc_t(v[i]);
+      return;
+    }
+    LO_LAYOUT_UNROLL
+    for (int i = 0; i < kPer; ++i) {
+      const int cc = s.ty + kTileRows * i;
       if (b.c0 + cc < a.C) sh.tile[cc][s.tx] = element(b.c0 + cc, s.tx);
+    }
   }
 }
 
@@ -185,7 +232,9 @@ LO_HD void store(const Slot& s, const Args<scalar_t>& a, const Shared<acc_t>& sh
   if (kDstChannelsLast) {
     const int64_t c = b.c0 + s.tx;
     if (c >= a.C) return;
-    for (int t = s.ty; t < kTile; t += kTileRows) {
+    LO_LAYOUT_UNROLL
+    for (int i = 0; i < kPer; ++i) {
+      const int t = s.ty + kTileRows * i;
       const int64_t j = b.w0 + t;
       if (j < cols)
         a.dst[offset<true>(b.n, c, b.r, j, a.C, rows, cols)] = static_cast<scalar_t>(sh.tile[s.tx][t]);
@@ -193,7 +242,9 @@ LO_HD void store(const Slot& s, const Args<scalar_t>& a, const Shared<acc_t>& sh
   } else {
     const int64_t j = b.w0 + s.tx;
     if (j >= cols) return;
-    for (int cc = s.ty; cc < kTile; cc += kTileRows) {
+    LO_LAYOUT_UNROLL
+    for (int i = 0; i < kPer; ++i) {
+      const int cc = s.ty + kTileRows * i;
       const int64_t c = b.c0 + cc;
       if (c < a.C) a.dst[offset<false>(b.n, c, b.r, j, a.C, rows, cols)] = static_cast<scalar_t>(sh.tile[cc][s.tx]);
     }

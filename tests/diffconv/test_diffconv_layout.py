@@ -135,6 +135,8 @@ def test_bad_arguments():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape,padding,order,dilation", CASES)
 def test_cuda_equals_cpu(shape, padding, order, dilation, adjoint, channels_last, dtype):
+    if dtype != torch.float64 and max(order) > 8:
+        pytest.skip("order 30's weights reach 1e8: only float64 resolves them")
     gen = torch.Generator().manual_seed(2)
     if adjoint:
         shape = (shape[0], shape[1], shape[2] + 2 * padding[0] * dilation[0], shape[3] + 2 * padding[1] * dilation[1])
