@@ -301,6 +301,42 @@ at::Tensor padded_input_gradient(const at::Tensor& grad_output, const at::Tensor
                          {extra_h, extra_w}, s.groups);
 }
 
+// Adds the gradient of the extrapolated rows of `grad` (a view with pad + n +
+// pad rows) to the image rows they were extrapolated from (degree `order`,
+// nodes `dilation` apart), in place. Each edge's band (its pad rows and the
+// rows that feed them) is folded by the pad op's backward on that band alone,
+// so the buffers are band-sized; only an image with fewer than two node ranges
+// of rows is folded in one piece.
+void fold_rows(const at::Tensor& grad, int64_t n, int64_t pad, int64_t order, int64_t dilation) {
+  if (pad == 0) return;
+  const int64_t nodes = (order + 1) * dilation;
+  auto fold_band = [&](int64_t band_begin, int64_t image_len, int64_t before, int64_t after) {
+    const at::Tensor band = grad.narrow(2, band_begin, before + image_len + after);
+    const std::vector<int64_t> image_size{band.size(0), band.size(1), image_len, band.size(3)};
+    band.narrow(2, before, image_len)
+        .copy_(call_pad_backward(band.contiguous(), image_size, {0, 0, before, after}, "polynomial",
+                                 std::vector<int64_t>{order, 0}, std::vector<int64_t>{dilation, 1}));
+  };
+  if (2 * nodes <= n) {
+    // The front band writes image rows [0, nodes), which the back band, reading
+    // [n - nodes, n) and its ring, never reads.
+    fold_band(0, nodes, pad, 0);
+    fold_band(pad + n - nodes, nodes, 0, pad);
+  } else {
+    fold_band(0, n, pad, pad);
+  }
+}
+
+// The pad extends rows first, then columns, so its adjoint folds the columns
+// (over every padded row), then the rows (over the image columns). Columns are
+// folded as the rows of the transposed view, so that the pad op's backward
+// runs along lines of H + 2 * pad_h values rather than thin rows of a few.
+void fold_extrapolated_ring(const at::Tensor& grad_padded, const Setup& s, int64_t h, int64_t w) {
+  const AxisGeometry &gh = s.axes[0], &gw = s.axes[1];
+  fold_rows(grad_padded.transpose(2, 3), w, gw.pad, gw.order, gw.dilation);
+  fold_rows(grad_padded.narrow(3, gw.pad, w), h, gh.pad, gh.order, gh.dilation);
+}
+
 at::Tensor call_pad_layout(const at::Tensor& src, std::array<int64_t, 2> padding, at::IntArrayRef order,
                            at::IntArrayRef dilation, bool adjoint, bool channels_last) {
   static auto op = c10::Dispatcher::singleton()
@@ -441,8 +477,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> diff_conv
 }
 
 // Backward of the padded path: (input, weight, bias) gradients. The input
-// gradient is the pad's adjoint (diff_conv2d_pad_layout, adjoint) of the
-// padded input's gradient, in one pass, NCHW.
+// gradient is the pad's adjoint of the padded input's gradient: on the
+// channels_last route (padded_uses_channels_last) a new NCHW tensor, folded in
+// one pass (diff_conv2d_pad_layout); otherwise the image part of the padded
+// gradient folded in place, a view (strides of the padded grid, which the
+// Python fake mirrors).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kernel(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
     at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order, std::array<bool, 3> output_mask) {
@@ -451,14 +490,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kerne
   const int64_t h = input.size(2), w = input.size(3);
   const int64_t padded_h = h + 2 * s.padding[0], padded_w = w + 2 * s.padding[1];
   at::Tensor grad_input, grad_weight, grad_bias;
+  const bool native = padded_uses_native_depthwise(input, weight, s);
+  const bool channels_last = padded_uses_channels_last(input, weight, s);
   if (grad_output.numel() == 0 || input.numel() == 0) {
-    if (need_input) grad_input = at::zeros(input.sizes(), input.options().memory_format(at::MemoryFormat::Contiguous));
+    if (need_input)
+      grad_input = channels_last ? at::zeros(input.sizes(), input.options().memory_format(at::MemoryFormat::Contiguous))
+                                 : at::zeros({input.size(0), input.size(1), padded_h, padded_w}, input.options())
+                                       .narrow(2, s.padding[0], h)
+                                       .narrow(3, s.padding[1], w);
     if (need_weight) grad_weight = at::zeros_like(weight, at::MemoryFormat::Contiguous);
     if (need_bias) grad_bias = at::zeros({weight.size(0)}, grad_output.options());
     return {grad_input, grad_weight, grad_bias};
   }
-  const bool native = padded_uses_native_depthwise(input, weight, s);
-  const bool channels_last = padded_uses_channels_last(input, weight, s);
   // cuDNN's two backward kernels read the output gradient in NHWC: transposed
   // once here, and released before the fold allocates the input gradient.
   at::Tensor gy = channels_last ? relayout(grad_output, true) : grad_output;
@@ -484,13 +527,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kerne
   }
   if (need_input) {
     // channels_last when gy is (cuDNN keeps the layout); NCHW otherwise.
-    const at::Tensor grad_padded =
+    at::Tensor grad_padded =
         native ? call_depthwise_backward_input(grad_output, weight.select(1, 0),
                                                {input.size(0), input.size(1), padded_h, padded_w}, {0, 0, 0, 0},
                                                s.stride)
                : padded_input_gradient(gy, weight, s, padded_h, padded_w);
     gy.reset();
-    grad_input = call_pad_layout(grad_padded, s.padding, s.order, s.dilation, true, false);
+    if (channels_last) {
+      // The fold, from channels_last into a new NCHW input gradient, in one pass.
+      grad_input = call_pad_layout(grad_padded, s.padding, s.order, s.dilation, true, false);
+    } else {
+      // The fold in place, band by band; the input gradient is the image part, a
+      // view, so that no second input-sized buffer is allocated.
+      grad_padded = grad_padded.contiguous();
+      fold_extrapolated_ring(grad_padded, s, h, w);
+      grad_input = grad_padded.narrow(2, s.padding[0], h).narrow(3, s.padding[1], w);
+    }
   }
   return {grad_input, grad_weight, grad_bias};
 }

@@ -181,3 +181,23 @@ def test_cuda_padded_path_hands_cudnn_channels_last(monkeypatch, groups, stride)
     torch.testing.assert_close(y0, y, atol=1e-9, rtol=1e-9)
     for got, want in zip(torch.autograd.grad(y0, [xc, wc, bc], torch.ones_like(y0)), grads):
         torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+@pytest.mark.parametrize("switch", [None, "0"])
+def test_cuda_padded_backward_opcheck_both_routes(monkeypatch, switch):
+    """The padded backward's input gradient is a new NCHW tensor on the channels_last route
+    and a view of the folded padded gradient otherwise; the fake mirrors both."""
+    if switch is not None:
+        monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST", switch)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 4, 9, 10, dtype=torch.float64, generator=gen).cuda()
+    w = torch.randn(6, 4, 3, 5, dtype=torch.float64, generator=gen).cuda()
+    g = torch.randn(2, 6, 9, 10, dtype=torch.float64, generator=gen).cuda()
+    back = torch.ops.learnable_ops.diff_conv2d_padded_backward.default
+    testing.check_opcheck(back, (g, x, w, [1, 1], [1, 1], 1, [2, 4], [True, True, True]))
+    grad_input = back(g, x, w, [1, 1], [1, 1], 1, [2, 4], [True, False, False])[0]
+    assert grad_input.is_contiguous() == (switch is None)
+    testing.check_opcheck(layout_op, (x, [1, 2], [2, 4], [1, 1], False, True))
+    testing.check_opcheck(layout_op, (x.contiguous(memory_format=torch.channels_last), [0, 0], [0, 0], [1, 1], True, False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -172,17 +173,13 @@ def diff_conv2d(
 
 
 def _ring_pays(input: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
-    """Whether the ring path is the faster one here (measured, docs/diffconv.md): always on
-    the CPU; on CUDA only for depthwise layers. On an H100 (16x64x128x128, fwd+bwd) the ring
-    path ran depthwise K=3/5/7 at 1.36/1.44/1.38x F.conv2d with 1.11-1.16x its peak memory,
-    against 1.54/1.45/1.38x and 1.53-1.60x for the padded path; dense it ran 1.75x (K=3) and
-    4.7-6.5x with 8.3-8.5x the memory (K=5, 7: the thin strips' cuDNN convolutions), against
-    1.31-1.55x padded. Those are ATen's depthwise kernels; the ring path now runs depthwise
-    layers on our depthwise ops (cpp/diffconv.cpp): K=3/5/7 1.56/1.26/0.79x with 1.06-1.14x
-    the memory (H100, 2026-12-07, session 5)."""
-    if input.device.type != "cuda":
-        return True
-    return weight.shape[1] == 1 and groups == input.shape[1]
+    """Whether the ring path is the faster one here (measured, docs/diffconv.md): on the CPU
+    always; on CUDA never. On an H100 (16x64x128x128 fp32, fwd+bwd, 2026-12-07 session 6, run 2)
+    the ring path launches 54-80 kernels a step and ran depthwise K=3/5/7 in 1.24/1.17/1.35 ms
+    and dense K=3 in 1.9 ms, against 0.93/1.12/1.26 ms and 1.26 ms for the padded path (13-21
+    kernels; its depthwise layers run on our depthwise ops, its dense ones on cuDNN with
+    channels_last tensors)."""
+    return input.device.type != "cuda"
 
 
 def _ring_strip_sizes(input_shape, weight_shape, dilation) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
@@ -241,10 +238,38 @@ def _diff_conv2d_backward_fake(grad_output, input, weight, edge_weight, has_edge
     )
 
 
+def _padded_native_depthwise(input, weight, stride, dilation, groups) -> bool:
+    """cpp/diffconv.cpp's padded_uses_native_depthwise: the padded path of a depthwise layer
+    (undilated, stride 1 or 2, kernel and plane within our depthwise ops' limits)."""
+    c = input.shape[1]
+    return (
+        groups == c and weight.shape[0] == groups and weight.shape[1] == 1 and tuple(dilation) == (1, 1)
+        and weight.shape[2] <= 31 and weight.shape[3] <= 31 and input.shape[2] * input.shape[3] <= 2**25
+        and input.device.type in ("cpu", "cuda") and max(stride) <= 2
+    )
+
+
+def _padded_channels_last(input, weight, stride, dilation, groups) -> bool:
+    """cpp/diffconv.cpp's padded_uses_channels_last: CUDA layers that run ATen's convolution
+    (cuDNN) on channels_last tensors, unless LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST=0."""
+    if input.device.type != "cuda" or _padded_native_depthwise(input, weight, stride, dilation, groups):
+        return False
+    return os.environ.get("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST") != "0"
+
+
 @torch.library.register_fake("learnable_ops::diff_conv2d_padded_backward")
 def _diff_conv2d_padded_backward_fake(grad_output, input, weight, stride, dilation, groups, order, output_mask):
+    grad_input = None
+    if output_mask[0]:
+        if _padded_channels_last(input, weight, stride, dilation, groups):
+            grad_input = input.new_empty(input.shape)
+        else:  # the image part of the padded gradient, a view
+            n, c, h, w = input.shape
+            pad_h, pad_w = (weight.shape[2] // 2) * dilation[0], (weight.shape[3] // 2) * dilation[1]
+            padded = input.new_empty((n, c, h + 2 * pad_h, w + 2 * pad_w))
+            grad_input = padded[:, :, pad_h : pad_h + h, pad_w : pad_w + w]
     return (
-        input.new_empty(input.shape) if output_mask[0] else None,
+        grad_input,
         weight.new_empty(weight.shape) if output_mask[1] else None,
         weight.new_empty((weight.shape[0],)) if output_mask[2] else None,
     )
