@@ -153,13 +153,19 @@ def main(names):
         end.record()
         torch.cuda.synchronize()
         ms = start.elapsed_time(end) / n
+        # Peak memory of one more call above what was allocated before it.
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        run()
+        torch.cuda.synchronize()
+        peak_mib = (torch.cuda.max_memory_allocated() - base) / 2**20
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
                                                 torch.profiler.ProfilerActivity.CUDA]) as prof:
             for _ in range(5):
                 run()
             torch.cuda.synchronize()
         kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-        print(f"\n### {name}: {ms:.3f} ms/iter, {len(kernels) / 5:.0f} kernels/iter")
+        print(f"\n### {name}: {ms:.3f} ms/iter, {len(kernels) / 5:.0f} kernels/iter, peak {peak_mib:.0f} MiB")
         # Kernels only, per iteration: self device time (us) and calls.
         rows = []
         for e in prof.key_averages():
