@@ -226,8 +226,6 @@ at::Tensor box_view(const at::Tensor& t, const Box& box) {
   return t.narrow(2, box.begin[0], box.end[0] - box.begin[0]).narrow(3, box.begin[1], box.end[1] - box.begin[1]);
 }
 
-at::Tensor assembled_polynomial_pad(const at::Tensor& input, const Setup& s);
-
 // Our depthwise ops through the dispatcher (defined with the ring path below).
 bool native_depthwise_applies(const at::Tensor& input, const at::Tensor& weight, const Setup& s);
 at::Tensor call_depthwise(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
@@ -247,26 +245,9 @@ bool padded_uses_native_depthwise(const at::Tensor& input, const at::Tensor& wei
   return native_depthwise_applies(input, weight, s) && s.stride[0] <= 2 && s.stride[1] <= 2;
 }
 
-// How the padded path builds its padded input, read from the environment
-// variable LEARNABLE_OPS_DIFFCONV_PAD at every call (a tuning switch, so that
-// one GPU build can time both):
-//   unset or "gather": one pad op call over the whole tensor (the pad op's
-//     general gather kernel, as measured in docs/performance.md);
-//   "assemble": the image copied into the padded buffer, and the ring from the
-//     pad op on the node bands of both edges (assembled_polynomial_pad).
-// Both give the same values (the same extrapolation formulas).
-bool assemble_padded_input() {
-  const char* mode = std::getenv("LEARNABLE_OPS_DIFFCONV_PAD");
-  if (mode == nullptr || std::strcmp(mode, "gather") == 0 || mode[0] == '\0') return false;
-  TORCH_CHECK_VALUE(std::strcmp(mode, "assemble") == 0,
-                    "LEARNABLE_OPS_DIFFCONV_PAD must be 'gather' or 'assemble', got '", mode, "'");
-  return true;
-}
-
 // The polynomially padded input of the padded path (the input itself for a 1x1 kernel).
 at::Tensor polynomial_pad(const at::Tensor& input, const Setup& s) {
   if (s.padding[0] == 0 && s.padding[1] == 0) return input;
-  if (assemble_padded_input()) return assembled_polynomial_pad(input, s);
   return call_pad(input, {s.padding[1], s.padding[1], s.padding[0], s.padding[0]}, "polynomial", s.order,
                   s.dilation);
 }
@@ -788,26 +769,6 @@ at::Tensor ring_rows_strip(const at::Tensor& x, const Setup& s, const RingPlan& 
 // (N, C, 4 pw, H): the columns strip transposed.
 at::Tensor ring_cols_strip(const at::Tensor& x, const RingPlan& r) {
   return rings_around_gap(padded_column_ends(x, r), r.pad_w, 2 * r.pad_w);
-}
-
-// The padded path's padded input, assembled: the image copied into an empty
-// (N, C, H + 2 ph, W + 2 pw) buffer, the top and bottom rings (full padded
-// width, corners included) from the pad op on the gathered node rows of both
-// edges, and the left and right rings of the image rows from the pad op on the
-// gathered node columns (held transposed), as the ring path builds its strips.
-// The pad extends rows first, then columns, so the corners are the same
-// tensor products as the pad op's over the whole tensor.
-at::Tensor assembled_polynomial_pad(const at::Tensor& input, const Setup& s) {
-  const RingPlan r = ring_plan(s, /*native_depthwise=*/false);  // only its pads, nodes and frames
-  const int64_t h = input.size(2), w = input.size(3);
-  at::Tensor padded = at::empty({input.size(0), input.size(1), h + 2 * r.pad_h, w + 2 * r.pad_w}, input.options());
-  padded.narrow(2, r.pad_h, h).narrow(3, r.pad_w, w).copy_(input);
-  if (padded.numel() == 0) return padded;
-  if (r.pad_h > 0) row_bands(padded, r.pad_h).copy_(row_bands(padded_row_ends(input, s, r), r.pad_h));
-  if (r.pad_w > 0)
-    column_bands_transposed(padded.narrow(2, r.pad_h, h), r.pad_w)
-        .copy_(row_bands(padded_column_ends(input, r), r.pad_w));
-  return padded;
 }
 
 std::vector<int64_t> rows_strip_size(const at::Tensor& x, const RingPlan& r) {

@@ -92,24 +92,17 @@ def workloads():
         wd = torch.randn(64, 64, k, k, device=dev, requires_grad=True)
         wdw = torch.randn(64, 1, k, k, device=dev, requires_grad=True)
         for kind, w, grp in (("dense", wd, 1), ("depthwise", wdw, 64)):
-            yield f"diffconv {kind} K={k} ring fwd+bwd", lambda w=w, grp=grp: _ring(True)(xd, w, groups=grp).backward(gd)
             yield f"diffconv {kind} K={k} padded fwd+bwd", lambda w=w, grp=grp: _ring(False)(xd, w, groups=grp).backward(gd)
 
-            def with_env(name, value, w=w, grp=grp):
-                # The padded path under a tuning switch of cpp/diffconv.cpp: its padded input
-                # assembled from the image and the edge bands (LEARNABLE_OPS_DIFFCONV_PAD), or
-                # NCHW tensors for cuDNN (LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST=0).
-                def run():
-                    os.environ[name] = value
-                    try:
-                        _ring(False)(xd, w, groups=grp).backward(gd)
-                    finally:
-                        os.environ.pop(name)
-                return run
-            if kind == "depthwise":
-                yield f"diffconv {kind} K={k} padded-assembled fwd+bwd", with_env("LEARNABLE_OPS_DIFFCONV_PAD", "assemble")
-            else:
-                yield f"diffconv {kind} K={k} padded nchw fwd+bwd", with_env("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST", "0")
+            def nchw(w=w, grp=grp):
+                # The padded path with NCHW tensors for cuDNN (LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST=0).
+                os.environ["LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST"] = "0"
+                try:
+                    _ring(False)(xd, w, groups=grp).backward(gd)
+                finally:
+                    os.environ.pop("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST")
+            if kind == "dense":
+                yield f"diffconv {kind} K={k} padded nchw fwd+bwd", nchw
             yield f"diffconv {kind} K={k} conv same fwd+bwd", lambda w=w, grp=grp, k=k: F.conv2d(xd, w, padding=k // 2, groups=grp).backward(gd)
             if kind == "depthwise":
                 yield f"diffconv {kind} K={k} ours dw same fwd+bwd", lambda w=w: lo.depthwise_conv2d(xd, w).backward(gd)
