@@ -131,7 +131,8 @@ def workloads():
 
 
 def main(names):
-    torch.backends.cudnn.benchmark = True
+    # As in the benchmarks (learnable-ops bench): cuDNN picks its algorithms by heuristics.
+    torch.backends.cudnn.benchmark = False
     for name, run in workloads():
         if names and not any(n in name for n in names):
             continue
