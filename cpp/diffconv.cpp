@@ -246,8 +246,20 @@ bool padded_uses_native_depthwise(const at::Tensor& input, const at::Tensor& wei
 }
 
 // The polynomially padded input of the padded path (the input itself for a 1x1 kernel).
+at::Tensor call_pad_layout(const at::Tensor& src, std::array<int64_t, 2> padding, at::IntArrayRef order,
+                           at::IntArrayRef dilation, bool adjoint, bool channels_last);
+
+// LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD=1 (read at every call, a tuning switch to time
+// both on one build): on CUDA the NCHW padded input comes from diff_conv2d_pad_layout's
+// tiled kernel instead of the pad op's polynomial kernel.
+bool layout_pad_switch(const at::Tensor& input) {
+  const char* flag = std::getenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD");
+  return input.is_cuda() && flag != nullptr && std::strcmp(flag, "1") == 0;
+}
+
 at::Tensor polynomial_pad(const at::Tensor& input, const Setup& s) {
   if (s.padding[0] == 0 && s.padding[1] == 0) return input;
+  if (layout_pad_switch(input)) return call_pad_layout(input, s.padding, s.order, s.dilation, false, false);
   return call_pad(input, {s.padding[1], s.padding[1], s.padding[0], s.padding[0]}, "polynomial", s.order,
                   s.dilation);
 }

@@ -103,6 +103,15 @@ def workloads():
                     os.environ.pop("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST")
             if kind == "dense":
                 yield f"diffconv {kind} K={k} padded nchw fwd+bwd", nchw
+            else:
+                def layout_pad(w=w, grp=grp):
+                    # Its padded input from diff_conv2d_pad_layout (LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD=1).
+                    os.environ["LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD"] = "1"
+                    try:
+                        _ring(False)(xd, w, groups=grp).backward(gd)
+                    finally:
+                        os.environ.pop("LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD")
+                yield f"diffconv {kind} K={k} padded layout-pad fwd+bwd", layout_pad
             yield f"diffconv {kind} K={k} conv same fwd+bwd", lambda w=w, grp=grp, k=k: F.conv2d(xd, w, padding=k // 2, groups=grp).backward(gd)
             if kind == "depthwise":
                 yield f"diffconv {kind} K={k} ours dw same fwd+bwd", lambda w=w: lo.depthwise_conv2d(xd, w).backward(gd)

@@ -201,3 +201,23 @@ def test_cuda_padded_backward_opcheck_both_routes(monkeypatch, switch):
     assert grad_input.is_contiguous() == (switch is None)
     testing.check_opcheck(layout_op, (x, [1, 2], [2, 4], [1, 1], False, True))
     testing.check_opcheck(layout_op, (x.contiguous(memory_format=torch.channels_last), [0, 0], [0, 0], [1, 1], True, False))
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+def test_cuda_layout_pad_switch(monkeypatch):
+    """LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD=1: the NCHW padded input of the padded path (here a
+    depthwise layer) from the layout op's kernel; the same values."""
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 8, 20, 24, dtype=torch.float64, generator=gen).cuda().requires_grad_()
+    w = torch.randn(8, 1, 5, 5, dtype=torch.float64, generator=gen).cuda().requires_grad_()
+    y = lo.diff_conv2d(x, w, groups=8)
+    grads = torch.autograd.grad(y, [x, w], torch.ones_like(y))
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD", "1")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        y1 = lo.diff_conv2d(x, w, groups=8)
+        torch.cuda.synchronize()
+    assert any("pad_layout_kernel" in e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+    torch.testing.assert_close(y1, y, atol=1e-10, rtol=1e-10)
+    for a, b in zip(torch.autograd.grad(y1, [x, w], torch.ones_like(y1)), grads):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
