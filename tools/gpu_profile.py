@@ -113,6 +113,12 @@ def workloads():
                         os.environ.pop("LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD")
                 yield f"diffconv {kind} K={k} padded layout-pad fwd+bwd", layout_pad
             yield f"diffconv {kind} K={k} conv same fwd+bwd", lambda w=w, grp=grp, k=k: F.conv2d(xd, w, padding=k // 2, groups=grp).backward(gd)
+            if kind == "dense":
+                # cuDNN's own kernels and workspace with channels_last tensors (the padded path's route).
+                xcl = xd.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+                gcl = gd.contiguous(memory_format=torch.channels_last)
+                yield f"diffconv {kind} K={k} conv same channels_last fwd+bwd", lambda w=w, k=k, xcl=xcl, gcl=gcl: F.conv2d(
+                    xcl, w, padding=k // 2).backward(gcl)
             if kind == "depthwise":
                 yield f"diffconv {kind} K={k} ours dw same fwd+bwd", lambda w=w: lo.depthwise_conv2d(xd, w).backward(gd)
     for dtype in (torch.float32, torch.bfloat16):
