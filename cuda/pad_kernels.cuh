@@ -44,7 +44,10 @@
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define LO_PAD_UNROLL _Pragma("unroll")
 #define LO_PAD_NO_UNROLL _Pragma("unroll 1")
+// A ring element's taps: four loads in flight rather than one at a time.
+#define LO_PAD_UNROLL_TAPS _Pragma("unroll 4")
 #else
+#define LO_PAD_UNROLL_TAPS
 #define LO_PAD_UNROLL
 #define LO_PAD_NO_UNROLL
 #endif
@@ -319,10 +322,9 @@ struct Divider {
 
 template <>
 struct Divider<int32_t> {
-  int32_t divisor;
   uint32_t magic, shift;
   Divider() = default;
-  explicit Divider(int32_t d) : divisor(d), magic(0), shift(0) {
+  explicit Divider(int32_t d) : magic(0), shift(0) {
     while ((uint64_t(1) << shift) < uint64_t(d)) ++shift;
     magic = uint32_t(((uint64_t(1) << 32) * ((uint64_t(1) << shift) - uint64_t(d))) / uint64_t(d) + 1);
   }
@@ -356,7 +358,7 @@ struct PolyArgs {
 };
 
 // Elements per thread and pass, whose loads are in flight together (16 to 32
-// bytes per thread): the ring code's registers allow about 5 blocks of 256
+// bytes per thread): the ring code's registers allow about 4 blocks of 256
 // threads per SM, too few to cover the memory latency with one load each.
 template <typename scalar_t>
 constexpr int poly_unroll() {
@@ -422,8 +424,10 @@ LO_HD AxisSources<I> output_sources(const PolyArgs<scalar_t, acc_t, I>& a, I o) 
 }
 
 // A ring output: the W taps of the D x H tap sums, each accumulated in acc_t
-// in tap order (the CPU kernel's order). Loops kept rolled: this runs for few
-// elements, and unrolled it would take registers from the copy loop.
+// in tap order (the CPU kernel's order). The outer loops stay rolled (this
+// runs for few elements; unrolled they would take registers from the copy
+// loop); the innermost loop is unrolled by 4 so that a ring row's K taps,
+// which are L2 hits, are not K round trips.
 template <bool kTabled, typename scalar_t, typename acc_t, typename I>
 LO_HD scalar_t poly_ring_output(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I>& a, I e) {
   I b, od, oh, ow;
@@ -435,7 +439,7 @@ LO_HD scalar_t poly_ring_output(const ThreadSlot& s, const PolyArgs<scalar_t, ac
   if (sd.count == 1 && sh.count == 1) {
     // The common ring element: a copied row, extrapolated along W only.
     const scalar_t* row_x = batch_x + (sd.first * H + sh.first) * W;
-    LO_PAD_NO_UNROLL
+    LO_PAD_UNROLL_TAPS
     for (I kw = 0; kw < sw.count; ++kw)
       value += poly_weight<kTabled, 2>(s, a, kw, sw.m) * static_cast<acc_t>(row_x[sw.index(kw)]);
     return static_cast<scalar_t>(value);
@@ -447,7 +451,7 @@ LO_HD scalar_t poly_ring_output(const ThreadSlot& s, const PolyArgs<scalar_t, ac
     for (I kd = 0; kd < sd.count; ++kd) {
       const acc_t wd = poly_weight<kTabled, 0>(s, a, kd, sd.m);
       const scalar_t* row_x = batch_x + sd.index(kd) * H * W + sw.index(kw);
-      LO_PAD_NO_UNROLL
+      LO_PAD_UNROLL_TAPS
       for (I kh = 0; kh < sh.count; ++kh)
         column += wd * poly_weight<kTabled, 1>(s, a, kh, sh.m) * static_cast<acc_t>(row_x[sh.index(kh) * W]);
     }
@@ -506,10 +510,8 @@ LO_HD void pad_poly_items(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I
                    a.copy_source[2] + rw;
       v[k] = copies >> k & 1u ? a.src[at] : scalar_t(0);
     }
-    LO_PAD_UNROLL
-    for (int k = 0; k < kUnroll; ++k)
-      if (copies >> k & 1u) a.dst[first + I(k) * threads] = v[k];
-    // Not unrolled: one copy of the ring code, whatever kUnroll.
+    // The ring while the copies' loads are in flight. Not unrolled: one copy
+    // of the ring code, whatever kUnroll.
     LO_PAD_NO_UNROLL
     for (int k = 0; rings >> k != 0u; ++k) {
       if (!(rings >> k & 1u)) continue;
@@ -517,6 +519,9 @@ LO_HD void pad_poly_items(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I
       if constexpr (kForward) a.dst[e] = poly_ring_output<kTabled>(s, a, e);
       else a.dst[e] = poly_ring_input<kTabled>(s, a, e);
     }
+    LO_PAD_UNROLL
+    for (int k = 0; k < kUnroll; ++k)
+      if (copies >> k & 1u) a.dst[first + I(k) * threads] = v[k];
   }
 }
 
