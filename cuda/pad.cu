@@ -89,43 +89,49 @@ void launch_forward(const at::Tensor& x, at::Tensor& out, const PadPlan& plan) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// Polynomial forward: copies, and the extrapolated ring in acc_t.
+// Polynomial mode, forward (src = input) or backward (src = grad_output):
+// copies, and the ring's weighted sums in acc_t.
 template <typename scalar_t, typename I>
-void launch_poly_forward(const at::Tensor& x, at::Tensor& out, const PadPlan& plan) {
+void launch_poly(const at::Tensor& src, at::Tensor& dst, const PadPlan& plan, bool forward) {
   using acc_t = at::opmath_type<scalar_t>;
   PadAxis<I> axes[3];
   plan_axes(plan, axes);
-  pad_kernels::PolyForwardArgs<scalar_t, acc_t, I> a{};
-  a.x = x.const_data_ptr<scalar_t>();
-  a.y = out.mutable_data_ptr<scalar_t>();
-  const size_t shared = pad_kernels::plan_poly_forward(a, axes, I(plan.batch), kTableBudget);
-  const int64_t per_block = int64_t(kThreads) * pad_kernels::poly_forward_unroll<scalar_t>();
+  pad_kernels::PolyArgs<scalar_t, acc_t, I> a{};
+  a.src = src.const_data_ptr<scalar_t>();
+  a.dst = dst.mutable_data_ptr<scalar_t>();
+  const size_t shared = pad_kernels::plan_poly(a, axes, forward, I(plan.batch), kTableBudget);
+  const int64_t per_block = int64_t(kThreads) * pad_kernels::poly_unroll<scalar_t>();
   const int64_t passes = (int64_t(a.total) + per_block - 1) / per_block;
   auto launch = [&](auto kernel, int per_sm) {
     kernel<<<one_wave(per_sm, passes * kThreads), kThreads, shared, current_stream()>>>(a);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   };
-  if (pad_kernels::poly_forward_tabled(a)) {
-    auto kernel = pad_kernels::pad_poly_forward_kernel<true, scalar_t, acc_t, I>;
-    static const int per_sm = blocks_per_sm(kernel);
-    launch(kernel, per_sm);
-  } else {
-    auto kernel = pad_kernels::pad_poly_forward_kernel<false, scalar_t, acc_t, I>;
-    static const int per_sm = blocks_per_sm(kernel);
-    launch(kernel, per_sm);
-  }
+  auto with_tables = [&](auto direction) {
+    constexpr bool kForward = decltype(direction)::value;
+    if (pad_kernels::poly_tabled(a)) {
+      auto kernel = pad_kernels::pad_poly_kernel<kForward, true, scalar_t, acc_t, I>;
+      static const int per_sm = blocks_per_sm(kernel);
+      launch(kernel, per_sm);
+    } else {
+      auto kernel = pad_kernels::pad_poly_kernel<kForward, false, scalar_t, acc_t, I>;
+      static const int per_sm = blocks_per_sm(kernel);
+      launch(kernel, per_sm);
+    }
+  };
+  if (forward) with_tables(std::true_type{});
+  else with_tables(std::false_type{});
 }
 
-// Polynomial forward (poly_sources) and every backward pass.
+// Backward of the index modes.
 template <PadMode M, typename scalar_t, typename I>
-void launch_gather(const at::Tensor& src, at::Tensor& dst, const PadPlan& plan, bool poly_sources) {
+void launch_gather(const at::Tensor& src, at::Tensor& dst, const PadPlan& plan) {
   using acc_t = at::opmath_type<scalar_t>;
   PadAxis<I> axes[3];
   plan_axes(plan, axes);
   GatherArgs<scalar_t, I> a{};
   a.src = src.const_data_ptr<scalar_t>();
   a.dst = dst.mutable_data_ptr<scalar_t>();
-  const size_t shared = pad_kernels::plan_gather<M>(a, axes, poly_sources, I(plan.batch), kTableBudget);
+  const size_t shared = pad_kernels::plan_gather<M>(a, axes, I(plan.batch), kTableBudget);
   auto kernel = pad_kernels::pad_gather_kernel<M, acc_t, scalar_t, I>;
   static const int per_sm = blocks_per_sm(kernel);
   kernel<<<one_wave(per_sm, a.items), kThreads, shared, current_stream()>>>(a);
@@ -147,8 +153,8 @@ at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_vi
     with_mode(plan.mode, [&](auto mode) {
       constexpr PadMode M = decltype(mode)::value;
       if constexpr (M == PadMode::Polynomial) {
-        if (small) launch_poly_forward<scalar_t, int32_t>(x, out, plan);
-        else launch_poly_forward<scalar_t, int64_t>(x, out, plan);
+        if (small) launch_poly<scalar_t, int32_t>(x, out, plan, true);
+        else launch_poly<scalar_t, int64_t>(x, out, plan, true);
       } else {
         if (small) launch_forward<M, scalar_t, int32_t>(x, out, plan);
         else launch_forward<M, scalar_t, int64_t>(x, out, plan);
@@ -176,8 +182,13 @@ at::Tensor pad_backward_cuda(const at::Tensor& grad_output, at::IntArrayRef inpu
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gy.scalar_type(), "pad_backward_cuda", [&] {
     with_mode(plan.mode, [&](auto mode) {
       constexpr PadMode M = decltype(mode)::value;
-      if (small) launch_gather<M, scalar_t, int32_t>(gy, gx, plan, false);
-      else launch_gather<M, scalar_t, int64_t>(gy, gx, plan, false);
+      if constexpr (M == PadMode::Polynomial) {
+        if (small) launch_poly<scalar_t, int32_t>(gy, gx, plan, false);
+        else launch_poly<scalar_t, int64_t>(gy, gx, plan, false);
+      } else {
+        if (small) launch_gather<M, scalar_t, int32_t>(gy, gx, plan);
+        else launch_gather<M, scalar_t, int64_t>(gy, gx, plan);
+      }
     });
   });
   return gx;

@@ -4,29 +4,31 @@
 // checks the index arithmetic, the shared-memory tables and their fallbacks on
 // a machine without a GPU. Nothing here includes ATen.
 //
-// Two kernels serve every mode:
+// Three kernels serve every mode:
 //
-//   pad_forward_kernel  index modes (zeros, border, periodic, reflect,
-//                       symmetric), forward: each output is a copy (or 0).
-//   pad_gather_kernel   every backward pass, and the polynomial forward: each
-//                       target element sums its weighted list of sources.
-//                       Backward: the target is an input element, its list
-//                       the outputs that read it (the preimages of padding.h),
-//                       so the result is the exact adjoint, summed in a fixed
-//                       order by one writer: deterministic, no atomics.
-//                       Polynomial forward: the target is an output element,
-//                       its list the Lagrange taps of lagrange.h.
+//   pad_forward_kernel       index modes (zeros, border, periodic, reflect,
+//                            symmetric), forward: each output is a copy (or 0).
+//   pad_poly_kernel          polynomial mode, forward and backward: each
+//                            element copies one source or, in the ring, sums
+//                            its weighted sources (lagrange.h); see its
+//                            section below.
+//   pad_gather_kernel        backward of the index modes: each input element
+//                            sums the outputs that read it (the preimages of
+//                            padding.h), so the result is the exact adjoint,
+//                            summed in a fixed order by one writer:
+//                            deterministic, no atomics. So does the
+//                            polynomial backward, per element.
 //
-// Both kernels give each thread four consecutive columns of one row (one
-// division per four elements, a vector store where the row is aligned) and
-// walk the items grid-stride over a single wave of blocks. A block first
-// builds, in shared memory, per-axis tables of what the elements need: the
-// source index of every output index (forward), or the list of every target
-// index with its weights (gather). The lists are tiny for the interior (one
-// entry: the copy), so an element whose three axes each have a single source
-// reads it directly. An axis whose table does not fit the budget is computed
-// inline from the same shared maps, with a host-computed interior run as its
-// fast path.
+// The forward and gather kernels give each thread four consecutive columns of
+// one row (one division per four elements, a vector store where the row is
+// aligned) and walk the items grid-stride over a single wave of blocks. A
+// block first builds, in shared memory, per-axis tables of what the elements
+// need: the source index of every output index (forward), or the list of
+// every input index (gather). The lists are tiny for the
+// interior (one entry: the copy), so an element whose three axes each have a
+// single source reads it directly. An axis whose table does not fit the
+// budget is computed inline from the same shared maps, with a host-computed
+// interior run as its fast path.
 #pragma once
 
 #include <algorithm>
@@ -42,7 +44,10 @@
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define LO_PAD_UNROLL _Pragma("unroll")
 #define LO_PAD_NO_UNROLL _Pragma("unroll 1")
+// A ring element's taps: four loads in flight rather than one at a time.
+#define LO_PAD_UNROLL_TAPS _Pragma("unroll 4")
 #else
+#define LO_PAD_UNROLL_TAPS
 #define LO_PAD_UNROLL
 #define LO_PAD_NO_UNROLL
 #endif
@@ -158,63 +163,45 @@ LO_HD void pad_forward_items(const ThreadSlot& s, const ForwardArgs<scalar_t, I>
 }
 
 // ---------------------------------------------------------------------------
-// Gather: backward of every mode, forward of the polynomial mode.
+// Gather: backward of the index modes.
 
 template <typename scalar_t, typename I>
 struct GatherArgs {
   const scalar_t* src;
   scalar_t* dst;
   PadAxis<I> axis[3];
-  // Polynomial mode: true for the forward pass (targets are outputs, listing
-  // their Lagrange taps), false for the backward pass (targets are inputs).
-  bool poly_sources;
-  I target[3], source[3];  // extents of dst and src per axis
+  I target[3], source[3];  // extents of dst (input) and src (output) per axis
   I quads, items;
-  // Shared-memory lists: count[j], then slots entries per target j (index and,
-  // in polynomial mode, weight). count_offset < 0: the axis lists inline.
-  int32_t count_offset[3], index_offset[3], weight_offset[3];
+  // Shared-memory lists: count[j], then slots indices per target j.
+  // count_offset < 0: the axis lists inline.
+  int32_t count_offset[3], index_offset[3];
   I slots[3];
   // Inline axes: targets in [safe_lo, safe_hi) have the single source
-  // j + safe_shift with weight 1.
+  // j + safe_shift.
   I safe_lo[3], safe_hi[3], safe_shift[3];
   bool vector_store;
 };
 
-// Calls f(source_index, weight) for the list of target j on one axis, in a
-// fixed order.
+// Calls f(source_index) for the list of target j on one axis, in a fixed
+// order.
 template <PadMode M, typename I, typename F>
-LO_HD void visit_list(const PadAxis<I>& axis, bool poly_sources, I j, F&& f) {
-  if constexpr (M == PadMode::Polynomial) {
-    if (poly_sources) {
-      for_each_polynomial_source(int64_t(j) - int64_t(axis.before), int64_t(axis.in), axis.order, axis.step,
-                                 [&](int64_t i, double w) { f(I(i), w); });
-    } else {
-      for_each_polynomial_preimage(int64_t(j), int64_t(axis.in), int64_t(axis.before), int64_t(axis.out),
-                                   axis.order, axis.step, true, [&](int64_t o, double w) { f(I(o), w); });
-    }
-  } else {
-    (void)poly_sources;
-    for_each_preimage_t<I>(j, axis.in, axis.before, axis.out, M, [&](I o) { f(o, 1.0); });
-  }
+LO_HD void visit_list(const PadAxis<I>& axis, I j, F&& f) {
+  static_assert(M != PadMode::Polynomial, "the polynomial backward runs pad_poly_kernel");
+  for_each_preimage_t<I>(j, axis.in, axis.before, axis.out, M, f);
 }
 
 template <PadMode M, typename scalar_t, typename I>
 LO_HD void pad_gather_tables(const ThreadSlot& s, const GatherArgs<scalar_t, I>& a) {
-  constexpr bool weighted = M == PadMode::Polynomial;
   for (int ax = 0; ax < 3; ++ax) {
     if (a.count_offset[ax] < 0) continue;
     I* count = reinterpret_cast<I*>(s.shared + a.count_offset[ax]);
     I* index = reinterpret_cast<I*>(s.shared + a.index_offset[ax]);
-    double* weight = weighted ? reinterpret_cast<double*>(s.shared + a.weight_offset[ax]) : nullptr;
     const I slots = a.slots[ax];
     for (I j = I(s.thread); j < a.target[ax]; j += I(s.threads)) {
       I c = 0;
-      visit_list<M>(a.axis[ax], a.poly_sources, j, [&](I o, double w) {
+      visit_list<M>(a.axis[ax], j, [&](I o) {
         // The host sized slots as the longest list (same enumeration).
-        if (c < slots) {
-          index[j * slots + c] = o;
-          if (weighted) weight[j * slots + c] = w;
-        }
+        if (c < slots) index[j * slots + c] = o;
         ++c;
       });
       count[j] = c;
@@ -224,23 +211,19 @@ LO_HD void pad_gather_tables(const ThreadSlot& s, const GatherArgs<scalar_t, I>&
 
 template <PadMode M, typename scalar_t, typename I>
 struct GatherView {
-  static constexpr bool weighted = M == PadMode::Polynomial;
   const ThreadSlot& s;
   const GatherArgs<scalar_t, I>& a;
 
-  // True when target j has exactly one source on axis ax: sets it and its weight.
-  LO_HD bool single(int ax, I j, I& o, double& w) const {
+  // True when target j has exactly one source on axis ax: sets it.
+  LO_HD bool single(int ax, I j, I& o) const {
     if (a.count_offset[ax] >= 0) {
       const I* count = reinterpret_cast<const I*>(s.shared + a.count_offset[ax]);
       if (count[j] != 1) return false;
-      const I at = j * a.slots[ax];
-      o = reinterpret_cast<const I*>(s.shared + a.index_offset[ax])[at];
-      w = weighted ? reinterpret_cast<const double*>(s.shared + a.weight_offset[ax])[at] : 1.0;
+      o = reinterpret_cast<const I*>(s.shared + a.index_offset[ax])[j * a.slots[ax]];
       return true;
     }
     if (j >= a.safe_lo[ax] && j < a.safe_hi[ax]) {
       o = j + a.safe_shift[ax];
-      w = 1.0;
       return true;
     }
     return false;
@@ -251,18 +234,15 @@ struct GatherView {
     if (a.count_offset[ax] >= 0) {
       const I n = reinterpret_cast<const I*>(s.shared + a.count_offset[ax])[j];
       const I* index = reinterpret_cast<const I*>(s.shared + a.index_offset[ax]) + j * a.slots[ax];
-      const double* weight =
-          weighted ? reinterpret_cast<const double*>(s.shared + a.weight_offset[ax]) + j * a.slots[ax] : nullptr;
-      for (I c = 0; c < n; ++c) f(index[c], weighted ? weight[c] : 1.0);
+      for (I c = 0; c < n; ++c) f(index[c]);
       return;
     }
-    visit_list<M>(a.axis[ax], a.poly_sources, j, f);
+    visit_list<M>(a.axis[ax], j, f);
   }
 };
 
 template <PadMode M, typename acc_t, typename scalar_t, typename I>
 LO_HD void pad_gather_items(const ThreadSlot& s, const GatherArgs<scalar_t, I>& a) {
-  constexpr bool weighted = M == PadMode::Polynomial;
   const GatherView<M, scalar_t, I> view{s, a};
   const I stride = I(s.grid) * I(s.threads);
   const I source_plane = a.source[0] * a.source[1] * a.source[2];
@@ -276,36 +256,28 @@ LO_HD void pad_gather_items(const ThreadSlot& s, const GatherArgs<scalar_t, I>& 
     const scalar_t* base = a.src + b * source_plane;
     acc_t acc[kQuad] = {acc_t(0), acc_t(0), acc_t(0), acc_t(0)};
     I od = 0, oh = 0;
-    double wd = 1.0, wh = 1.0;
-    if (view.single(0, jd, od, wd) && view.single(1, jh, oh, wh)) {
+    if (view.single(0, jd, od) && view.single(1, jh, oh)) {
       // The common case: one source row (the copy, away from D/H edges).
       const scalar_t* srow = base + (od * a.source[1] + oh) * a.source[2];
-      const double wdh = wd * wh;
       LO_PAD_UNROLL
       for (int k = 0; k < kQuad; ++k) {
         const I jw = col + k;
         if (jw >= a.target[2]) continue;
         I ow = 0;
-        double ww = 1.0;
-        if (view.single(2, jw, ow, ww)) {
-          acc[k] = weighted ? acc_t(wdh * ww) * acc_t(srow[ow]) : acc_t(srow[ow]);
+        if (view.single(2, jw, ow)) {
+          acc[k] = acc_t(srow[ow]);
         } else {
-          view.visit(2, jw, [&](I o, double w) {
-            acc[k] += weighted ? acc_t(wdh * w) * acc_t(srow[o]) : acc_t(srow[o]);
-          });
+          view.visit(2, jw, [&](I o) { acc[k] += acc_t(srow[o]); });
         }
       }
     } else {
-      view.visit(0, jd, [&](I o_d, double w_d) {
-        view.visit(1, jh, [&](I o_h, double w_h) {
+      view.visit(0, jd, [&](I o_d) {
+        view.visit(1, jh, [&](I o_h) {
           const scalar_t* srow = base + (o_d * a.source[1] + o_h) * a.source[2];
-          const double wdh = w_d * w_h;
           for (int k = 0; k < kQuad; ++k) {
             const I jw = col + k;
             if (jw >= a.target[2]) continue;
-            view.visit(2, jw, [&](I o, double w) {
-              acc[k] += weighted ? acc_t(wdh * w) * acc_t(srow[o]) : acc_t(srow[o]);
-            });
+            view.visit(2, jw, [&](I o) { acc[k] += acc_t(srow[o]); });
           }
         });
       });
@@ -318,19 +290,23 @@ LO_HD void pad_gather_items(const ThreadSlot& s, const GatherArgs<scalar_t, I>& 
 }
 
 // ---------------------------------------------------------------------------
-// Forward, polynomial mode.
+// Polynomial mode, forward and backward.
 //
-// Almost every output element copies one input element (its padded
-// coordinate is inside the input on all three axes); only the ring combines
-// order + 1 taps per extrapolated axis. Each thread takes elements of the
-// flat output index, consecutive threads consecutive elements (coalesced
-// loads and stores for any width and alignment), several per thread at a
-// block's stride so that their loads are in flight together. An element finds
-// its (b, d, h, w) by three divisions by launch constants, checks each axis
-// with one compare, and copies; a ring element sums its taps with weights in
-// acc_t from a per-axis shared table indexed by (node, distance), laid out so
-// that neighbouring columns read neighbouring words. Every element's value
-// depends only on its own index, so the result is the same for any launch.
+// Almost every target element (an output in the forward pass, an input in
+// the backward pass) copies one source element: in the forward pass its
+// padded coordinate is inside the input on all three axes, in the backward
+// pass no extrapolation tap reads it. Only the ring sums weighted sources:
+// the order + 1 taps of each extrapolated axis (forward), the extrapolated
+// outputs that read the input (backward, the exact adjoint). Each thread takes
+// elements of the flat target index, consecutive threads consecutive elements
+// (coalesced loads and stores for any width and alignment), several per
+// thread at a block's stride so that their loads are in flight together. An
+// element finds its (b, d, h, w) by three divisions by launch constants,
+// checks each axis's copy run with one compare, and copies; a ring element
+// sums its sources in acc_t with weights from a per-axis shared table indexed
+// by (node, distance), laid out so that neighbouring columns read
+// neighbouring words. Every element's value depends only on its own index and
+// is summed in a fixed order, so the result is the same for any launch.
 
 // Division by a divisor fixed for the launch. 32-bit indices take a
 // multiply-high, an add and a shift (the round-up method of Granlund and
@@ -346,10 +322,9 @@ struct Divider {
 
 template <>
 struct Divider<int32_t> {
-  int32_t divisor;
   uint32_t magic, shift;
   Divider() = default;
-  explicit Divider(int32_t d) : divisor(d), magic(0), shift(0) {
+  explicit Divider(int32_t d) : magic(0), shift(0) {
     while ((uint64_t(1) << shift) < uint64_t(d)) ++shift;
     magic = uint32_t(((uint64_t(1) << 32) * ((uint64_t(1) << shift) - uint64_t(d))) / uint64_t(d) + 1);
   }
@@ -364,12 +339,16 @@ struct Divider<int32_t> {
 };
 
 template <typename scalar_t, typename acc_t, typename I>
-struct PolyForwardArgs {
-  const scalar_t* x;
-  scalar_t* y;
+struct PolyArgs {
+  const scalar_t* src;
+  scalar_t* dst;
   PadAxis<I> axis[3];
-  I total;  // output elements
-  Divider<I> out_w, out_h, out_d;
+  I target[3], source[3];  // extents of dst and src per axis
+  // Targets copy_lo + r of an axis, 0 <= r < copy_len, have the single source
+  // copy_source + r, with weight 1.
+  I copy_lo[3], copy_len[3], copy_source[3];
+  I total;  // dst elements
+  Divider<I> target_w, target_h, target_d;
   // Tabled kernel: the weight of node i at distance m (in grid steps,
   // 0 <= m <= reach; m = 0 is the copy: 1 for node 0) is entry
   // i * (reach + 1) + m of an acc_t table at byte weight_offset of shared
@@ -379,11 +358,10 @@ struct PolyForwardArgs {
 };
 
 // Elements per thread and pass, whose loads are in flight together (16 to 32
-// bytes per thread): the ring code's registers allow 5 blocks of 256 threads
-// per SM (float, half, bfloat16; 6 for double), too few to cover the memory
-// latency with one load each.
+// bytes per thread): the ring code's registers allow about 4 blocks of 256
+// threads per SM, too few to cover the memory latency with one load each.
 template <typename scalar_t>
-constexpr int poly_forward_unroll() {
+constexpr int poly_unroll() {
   return sizeof(scalar_t) >= 8 ? 4 : 8;
 }
 
@@ -394,9 +372,8 @@ LO_HD bool inside(I p, I n) {
 }
 
 template <typename scalar_t, typename acc_t, typename I>
-LO_HD void pad_poly_forward_tables(const ThreadSlot& s, const PolyForwardArgs<scalar_t, acc_t, I>& a) {
+LO_HD void pad_poly_tables(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I>& a) {
   for (int ax = 0; ax < 3; ++ax) {
-    if (a.weight_offset[ax] < 0) continue;
     acc_t* weight = reinterpret_cast<acc_t*>(s.shared + a.weight_offset[ax]);
     const I columns = a.reach[ax] + 1;
     const I entries = (I(a.axis[ax].order) + 1) * columns;
@@ -407,26 +384,9 @@ LO_HD void pad_poly_forward_tables(const ThreadSlot& s, const PolyForwardArgs<sc
   }
 }
 
-// The sources of output index o on one axis: inputs first + i * delta for
-// i < count, node i at distance m (m = 0: the copy, count 1).
-template <typename I>
-struct AxisSources {
-  I first, delta, count, m;
-  LO_HD I index(I i) const { return first + i * delta; }
-};
-
-template <int AX, typename scalar_t, typename acc_t, typename I>
-LO_HD AxisSources<I> poly_sources(const PolyForwardArgs<scalar_t, acc_t, I>& a, I o) {
-  const PadAxis<I>& axis = a.axis[AX];
-  const I p = o - axis.before;
-  if (inside(p, axis.in)) return {p, 0, 1, 0};
-  const ExtrapolationNodes<I> nodes = extrapolation_nodes(p, axis.in, I(axis.step));
-  return {nodes.first, nodes.delta, I(axis.order) + 1, nodes.m};
-}
-
 // extrapolation_weight(order, i, m) in acc_t, from the table or computed.
 template <bool kTabled, int AX, typename scalar_t, typename acc_t, typename I>
-LO_HD acc_t poly_weight(const ThreadSlot& s, const PolyForwardArgs<scalar_t, acc_t, I>& a, I i, I m) {
+LO_HD acc_t poly_weight(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I>& a, I i, I m) {
   if constexpr (kTabled) {
     return reinterpret_cast<const acc_t*>(s.shared + a.weight_offset[AX])[i * (a.reach[AX] + 1) + m];
   } else {
@@ -435,28 +395,55 @@ LO_HD acc_t poly_weight(const ThreadSlot& s, const PolyForwardArgs<scalar_t, acc
   }
 }
 
-// Output element (b, od, oh, ow) of the flat index e.
+// Target element (b, d, h, w) of the flat index e.
 template <typename scalar_t, typename acc_t, typename I>
-LO_HD void locate_output(const PolyForwardArgs<scalar_t, acc_t, I>& a, I e, I& b, I& od, I& oh, I& ow) {
-  const I row = a.out_w.div(e);
-  ow = e - row * a.axis[2].out;
-  const I plane = a.out_h.div(row);
-  oh = row - plane * a.axis[1].out;
-  b = a.out_d.div(plane);
-  od = plane - b * a.axis[0].out;
+LO_HD void locate_target(const PolyArgs<scalar_t, acc_t, I>& a, I e, I& b, I& d, I& h, I& w) {
+  const I row = a.target_w.div(e);
+  w = e - row * a.target[2];
+  const I plane = a.target_h.div(row);
+  h = row - plane * a.target[1];
+  b = a.target_d.div(plane);
+  d = plane - b * a.target[0];
 }
 
-// A ring element: the W taps of the D x H tap sums, each accumulated in acc_t
-// in tap order (the CPU kernel's order). Loops kept rolled: this runs for few
-// elements, and unrolled it would take registers from the copy loop.
+// Forward: the inputs of output index o on one axis, first + i * delta for
+// i < count, node i at distance m (m = 0: the copy, count 1).
+template <typename I>
+struct AxisSources {
+  I first, delta, count, m;
+  LO_HD I index(I i) const { return first + i * delta; }
+};
+
+template <int AX, typename scalar_t, typename acc_t, typename I>
+LO_HD AxisSources<I> output_sources(const PolyArgs<scalar_t, acc_t, I>& a, I o) {
+  const PadAxis<I>& axis = a.axis[AX];
+  const I p = o - axis.before;
+  if (inside(p, axis.in)) return {p, 0, 1, 0};
+  const ExtrapolationNodes<I> nodes = extrapolation_nodes(p, axis.in, I(axis.step));
+  return {nodes.first, nodes.delta, I(axis.order) + 1, nodes.m};
+}
+
+// A ring output: the W taps of the D x H tap sums, each accumulated in acc_t
+// in tap order (the CPU kernel's order). The outer loops stay rolled (this
+// runs for few elements; unrolled they would take registers from the copy
+// loop); the innermost loop is unrolled by 4 so that a ring row's K taps,
+// which are L2 hits, are not K round trips.
 template <bool kTabled, typename scalar_t, typename acc_t, typename I>
-LO_HD scalar_t poly_ring_value(const ThreadSlot& s, const PolyForwardArgs<scalar_t, acc_t, I>& a, I e) {
+LO_HD scalar_t poly_ring_output(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I>& a, I e) {
   I b, od, oh, ow;
-  locate_output(a, e, b, od, oh, ow);
-  const I H = a.axis[1].in, W = a.axis[2].in;
-  const AxisSources<I> sd = poly_sources<0>(a, od), sh = poly_sources<1>(a, oh), sw = poly_sources<2>(a, ow);
-  const scalar_t* batch_x = a.x + b * a.axis[0].in * H * W;
+  locate_target(a, e, b, od, oh, ow);
+  const I H = a.source[1], W = a.source[2];
+  const AxisSources<I> sd = output_sources<0>(a, od), sh = output_sources<1>(a, oh), sw = output_sources<2>(a, ow);
+  const scalar_t* batch_x = a.src + b * a.source[0] * H * W;
   acc_t value = acc_t(0);
+  if (sd.count == 1 && sh.count == 1) {
+    // The common ring element: a copied row, extrapolated along W only.
+    const scalar_t* row_x = batch_x + (sd.first * H + sh.first) * W;
+    LO_PAD_UNROLL_TAPS
+    for (I kw = 0; kw < sw.count; ++kw)
+      value += poly_weight<kTabled, 2>(s, a, kw, sw.m) * static_cast<acc_t>(row_x[sw.index(kw)]);
+    return static_cast<scalar_t>(value);
+  }
   LO_PAD_NO_UNROLL
   for (I kw = 0; kw < sw.count; ++kw) {
     acc_t column = acc_t(0);
@@ -464,7 +451,7 @@ LO_HD scalar_t poly_ring_value(const ThreadSlot& s, const PolyForwardArgs<scalar
     for (I kd = 0; kd < sd.count; ++kd) {
       const acc_t wd = poly_weight<kTabled, 0>(s, a, kd, sd.m);
       const scalar_t* row_x = batch_x + sd.index(kd) * H * W + sw.index(kw);
-      LO_PAD_NO_UNROLL
+      LO_PAD_UNROLL_TAPS
       for (I kh = 0; kh < sh.count; ++kh)
         column += wd * poly_weight<kTabled, 1>(s, a, kh, sh.m) * static_cast<acc_t>(row_x[sh.index(kh) * W]);
     }
@@ -473,34 +460,68 @@ LO_HD scalar_t poly_ring_value(const ThreadSlot& s, const PolyForwardArgs<scalar
   return static_cast<scalar_t>(value);
 }
 
+// Backward: calls f(output_index, weight) for the outputs that read input j
+// on axis AX, in increasing order (lagrange.h's preimage enumeration).
+template <bool kTabled, int AX, typename scalar_t, typename acc_t, typename I, typename F>
+LO_HD void visit_input_preimages(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I>& a, I j, F&& f) {
+  const PadAxis<I>& axis = a.axis[AX];
+  for_each_preimage_node<I>(j, axis.in, axis.before, axis.out, I(axis.order), I(axis.step), true,
+                            [&](I o, I i, I m) { f(o, poly_weight<kTabled, AX>(s, a, i, m)); });
+}
+
+// A ring input's gradient: the W preimages of the D x H preimage sums, in
+// increasing output order.
 template <bool kTabled, typename scalar_t, typename acc_t, typename I>
-LO_HD void pad_poly_forward_items(const ThreadSlot& s, const PolyForwardArgs<scalar_t, acc_t, I>& a) {
-  constexpr int kUnroll = poly_forward_unroll<scalar_t>();
-  const PadAxis<I>& D = a.axis[0];
-  const PadAxis<I>& H = a.axis[1];
-  const PadAxis<I>& W = a.axis[2];
+LO_HD scalar_t poly_ring_input(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I>& a, I e) {
+  I b, id, ih, iw;
+  locate_target(a, e, b, id, ih, iw);
+  const I H = a.source[1], W = a.source[2];
+  const scalar_t* batch_g = a.src + b * a.source[0] * H * W;
+  acc_t value = acc_t(0);
+  visit_input_preimages<kTabled, 2>(s, a, iw, [&](I ow, acc_t ww) {
+    acc_t column = acc_t(0);
+    visit_input_preimages<kTabled, 0>(s, a, id, [&](I od, acc_t wd) {
+      visit_input_preimages<kTabled, 1>(s, a, ih, [&](I oh, acc_t wh) {
+        column += wd * wh * static_cast<acc_t>(batch_g[(od * H + oh) * W + ow]);
+      });
+    });
+    value += ww * column;
+  });
+  return static_cast<scalar_t>(value);
+}
+
+template <bool kForward, bool kTabled, typename scalar_t, typename acc_t, typename I>
+LO_HD void pad_poly_items(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I>& a) {
+  constexpr int kUnroll = poly_unroll<scalar_t>();
   const I threads = I(s.threads);
   const I pass = threads * kUnroll;
   for (I first = I(s.block) * pass + I(s.thread); first < a.total; first += I(s.grid) * pass) {
     scalar_t v[kUnroll];
-    unsigned copies = 0, rings = 0;  // bit k: element k copies / sums its taps
+    unsigned copies = 0, rings = 0;  // bit k: element k copies / sums its sources
     LO_PAD_UNROLL
     for (int k = 0; k < kUnroll; ++k) {
       const I e = first + I(k) * threads;
-      I b, od, oh, ow;
-      locate_output(a, e, b, od, oh, ow);
-      const I pd = od - D.before, ph = oh - H.before, pw = ow - W.before;
-      const bool copy = inside(pd, D.in) && inside(ph, H.in) && inside(pw, W.in);
+      I b, d, h, w;
+      locate_target(a, e, b, d, h, w);
+      const I rd = d - a.copy_lo[0], rh = h - a.copy_lo[1], rw = w - a.copy_lo[2];
+      const bool copy = inside(rd, a.copy_len[0]) && inside(rh, a.copy_len[1]) && inside(rw, a.copy_len[2]);
       if (e < a.total) (copy ? copies : rings) |= 1u << k;
-      v[k] = copies >> k & 1u ? a.x[((b * D.in + pd) * H.in + ph) * W.in + pw] : scalar_t(0);
+      const I at = ((b * a.source[0] + a.copy_source[0] + rd) * a.source[1] + a.copy_source[1] + rh) * a.source[2] +
+                   a.copy_source[2] + rw;
+      v[k] = copies >> k & 1u ? a.src[at] : scalar_t(0);
+    }
+    // The ring while the copies' loads are in flight. Not unrolled: one copy
+    // of the ring code, whatever kUnroll.
+    LO_PAD_NO_UNROLL
+    for (int k = 0; rings >> k != 0u; ++k) {
+      if (!(rings >> k & 1u)) continue;
+      const I e = first + I(k) * threads;
+      if constexpr (kForward) a.dst[e] = poly_ring_output<kTabled>(s, a, e);
+      else a.dst[e] = poly_ring_input<kTabled>(s, a, e);
     }
     LO_PAD_UNROLL
     for (int k = 0; k < kUnroll; ++k)
-      if (copies >> k & 1u) a.y[first + I(k) * threads] = v[k];
-    // Not unrolled: one copy of the ring code, whatever kUnroll.
-    LO_PAD_NO_UNROLL
-    for (int k = 0; rings >> k != 0u; ++k)
-      if (rings >> k & 1u) a.y[first + I(k) * threads] = poly_ring_value<kTabled>(s, a, first + I(k) * threads);
+      if (copies >> k & 1u) a.dst[first + I(k) * threads] = v[k];
   }
 }
 
@@ -518,14 +539,14 @@ __global__ void pad_forward_kernel(const ForwardArgs<scalar_t, I> a) {
   pad_forward_items<M>(s, a);
 }
 
-template <bool kTabled, typename scalar_t, typename acc_t, typename I>
-__global__ void pad_poly_forward_kernel(const PolyForwardArgs<scalar_t, acc_t, I> a) {
+template <bool kForward, bool kTabled, typename scalar_t, typename acc_t, typename I>
+__global__ void pad_poly_kernel(const PolyArgs<scalar_t, acc_t, I> a) {
   const ThreadSlot s = this_thread_slot();
   if constexpr (kTabled) {
-    pad_poly_forward_tables(s, a);
+    pad_poly_tables(s, a);
     __syncthreads();
   }
-  pad_poly_forward_items<kTabled>(s, a);
+  pad_poly_items<kForward, kTabled>(s, a);
 }
 
 template <PadMode M, typename acc_t, typename scalar_t, typename I>
@@ -567,47 +588,13 @@ size_t plan_forward(ForwardArgs<scalar_t, I>& a, const PadAxis<I> (&axes)[3], I 
   return used;
 }
 
-// Fills the polynomial forward's geometry and weight tables. Returns the
-// dynamic shared memory in bytes; 0 when the tables do not all fit the
-// budget (pads far beyond the input): then the inline kernel runs, whose
-// weights are the same values (the same double expression, rounded once).
-template <typename scalar_t, typename acc_t, typename I>
-size_t plan_poly_forward(PolyForwardArgs<scalar_t, acc_t, I>& a, const PadAxis<I> (&axes)[3], I batch,
-                         size_t budget) {
-  size_t used = 0;
-  for (int ax = 0; ax < 3; ++ax) {
-    const PadAxis<I>& axis = axes[ax];
-    a.axis[ax] = axis;
-    // The farthest extrapolated coordinate lies `band` samples beyond an edge.
-    const int64_t band = std::max<int64_t>({0, int64_t(axis.before), int64_t(axis.out) - axis.before - axis.in});
-    a.reach[ax] = I((band + axis.step - 1) / axis.step);
-    a.weight_offset[ax] = int32_t(used);
-    used += align8(size_t(axis.order + 1) * (size_t(a.reach[ax]) + 1) * sizeof(acc_t));
-  }
-  if (used > budget) {
-    for (int ax = 0; ax < 3; ++ax) a.weight_offset[ax] = -1;
-    used = 0;
-  }
-  a.total = batch * axes[0].out * axes[1].out * axes[2].out;
-  a.out_w = Divider<I>(axes[2].out);
-  a.out_h = Divider<I>(axes[1].out);
-  a.out_d = Divider<I>(axes[0].out);
-  return used;
-}
-
-// Whether the plan above placed the weight tables (the tabled kernel runs).
-template <typename scalar_t, typename acc_t, typename I>
-bool poly_forward_tabled(const PolyForwardArgs<scalar_t, acc_t, I>& a) {
-  return a.weight_offset[0] >= 0;
-}
-
 // Longest list of any target on one axis.
 template <PadMode M, typename I>
-int64_t longest_list(const PadAxis<I>& axis, bool poly_sources, I targets) {
+int64_t longest_list(const PadAxis<I>& axis, I targets) {
   int64_t longest = 0;
   for (I j = 0; j < targets; ++j) {
     int64_t c = 0;
-    visit_list<M>(axis, poly_sources, j, [&](I, double) { ++c; });
+    visit_list<M>(axis, j, [&](I) { ++c; });
     longest = std::max(longest, c);
   }
   return longest;
@@ -617,16 +604,10 @@ int64_t longest_list(const PadAxis<I>& axis, bool poly_sources, I targets) {
 // copy (weight 1). Not only the first run: a reflect axis starts with a
 // single-preimage edge element (input 0), then the pad band, then the interior.
 template <PadMode M, typename I>
-void single_source_run(const PadAxis<I>& axis, bool poly_sources, I& lo, I& hi, I& shift) {
+void single_source_run(const PadAxis<I>& axis, I& lo, I& hi, I& shift) {
   const int64_t n = axis.in, out = axis.out, before = axis.before;
   lo = hi = shift = 0;
   if constexpr (M == PadMode::Polynomial) {
-    if (poly_sources) {  // outputs copying an input: padded coordinate in [0, n)
-      lo = I(std::max<int64_t>(0, before));
-      hi = I(std::max<int64_t>(lo, std::min<int64_t>(out, before + n)));
-      shift = I(-before);
-      return;
-    }
     // Inputs whose copy is kept and which no extrapolation tap reads. The
     // taps of an extended edge read the step * (order + 1) inputs next to it.
     const int64_t taps = axis.step * (axis.order + 1);
@@ -640,7 +621,6 @@ void single_source_run(const PadAxis<I>& axis, bool poly_sources, I& lo, I& hi, 
   } else {
     // Inputs read by a padded (non-copy) output are hit; the others in the
     // copied range have the copy as their single preimage.
-    (void)poly_sources;
     std::vector<char> hit(static_cast<size_t>(n), 0);
     const int64_t period = M == PadMode::Periodic    ? n
                            : M == PadMode::Reflect   ? std::max<int64_t>(1, 2 * n - 2)
@@ -675,41 +655,83 @@ void single_source_run(const PadAxis<I>& axis, bool poly_sources, I& lo, I& hi, 
   }
 }
 
-// Fills the gather geometry (targets and sources per poly_sources) and its
+// Fills the polynomial geometry (targets: outputs in the forward pass,
+// inputs in the backward pass), the copy runs and the weight tables. Returns
+// the dynamic shared memory in bytes; 0 when the tables do not all fit the
+// budget (pads far beyond the input): then the inline kernel runs, whose
+// weights are the same values (the same double expression, rounded once).
+template <typename scalar_t, typename acc_t, typename I>
+size_t plan_poly(PolyArgs<scalar_t, acc_t, I>& a, const PadAxis<I> (&axes)[3], bool forward, I batch,
+                 size_t budget) {
+  size_t used = 0;
+  for (int ax = 0; ax < 3; ++ax) {
+    const PadAxis<I>& axis = axes[ax];
+    a.axis[ax] = axis;
+    a.target[ax] = forward ? axis.out : axis.in;
+    a.source[ax] = forward ? axis.in : axis.out;
+    I lo, hi, shift;
+    if (forward) {  // outputs whose padded coordinate is inside the input
+      lo = std::max<I>(0, axis.before);
+      hi = std::max<I>(lo, std::min<I>(axis.out, axis.before + axis.in));
+      shift = -axis.before;
+    } else {
+      single_source_run<PadMode::Polynomial>(axis, lo, hi, shift);
+    }
+    a.copy_lo[ax] = lo;
+    a.copy_len[ax] = hi - lo;
+    a.copy_source[ax] = lo + shift;
+    // The farthest extrapolated coordinate lies `band` samples beyond an edge.
+    const int64_t band = std::max<int64_t>({0, int64_t(axis.before), int64_t(axis.out) - axis.before - axis.in});
+    a.reach[ax] = I((band + axis.step - 1) / axis.step);
+    a.weight_offset[ax] = int32_t(used);
+    used += align8(size_t(axis.order + 1) * (size_t(a.reach[ax]) + 1) * sizeof(acc_t));
+  }
+  if (used > budget) {
+    for (int ax = 0; ax < 3; ++ax) a.weight_offset[ax] = -1;
+    used = 0;
+  }
+  a.total = batch * a.target[0] * a.target[1] * a.target[2];
+  a.target_w = Divider<I>(a.target[2]);
+  a.target_h = Divider<I>(a.target[1]);
+  a.target_d = Divider<I>(a.target[0]);
+  return used;
+}
+
+// Whether the plan above placed the weight tables (the tabled kernel runs).
+template <typename scalar_t, typename acc_t, typename I>
+bool poly_tabled(const PolyArgs<scalar_t, acc_t, I>& a) {
+  return a.weight_offset[0] >= 0;
+}
+
+// Fills the gather geometry (targets are inputs, sources outputs) and its
 // tables, W first. Returns the dynamic shared memory in bytes.
 template <PadMode M, typename scalar_t, typename I>
-size_t plan_gather(GatherArgs<scalar_t, I>& a, const PadAxis<I> (&axes)[3], bool poly_sources, I batch,
-                   size_t budget) {
-  constexpr bool weighted = M == PadMode::Polynomial;
-  const bool targets_are_outputs = weighted && poly_sources;
-  a.poly_sources = poly_sources;
+size_t plan_gather(GatherArgs<scalar_t, I>& a, const PadAxis<I> (&axes)[3], I batch, size_t budget) {
   for (int ax = 0; ax < 3; ++ax) {
     a.axis[ax] = axes[ax];
-    a.target[ax] = targets_are_outputs ? axes[ax].out : axes[ax].in;
-    a.source[ax] = targets_are_outputs ? axes[ax].in : axes[ax].out;
+    a.target[ax] = axes[ax].in;
+    a.source[ax] = axes[ax].out;
   }
   size_t used = 0;
   for (int ax = 2; ax >= 0; --ax) {
     const I n = a.target[ax];
-    a.count_offset[ax] = a.index_offset[ax] = a.weight_offset[ax] = -1;
+    a.count_offset[ax] = a.index_offset[ax] = -1;
     a.slots[ax] = 0;
     a.safe_lo[ax] = a.safe_hi[ax] = a.safe_shift[ax] = 0;
     // At least a count and one slot per target, before enumerating anything.
     if (align8(size_t(n) * 2 * sizeof(I)) <= budget - used) {
-      const int64_t slots = longest_list<M>(axes[ax], poly_sources, n);
+      const int64_t slots = longest_list<M>(axes[ax], n);
       const size_t count_bytes = align8(size_t(n) * sizeof(I));
       const size_t index_bytes = align8(size_t(n) * size_t(slots) * sizeof(I));
-      const size_t weight_bytes = weighted ? align8(size_t(n) * size_t(slots) * sizeof(double)) : 0;
-      if (count_bytes + index_bytes + weight_bytes <= budget - used) {
+      if (count_bytes + index_bytes <= budget - used) {
         a.slots[ax] = I(slots);
-        a.weight_offset[ax] = int32_t(used);
-        a.count_offset[ax] = int32_t(used + weight_bytes);
-        a.index_offset[ax] = int32_t(used + weight_bytes + count_bytes);
-        used += weight_bytes + count_bytes + index_bytes;
+        a.count_offset[ax] = int32_t(used);
+        a.index_offset[ax] = int32_t(used + count_bytes);
+        used += count_bytes + index_bytes;
         continue;
       }
     }
-    single_source_run<M>(axes[ax], poly_sources, a.safe_lo[ax], a.safe_hi[ax], a.safe_shift[ax]);
+    single_source_run<M>(axes[ax], a.safe_lo[ax], a.safe_hi[ax], a.safe_shift[ax]);
   }
   a.quads = (a.target[2] + kQuad - 1) / kQuad;
   a.items = batch * a.target[0] * a.target[1] * a.quads;

@@ -11,8 +11,8 @@
 // backward); stdout: the result as float64. Direction "runs" reads nothing and
 // prints the backward pass's single-source run (lo hi shift) of each axis
 // listed inline, as the host plans it (the fast path of the fallback).
-// dtype float32 runs the polynomial forward in float with float weights (the
-// kernel's acc_t for float, half and bfloat16), rounding the input first.
+// dtype float32 runs the polynomial kernel in float with float weights (its
+// acc_t for float, half and bfloat16), rounding the source first.
 //
 // argv: divider d n_first n_count: checks Divider<int32_t>(d) against the
 // division for n_first .. n_first + n_count - 1 and for n near 2^31 and near
@@ -63,25 +63,31 @@ struct Job {
 };
 
 template <typename scalar_t, typename acc_t, typename I>
-void run_poly_forward(const Job& job, const PadAxis<I> (&axes)[3], const double* src, double* dst) {
+void run_poly(const Job& job, const PadAxis<I> (&axes)[3], const double* src, double* dst) {
   int64_t in_numel = job.batch, out_numel = job.batch;
   for (int a = 0; a < 3; ++a) in_numel *= job.in[a], out_numel *= job.out[a];
-  std::vector<scalar_t> x(src, src + in_numel);
+  const int64_t src_numel = job.forward ? in_numel : out_numel;
+  const int64_t dst_numel = job.forward ? out_numel : in_numel;
+  std::vector<scalar_t> x(src, src + src_numel);
   // NaN marks unwritten elements; the same misalignment as the float64 path.
-  std::vector<scalar_t> storage(out_numel + 8, scalar_t(0.0 / 0.0));
+  std::vector<scalar_t> storage(dst_numel + 8, scalar_t(0.0 / 0.0));
   scalar_t* y = storage.data() + job.misalign;
-  PolyForwardArgs<scalar_t, acc_t, I> a{};
-  a.x = x.data();
-  a.y = y;
-  const size_t shared = plan_poly_forward(a, axes, I(job.batch), job.budget);
-  if (poly_forward_tabled(a))
-    emulate(Launch{job.blocks, job.threads, shared},
-            [&](const ThreadSlot& s) { pad_poly_forward_tables(s, a); },
-            [&](const ThreadSlot& s) { pad_poly_forward_items<true>(s, a); });
+  PolyArgs<scalar_t, acc_t, I> a{};
+  a.src = x.data();
+  a.dst = y;
+  const size_t shared = plan_poly(a, axes, job.forward, I(job.batch), job.budget);
+  const Launch launch{job.blocks, job.threads, shared};
+  auto tables = [&](const ThreadSlot& s) { pad_poly_tables(s, a); };
+  auto no_tables = [](const ThreadSlot&) {};
+  if (job.forward && poly_tabled(a))
+    emulate(launch, tables, [&](const ThreadSlot& s) { pad_poly_items<true, true>(s, a); });
+  else if (job.forward)
+    emulate(launch, no_tables, [&](const ThreadSlot& s) { pad_poly_items<true, false>(s, a); });
+  else if (poly_tabled(a))
+    emulate(launch, tables, [&](const ThreadSlot& s) { pad_poly_items<false, true>(s, a); });
   else
-    emulate(Launch{job.blocks, job.threads, shared}, [](const ThreadSlot&) {},
-            [&](const ThreadSlot& s) { pad_poly_forward_items<false>(s, a); });
-  for (int64_t e = 0; e < out_numel; ++e) dst[e] = double(y[e]);
+    emulate(launch, no_tables, [&](const ThreadSlot& s) { pad_poly_items<false, false>(s, a); });
+  for (int64_t e = 0; e < dst_numel; ++e) dst[e] = double(y[e]);
 }
 
 template <PadMode M, typename I>
@@ -92,16 +98,14 @@ void run(const Job& job, const double* src, double* dst) {
   if (src == nullptr) {
     for (int a = 0; a < 3; ++a) {
       I lo, hi, shift;
-      single_source_run<M>(axes[a], false, lo, hi, shift);
+      single_source_run<M>(axes[a], lo, hi, shift);
       std::printf("%lld %lld %lld\n", (long long)lo, (long long)hi, (long long)shift);
     }
     return;
   }
   if constexpr (M == PadMode::Polynomial) {
-    if (job.forward) {
-      if (job.float32) return run_poly_forward<float, float>(job, axes, src, dst);
-      return run_poly_forward<double, double>(job, axes, src, dst);
-    }
+    if (job.float32) return run_poly<float, float>(job, axes, src, dst);
+    return run_poly<double, double>(job, axes, src, dst);
   } else {
     if (job.forward) {
       ForwardArgs<double, I> a{};
@@ -113,14 +117,14 @@ void run(const Job& job, const double* src, double* dst) {
               [&](const ThreadSlot& s) { pad_forward_items<M>(s, a); });
       return;
     }
+    GatherArgs<double, I> a{};
+    a.src = src;
+    a.dst = dst;
+    const size_t shared = plan_gather<M>(a, axes, I(job.batch), job.budget);
+    emulate(Launch{job.blocks, job.threads, shared},
+            [&](const ThreadSlot& s) { pad_gather_tables<M>(s, a); },
+            [&](const ThreadSlot& s) { pad_gather_items<M, double>(s, a); });
   }
-  GatherArgs<double, I> a{};
-  a.src = src;
-  a.dst = dst;
-  const size_t shared = plan_gather<M>(a, axes, job.forward, I(job.batch), job.budget);
-  emulate(Launch{job.blocks, job.threads, shared},
-          [&](const ThreadSlot& s) { pad_gather_tables<M>(s, a); },
-          [&](const ThreadSlot& s) { pad_gather_items<M, double>(s, a); });
 }
 
 template <typename I>

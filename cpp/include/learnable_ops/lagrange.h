@@ -78,35 +78,47 @@ LO_HD void for_each_polynomial_source(int64_t p, int64_t n, int64_t order, int64
   for (int64_t i = 0; i <= order; ++i) f(nodes.first + i * nodes.delta, extrapolation_weight(order, i, nodes.m));
 }
 
-// Calls f(output_index, weight) for every output o in [0, out_len) of an axis
+// Calls f(output_index, i, m) for every output o in [0, out_len) of an axis
 // padded by `before` (output o holds padded coordinate o - before) whose value
 // uses input j, in increasing order of o: the transpose of the map above.
-// With include_identity = false the copy o = j + before is left out.
+// Input j is node i of the extrapolation at distance m (weight
+// extrapolation_weight(order, i, m)); the copy o = j + before comes as i = 0,
+// m = 0 (weight 1), and is left out with include_identity = false. Index
+// arithmetic only, in the caller's integer type.
+template <typename I, typename F>
+LO_HD void for_each_preimage_node(I j, I n, I before, I out_len, I order, I step, bool include_identity, F&& f) {
+  // Front edge: j is node i = j / step of residue class r0 = j % step, which
+  // serves the coordinates p = r0 - m * step (m >= 1), i.e. o = before + p.
+  if (j / step <= order) {
+    const I i = j / step, r0 = j % step;
+    // Largest m with o >= 0 first, so that o increases.
+    const I m_max = (before + r0) >= step ? (before + r0) / step : 0;
+    for (I m = m_max; m >= 1; --m) {
+      const I o = before + r0 - m * step;
+      if (o >= 0 && o < out_len) f(o, i, m);
+    }
+  }
+  if (include_identity && j + before >= 0 && j + before < out_len) f(j + before, I(0), I(0));
+  const I jr = n - 1 - j;  // position counted from the back edge
+  if (jr / step <= order) {
+    const I i = jr / step, r0 = jr % step;
+    for (I m = 1;; ++m) {
+      const I o = before + (n - 1) + (m * step - r0);
+      if (o >= out_len) break;
+      if (o >= 0) f(o, i, m);
+    }
+  }
+}
+
+// Calls f(output_index, weight) for the outputs of for_each_preimage_node.
 template <typename F>
 LO_HD void for_each_polynomial_preimage(int64_t j, int64_t n, int64_t before, int64_t out_len,
                                         int64_t order, int64_t step, bool include_identity,
                                         F&& f) {
-  // Front edge: j is node i = j / step of residue class r0 = j % step, which
-  // serves the coordinates p = r0 - m * step (m >= 1), i.e. o = before + p.
-  if (j / step <= order) {
-    const int64_t i = j / step, r0 = j % step;
-    // Largest m with o >= 0 first, so that o increases.
-    int64_t m_max = (before + r0) >= step ? (before + r0) / step : 0;
-    for (int64_t m = m_max; m >= 1; --m) {
-      const int64_t o = before + r0 - m * step;
-      if (o >= 0 && o < out_len) f(o, extrapolation_weight(order, i, m));
-    }
-  }
-  if (include_identity && j + before >= 0 && j + before < out_len) f(j + before, 1.0);
-  const int64_t jr = n - 1 - j;  // position counted from the back edge
-  if (jr / step <= order) {
-    const int64_t i = jr / step, r0 = jr % step;
-    for (int64_t m = 1;; ++m) {
-      const int64_t o = before + (n - 1) + (m * step - r0);
-      if (o >= out_len) break;
-      if (o >= 0) f(o, extrapolation_weight(order, i, m));
-    }
-  }
+  for_each_preimage_node<int64_t>(j, n, before, out_len, order, step, include_identity,
+                                  [&](int64_t o, int64_t i, int64_t m) {
+                                    f(o, m == 0 ? 1.0 : extrapolation_weight(order, i, m));
+                                  });
 }
 
 }  // namespace learnable_ops
