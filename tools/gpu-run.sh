@@ -33,7 +33,7 @@ cd /tmp && python3 -m learnable_ops info; cd - > /dev/null
 mkdir -p /tmp/t && cp -r tests /tmp/t/ && cp pyproject.toml /tmp/t/ && cp -r docs README.md /tmp/t/ 2>/dev/null
 # pytest-xdist, where present, spreads the tests over processes and survives a crashing one.
 xdist=""; python3 -c "import xdist" 2>/dev/null && xdist="-n ${WORKERS:-8}"
-[ -n "${1:-}" ] && (cd /tmp/t && timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${1:-tests} -q -p no:cacheprovider $xdist 2>&1 | tee "$OUT/tests.log" | tail -40)
+[ -n "${1:-}" ] && (cd /tmp/t && timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${1:-tests} -q -p no:cacheprovider $xdist 2>&1 | tee "$OUT/tests${BENCH_TAG:+-$BENCH_TAG}.log" | tail -40)
 echo "== tests: $(( $(date +%s) - start ))s" | tee -a "$OUT/timing.txt"
 if [ -n "${PROFILE:-}" ]; then
   (cd /tmp && timeout 240 python3 "$repo/tools/gpu_profile.py" ${PROFILE/all/} > "$OUT/profile.txt" 2>&1; tail -5 "$OUT/profile.txt")
