@@ -1680,22 +1680,14 @@ std::tuple<at::Tensor, at::Tensor> shift_backward_cuda(const at::Tensor& grad_ou
   at::Tensor partial = at::empty({g.batch, g.channels, 3}, input.options().dtype(acc_type));
   if (plane) {
     // Tuning switches read at every call, so that one build can time the
-    // variants. The defaults are the fastest measured (H100, 64x96x56x56,
-    // session 6 run 2): the split pass 1 with the fold table took the fp32
-    // active reflect backward from 219 to 143 us and the sparse one from 173 to
-    // 130 us (zeros 129 -> 125 us). LEARNABLE_OPS_SHIFT_FOLD_TABLE=0 turns the
-    // table off; LEARNABLE_OPS_SHIFT_BWD=three takes the three-plane pass 1,
-    // =direct the variant that stores only T's near rows.
+    // variants (the default, without them, is the one that was measured).
     const char* table_env = std::getenv("LEARNABLE_OPS_SHIFT_FOLD_TABLE");
-    const bool fold_table = table_env == nullptr || table_env[0] != '0';
+    const bool fold_table = table_env != nullptr && table_env[0] == '1';
     const char* variant_env = std::getenv("LEARNABLE_OPS_SHIFT_BWD");
     const std::string variant_name = variant_env != nullptr ? variant_env : "";
-    TORCH_CHECK_VALUE(variant_name.empty() || variant_name == "split" || variant_name == "direct" ||
-                          variant_name == "three",
-                      "LEARNABLE_OPS_SHIFT_BWD must be 'split', 'direct' or 'three', got '", variant_name, "'");
-    const int variant = variant_name == "three"    ? kBackwardDefault
+    const int variant = variant_name == "split"    ? kBackwardSplit
                         : variant_name == "direct" ? kBackwardDirect
-                                                   : kBackwardSplit;
+                                                   : kBackwardDefault;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shift_backward_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const int threads = plane_threads(g, 16 / int(sizeof(scalar_t)));

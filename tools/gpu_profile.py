@@ -61,15 +61,17 @@ def workloads():
         for pm in ("zeros", "reflect"):
             for m in ("sparse", "active"):
                 yield f"shift {m} {pm} {tag} fwd+bwd", _shift_fb(t, g, pm, m)
-        # The plane backward's other variants (cuda/shift.cu, LEARNABLE_OPS_SHIFT_BWD; the
-        # default is split with the fold table).
-        for variant in ("three", "direct"):
+        for pm in ("reflect", "periodic"):
+            yield f"shift active {pm} {tag} fwd+bwd (fold table)", _with_env(
+                _shift_fb(t, g, pm, "active"), LEARNABLE_OPS_SHIFT_FOLD_TABLE="1")
+        # The plane backward's variants (cuda/shift.cu, LEARNABLE_OPS_SHIFT_BWD), and with the fold table.
+        for variant in ("split", "direct"):
             for pm in ("zeros", "reflect"):
                 for m in ("sparse", "active"):
                     yield f"shift {m} {pm} {tag} fwd+bwd ({variant})", _with_env(
                         _shift_fb(t, g, pm, m), LEARNABLE_OPS_SHIFT_BWD=variant)
-        yield f"shift active reflect {tag} fwd+bwd (no fold table)", _with_env(
-            _shift_fb(t, g, "reflect", "active"), LEARNABLE_OPS_SHIFT_FOLD_TABLE="0")
+            yield f"shift active reflect {tag} fwd+bwd ({variant}, fold table)", _with_env(
+                _shift_fb(t, g, "reflect", "active"), LEARNABLE_OPS_SHIFT_BWD=variant, LEARNABLE_OPS_SHIFT_FOLD_TABLE="1")
         w3 = torch.randn(96, 1, 3, 3, device=dev, dtype=t.dtype, requires_grad=True)
         yield f"shift dw3x3 conv {tag} fwd+bwd", lambda t=t, g=g, w3=w3: F.conv2d(t, w3, padding=1, groups=96).backward(g)
     import learnable_ops.ops.diffconv as dc
@@ -92,15 +94,24 @@ def workloads():
         for kind, w, grp in (("dense", wd, 1), ("depthwise", wdw, 64)):
             yield f"diffconv {kind} K={k} padded fwd+bwd", lambda w=w, grp=grp: _ring(False)(xd, w, groups=grp).backward(gd)
 
-            padded = lambda w=w, grp=grp: _ring(False)(xd, w, groups=grp).backward(gd)  # noqa: E731
+            def nchw(w=w, grp=grp):
+                # The padded path with NCHW tensors for cuDNN (LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST=0).
+                os.environ["LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST"] = "0"
+                try:
+                    _ring(False)(xd, w, groups=grp).backward(gd)
+                finally:
+                    os.environ.pop("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST")
             if kind == "dense":
-                # NCHW tensors for cuDNN (cpp/diffconv.cpp's channels_last route off).
-                yield f"diffconv {kind} K={k} padded nchw fwd+bwd", _with_env(
-                    padded, LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST="0")
+                yield f"diffconv {kind} K={k} padded nchw fwd+bwd", nchw
             else:
-                # Its padded input from diff_conv2d_pad_layout's kernel instead of the pad op's.
-                yield f"diffconv {kind} K={k} padded layout-pad fwd+bwd", _with_env(
-                    padded, LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD="1")
+                def layout_pad(w=w, grp=grp):
+                    # Its padded input from diff_conv2d_pad_layout (LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD=1).
+                    os.environ["LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD"] = "1"
+                    try:
+                        _ring(False)(xd, w, groups=grp).backward(gd)
+                    finally:
+                        os.environ.pop("LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD")
+                yield f"diffconv {kind} K={k} padded layout-pad fwd+bwd", layout_pad
             yield f"diffconv {kind} K={k} conv same fwd+bwd", lambda w=w, grp=grp, k=k: F.conv2d(xd, w, padding=k // 2, groups=grp).backward(gd)
             if kind == "dense":
                 # cuDNN's own kernels and workspace with channels_last tensors (the padded path's route).
