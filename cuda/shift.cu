@@ -1133,11 +1133,8 @@ struct AxisWeights {
 // The forward has no index tables (one barrier): a thread maps the row of a
 // vector, and the columns of vectors at the ends of a row, through the
 // padding map itself (the same indices as the tables of the backward).
-// Up to 4-byte types: 8 blocks of 256 threads per SM (32 registers), as in
-// session 5; without the bound the half types' active kernel took 40 (6
-// blocks), with it it spills 12 bytes (ptxas sm_90).
 template <typename scalar_t, bool kActive>
-__global__ void __launch_bounds__(kPlaneMaxThreads, sizeof(scalar_t) <= 4 ? 8 : 1)
+__global__ void __launch_bounds__(kPlaneMaxThreads)
     shift_plane_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
                                const double* __restrict__ shifts, ShiftGeometry g) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -1326,10 +1323,11 @@ __device__ __forceinline__ void write_adjoint_w(scalar_t* __restrict__ dst, int 
 
 // Blocks of 256 threads per SM that the plane backward asks ptxas to fit.
 // Default variant: 4 (64 registers) for float32, which its 38 KiB of shared
-// memory (56x56) would allow 5 of, and 5 (48 registers) for the half types
-// (without a bound ptxas now takes 66-72 registers, 3 blocks; session 5 had
-// 48 with a 60-byte spill in sparse mode and 64 in active mode; now 4-12
-// bytes). The split and direct variants (25 KiB in float32): 5.
+// memory (56x56) would allow 5 of, and 5 (48 registers) for the half types,
+// as session 5 measured them (without a bound ptxas now takes 66-72
+// registers, 3 blocks; at 48 the half types' sparse kernel spills). The
+// split and direct variants (25-29 KiB in float32): 5, where the half types
+// do not spill.
 template <typename scalar_t, int kVariant>
 constexpr int plane_backward_blocks_per_sm() {
   return sizeof(scalar_t) == 8 ? 4 : (kVariant != kBackwardDefault || sizeof(scalar_t) == 2 ? 5 : 4);
