@@ -24,7 +24,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
-#include <string>
 #include <tuple>
 #include <type_traits>
 
@@ -887,10 +886,10 @@ __global__ void __launch_bounds__(kMaxThreads, 3)
 // ---------------------------------------------------------------------------
 // Plane kernels: 1D and 2D inputs (ndim <= 2) whose (n, c) plane fits in
 // shared memory, one block per plane. The block stages its planes with
-// 16-byte loads, reads every tap from shared memory (the backward through
-// per-axis index tables: the padding map evaluated once per row and per
-// column), and writes its output with 16-byte stores. 3D inputs, larger
-// planes and 64-bit indexing take the kernels above.
+// 16-byte loads, reads every tap from shared memory through per-axis index
+// tables (the padding map evaluated once per row and per column), and writes
+// its output with 16-byte stores. 3D inputs, larger planes and 64-bit
+// indexing take the kernels above.
 //
 // Forward: the same taps, slot weights and slot order as
 // shift_forward_kernel (bit-identical). Backward (both gradients in one
@@ -903,41 +902,32 @@ __global__ void __launch_bounds__(kMaxThreads, 3)
 // deterministic.
 
 constexpr int kPlaneMaxThreads = 256;
-// Dynamic shared memory of a plane kernel, at most: the 48 KiB that a block
-// may use without opting in cover the static shared memory too (the taps,
-// the fold table and block_sum3's warp sums: under 512 bytes).
-constexpr int64_t kPlaneSmemBytes = 47 * 1024;
+constexpr int64_t kPlaneSmemBytes = 48 * 1024;
 
 LO_HD constexpr int64_t align16(int64_t bytes) { return (bytes + 15) / 16 * 16; }
 
 int64_t plane_table_bytes(const ShiftGeometry& g) { return 2 * (g.size[1] + g.size[2]) * int64_t(sizeof(int32_t)); }
 
 int64_t plane_forward_smem(const ShiftGeometry& g, int64_t element_size) {
-  return align16(g.plane() * element_size);
+  return align16(g.plane() * element_size) + plane_table_bytes(g);
 }
-
-// Variants of the plane backward (template argument kVariant; the
-// LEARNABLE_OPS_SHIFT_BWD switch picks one per call).
-constexpr int kBackwardDefault = 0;  // pass 1 writes the float plane T = S_H^T g
-constexpr int kBackwardSplit = 1;    // T written after the sums, where the input plane was
-constexpr int kBackwardDirect = 2;   // as split, but T only for the rows near the ends of H
 
 // Shared memory of the plane backward: the staged grad_output and input
-// planes, T and the index tables. The split and direct variants put T
-// where the input plane was.
-template <int kVariant>
+// planes, the float plane T and the index tables. kSplit puts T where the
+// input plane was (T is written after the last read of the input).
+template <bool kSplit>
 LO_HD constexpr int64_t plane_backward_t_offset(int64_t n, int64_t element_size) {
-  return (kVariant == kBackwardDefault ? 2 : 1) * align16(n * element_size);
+  return (kSplit ? 1 : 2) * align16(n * element_size);
 }
-template <int kVariant>
+template <bool kSplit>
 LO_HD constexpr int64_t plane_backward_tables_offset(int64_t n, int64_t element_size, int64_t acc_size) {
   const int64_t plane = align16(n * element_size), t_plane = align16(n * acc_size);
-  return kVariant == kBackwardDefault ? 2 * plane + t_plane : plane + (plane > t_plane ? plane : t_plane);
+  return kSplit ? plane + (plane > t_plane ? plane : t_plane) : 2 * plane + t_plane;
 }
 
-template <int kVariant>
+template <bool kSplit>
 int64_t plane_backward_smem(const ShiftGeometry& g, int64_t element_size, int64_t acc_size) {
-  return plane_backward_tables_offset<kVariant>(g.plane(), element_size, acc_size) + plane_table_bytes(g);
+  return plane_backward_tables_offset<kSplit>(g.plane(), element_size, acc_size) + plane_table_bytes(g);
 }
 
 bool plane_kernel_applies(const ShiftGeometry& g, int64_t smem_bytes) {
@@ -1130,9 +1120,6 @@ struct AxisWeights {
   }
 };
 
-// The forward has no index tables (one barrier): a thread maps the row of a
-// vector, and the columns of vectors at the ends of a row, through the
-// padding map itself (the same indices as the tables of the backward).
 template <typename scalar_t, bool kActive>
 __global__ void __launch_bounds__(kPlaneMaxThreads)
     shift_plane_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
@@ -1141,6 +1128,8 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
   extern __shared__ __align__(16) unsigned char plane_smem[];
   const int H = static_cast<int>(g.size[1]), W = static_cast<int>(g.size[2]), n = H * W;
   scalar_t* xs = reinterpret_cast<scalar_t*>(plane_smem);
+  int* rows = reinterpret_cast<int*>(plane_smem + align16(int64_t(n) * sizeof(scalar_t)));
+  int* cols = rows + 2 * H;
   const int64_t offset = int64_t(blockIdx.x) * n;
   __shared__ PlaneTaps taps;
   taps.compute(shifts, g, /*floor=*/kActive, /*rounded=*/!kActive);
@@ -1151,27 +1140,22 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
     fill_plane_nan(y + offset, n);
     return;
   }
+  build_plane_tables(bt, H, W, g.padding, rows, cols);
+  __syncthreads();
   constexpr int V = 16 / int(sizeof(scalar_t));
-  const PadMode mode = g.padding;
-  const int fh = static_cast<int>(bt.axis[1].f), fw = static_cast<int>(bt.axis[2].f);
-  // Start of the row (or -1, a zero) that tap k of row h reads, and the column of tap k of w.
-  auto row_of = [&](int h, int k) {
-    const int r = pad_index_t<int>(h - fh - k, H, mode);
-    return r < 0 ? -1 : r * W;
-  };
-  auto col_of = [&](int w, int k) { return pad_index_t<int>(w - fw - k, W, mode); };
   // Tap 0 of the W axis reads column w - fw; a vector whose columns and
   // their tap-1 neighbours all lie inside the row reads them at constant
-  // offsets (the values and the order of the general path).
+  // offsets (the values and the order of the table path).
+  const int fw = static_cast<int>(bt.axis[2].f);
   if constexpr (!kActive) {
     auto value = [&](int h, int w) {
-      const int r = row_of(h, 0), c = col_of(w, 0);
+      const int r = rows[h], c = cols[w];
       return (r < 0 || c < 0) ? scalar_t(0) : xs[r + c];
     };
     write_plane_rows(
         y + offset, n, W,
         [&](int h, int w, VecPack<scalar_t>& pack) {
-          const int r = row_of(h, 0), c0 = w - fw;
+          const int r = rows[h], c0 = w - fw;
           if (r < 0) return;  // a zero row of the padding: the pack is zeros
           if (c0 >= 0 && c0 + V <= W) {
 #pragma unroll
@@ -1179,7 +1163,7 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
           } else {
 #pragma unroll
             for (int j = 0; j < V; ++j) {
-              const int c = col_of(w + j, 0);
+              const int c = cols[w + j];
               pack.set(j, c < 0 ? scalar_t(0) : xs[r + c]);
             }
           }
@@ -1191,34 +1175,39 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
     acc_t weight[4];
 #pragma unroll
     for (int k = 0; k < 4; ++k) weight[k] = wh.w[k >> 1] * ww.w[k & 1];
-    // The sum over the used slots of element (h, w); rows r[kh], column c(w, kw).
-    auto interpolate = [&](const int* r, int w, auto&& c) {
+    auto value = [&](int h, int w) {
       acc_t acc = 0;
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const int kh = k >> 1, kw = k & 1;
         if (kh >= wh.taps || kw >= ww.taps) continue;
-        const int col = c(w, kw);
-        acc += weight[k] * ((r[kh] < 0 || col < 0) ? acc_t(0) : static_cast<acc_t>(xs[r[kh] + col]));
+        const int r = rows[kh * H + h], c = cols[kw * W + w];
+        acc += weight[k] * ((r < 0 || c < 0) ? acc_t(0) : static_cast<acc_t>(xs[r + c]));
       }
       return static_cast<scalar_t>(acc);
     };
     write_plane_rows(
         y + offset, n, W,
         [&](int h, int w, VecPack<scalar_t>& pack) {
-          const int r[2] = {row_of(h, 0), row_of(h, 1)}, c0 = w - fw;
+          const int r[2] = {rows[h], rows[H + h]}, c0 = w - fw;
           if (c0 >= 1 && c0 + V <= W) {
 #pragma unroll
-            for (int j = 0; j < V; ++j) pack.set(j, interpolate(r, w + j, [&](int wj, int kw) { return wj - fw - kw; }));
+            for (int j = 0; j < V; ++j) {
+              acc_t acc = 0;
+#pragma unroll
+              for (int k = 0; k < 4; ++k) {
+                const int kh = k >> 1, kw = k & 1;
+                if (kh >= wh.taps || kw >= ww.taps) continue;
+                acc += weight[k] * (r[kh] < 0 ? acc_t(0) : static_cast<acc_t>(xs[r[kh] + c0 + j - kw]));
+              }
+              pack.set(j, static_cast<scalar_t>(acc));
+            }
           } else {
 #pragma unroll
-            for (int j = 0; j < V; ++j) pack.set(j, interpolate(r, w + j, col_of));
+            for (int j = 0; j < V; ++j) pack.set(j, value(h, w + j));
           }
         },
-        [&](int h, int w) {
-          const int r[2] = {row_of(h, 0), row_of(h, 1)};
-          return interpolate(r, w, col_of);
-        });
+        value);
   }
 }
 
@@ -1252,44 +1241,30 @@ struct AxisFold {
   }
 };
 
-// E(p) of axis_adjoint: the adjoint into padded coordinate p. line(o) is
-// the value at o of the line (acc_t).
-template <int kTaps, typename acc_t, typename Line>
-__device__ __forceinline__ acc_t axis_extended_of(Line&& line, int p, int n, const AxisWeights<acc_t>& aw,
-                                                  const AxisFold& fold) {
+// E(p) of axis_adjoint: the adjoint into padded coordinate p.
+template <int kTaps, typename acc_t, typename V>
+__device__ __forceinline__ acc_t axis_extended(const V* __restrict__ line, int stride, int p, int n,
+                                               const AxisWeights<acc_t>& aw, const AxisFold& fold) {
   acc_t e = 0;
 #pragma unroll
   for (int k = 0; k < kTaps; ++k) {
     const int o = p + fold.f + k;
-    if (k < aw.taps && o >= 0 && o < n) e += aw.w[k] * line(o);
+    if (k < aw.taps && o >= 0 && o < n) e += aw.w[k] * static_cast<acc_t>(line[o * stride]);
   }
   return e;
-}
-
-template <int kTaps, typename acc_t, typename Line>
-__device__ __forceinline__ acc_t axis_adjoint_of(Line&& line, int j, int n, const AxisWeights<acc_t>& aw,
-                                                 const AxisFold& fold, PadMode mode) {
-  acc_t acc = axis_extended_of<kTaps>(line, j, n, aw, fold);
-  if (j < fold.near || j >= n - fold.near) {
-    for (int i = 1; i <= fold.lo; ++i)
-      if (fold.lo_target(i, n, mode) == j) acc += axis_extended_of<kTaps>(line, -i, n, aw, fold);
-    for (int i = 0; i < fold.hi; ++i)
-      if (fold.hi_target(i, n, mode) == j) acc += axis_extended_of<kTaps>(line, n + i, n, aw, fold);
-  }
-  return acc;
-}
-
-// The same for a line stored with stride.
-template <int kTaps, typename acc_t, typename V>
-__device__ __forceinline__ acc_t axis_extended(const V* __restrict__ line, int stride, int p, int n,
-                                               const AxisWeights<acc_t>& aw, const AxisFold& fold) {
-  return axis_extended_of<kTaps>([&](int o) { return static_cast<acc_t>(line[o * stride]); }, p, n, aw, fold);
 }
 
 template <int kTaps, typename acc_t, typename V>
 __device__ __forceinline__ acc_t axis_adjoint(const V* __restrict__ line, int stride, int j, int n,
                                               const AxisWeights<acc_t>& aw, const AxisFold& fold, PadMode mode) {
-  return axis_adjoint_of<kTaps>([&](int o) { return static_cast<acc_t>(line[o * stride]); }, j, n, aw, fold, mode);
+  acc_t acc = axis_extended<kTaps>(line, stride, j, n, aw, fold);
+  if (j < fold.near || j >= n - fold.near) {
+    for (int i = 1; i <= fold.lo; ++i)
+      if (fold.lo_target(i, n, mode) == j) acc += axis_extended<kTaps>(line, stride, -i, n, aw, fold);
+    for (int i = 0; i < fold.hi; ++i)
+      if (fold.hi_target(i, n, mode) == j) acc += axis_extended<kTaps>(line, stride, n + i, n, aw, fold);
+  }
+  return acc;
 }
 
 // Calls f(s, h, w) for the elements s = threadIdx.x + k * blockDim.x of a
@@ -1309,49 +1284,30 @@ __device__ __forceinline__ void for_each_plane_element(int n, int W, F&& f) {
   }
 }
 
-// Pass 2 of a plane backward (the input gradient S_W^T T) from row
-// t_row(h) of T as a line along W: the row ends (where the W fold applies,
-// within `near` of either end; none without a fold) in a loop of their own.
-template <int kTaps, typename scalar_t, typename acc_t, typename Row>
-__device__ __forceinline__ void write_adjoint_w(scalar_t* __restrict__ dst, int n, int W, Row&& t_row,
-                                                const AxisWeights<acc_t>& ww, const AxisFold& fold_w, PadMode mode) {
-  write_plane_split(
-      dst, n, W, fold_w.lo == 0 && fold_w.hi == 0 ? 0 : fold_w.near,
-      [&](int h, int j) { return static_cast<scalar_t>(axis_extended_of<kTaps>(t_row(h), j, W, ww, fold_w)); },
-      [&](int h, int j) { return static_cast<scalar_t>(axis_adjoint_of<kTaps>(t_row(h), j, W, ww, fold_w, mode)); });
-}
-
 // Blocks of 256 threads per SM that the plane backward asks ptxas to fit.
 // Default variant: 4 (64 registers) for float32, which its 38 KiB of shared
 // memory (56x56) would allow 5 of, and 5 (48 registers) for the half types,
 // as session 5 measured them (without a bound ptxas now takes 66-72
-// registers, 3 blocks; at 48 the half types' sparse kernel spills). The
-// split and direct variants (25-29 KiB in float32): 5, where the half types
-// do not spill.
-template <typename scalar_t, int kVariant>
+// registers, 3 blocks; at 48 the half types' sparse kernel spills). kSplit
+// (25 KiB in float32): 5, where the half types do not spill.
+template <typename scalar_t, bool kSplit>
 constexpr int plane_backward_blocks_per_sm() {
-  return sizeof(scalar_t) == 8 ? 4 : (kVariant != kBackwardDefault || sizeof(scalar_t) == 2 ? 5 : 4);
+  return sizeof(scalar_t) == 8 ? 4 : (kSplit || sizeof(scalar_t) == 2 ? 5 : 4);
 }
 
 // kFoldTable: the fold targets of both axes come from a shared table filled
 // in the prologue instead of pad_index (an integer modulo) per near element
 // and position: a variant chosen by LEARNABLE_OPS_SHIFT_FOLD_TABLE=1, not yet
 // timed or tested on a GPU (session 5 ran without it).
-// kVariant (LEARNABLE_OPS_SHIFT_BWD=split or direct; neither has run on a
-// GPU yet), both with two planes of shared memory instead of three and the
-// registers bounded for 5 blocks per SM:
-//  - pass 1 as two passes: the shift-gradient sums, then T into the input
-//    plane's shared memory;
-//  - kBackwardSplit stores all of T; kBackwardDirect only its rows near the
-//    ends of H (where the H fold adds rows), and pass 2 reads the other rows
-//    as the H adjoint of the staged grad_output, S_H^T g at (h, w) =
-//    sum_k w_k g[h + f + k, w];
-//  - pass 2 runs the row ends (where the W fold applies) in a loop of their
-//    own, so that the fold code runs in whole warps instead of beside every
-//    vector.
-// The same values as the default variant (each T value is the same sum).
-template <typename scalar_t, bool kActive, bool kFoldTable, int kVariant>
-__global__ void __launch_bounds__(kPlaneMaxThreads, plane_backward_blocks_per_sm<scalar_t, kVariant>())
+// kSplit (LEARNABLE_OPS_SHIFT_BWD_SPLIT=1, not yet run on a GPU): pass 1 as
+// two passes, the shift-gradient sums and then T into the input plane's
+// shared memory (two planes instead of three: a 56x56 float32 block takes
+// 25 KiB), the registers capped for 5 blocks per SM, and pass 2
+// with the row ends (where the W fold applies) in a loop of their own, so
+// the fold code runs in whole warps instead of beside every vector. The same
+// values as the default variant.
+template <typename scalar_t, bool kActive, bool kFoldTable, bool kSplit>
+__global__ void __launch_bounds__(kPlaneMaxThreads, plane_backward_blocks_per_sm<scalar_t, kSplit>())
     shift_plane_backward_kernel(const scalar_t* __restrict__ go, const scalar_t* __restrict__ x,
                                 scalar_t* __restrict__ gx, const double* __restrict__ shifts, ShiftGeometry g,
                                 at::opmath_type<scalar_t>* __restrict__ partial) {
@@ -1361,9 +1317,9 @@ __global__ void __launch_bounds__(kPlaneMaxThreads, plane_backward_blocks_per_sm
   const int64_t plane_bytes = align16(int64_t(n) * sizeof(scalar_t));
   scalar_t* gs = reinterpret_cast<scalar_t*>(plane_smem);
   scalar_t* xs = reinterpret_cast<scalar_t*>(plane_smem + plane_bytes);
-  acc_t* ts = reinterpret_cast<acc_t*>(plane_smem + plane_backward_t_offset<kVariant>(n, sizeof(scalar_t)));
-  int* rows =
-      reinterpret_cast<int*>(plane_smem + plane_backward_tables_offset<kVariant>(n, sizeof(scalar_t), sizeof(acc_t)));
+  acc_t* ts = reinterpret_cast<acc_t*>(plane_smem + plane_backward_t_offset<kSplit>(n, sizeof(scalar_t)));
+  int* rows = reinterpret_cast<int*>(plane_smem +
+                                     plane_backward_tables_offset<kSplit>(n, sizeof(scalar_t), sizeof(acc_t)));
   int* cols = rows + 2 * H;
   const int64_t offset = int64_t(blockIdx.x) * n;
   acc_t* out = partial + int64_t(blockIdx.x) * 3;
@@ -1426,21 +1382,10 @@ __global__ void __launch_bounds__(kPlaneMaxThreads, plane_backward_blocks_per_sm
     }
   };
   auto adjoint_h = [&](int s, int h, int w) { ts[s] = axis_adjoint<kTaps>(gs + w, W, h, H, wh, fold_h, g.padding); };
-  // kBackwardDirect: the rows of T near the ends of H, [0, near_h) and
-  // [H - near_h, H) (all rows when they overlap), at ts[slot * W + w].
-  const int near_h = (fold_h.lo == 0 && fold_h.hi == 0) ? 0 : min(fold_h.near, H);
-  const int near_rows = min(H, 2 * near_h);
-  auto near_row = [&](int slot) { return 2 * near_h >= H || slot < near_h ? slot : slot + H - 2 * near_h; };
-  auto near_slot = [&](int h) { return 2 * near_h >= H || h < near_h ? h : h - H + 2 * near_h; };
-  if constexpr (kVariant != kBackwardDefault) {
+  if constexpr (kSplit) {
     for_each_plane_element(n, W, add_derivatives);
     __syncthreads();  // the last read of xs: T overwrites it
-    if constexpr (kVariant == kBackwardSplit)
-      for_each_plane_element(n, W, adjoint_h);
-    else
-      for_each_plane_element(near_rows * W, W, [&](int s, int slot, int w) {
-        ts[s] = axis_adjoint<kTaps>(gs + w, W, near_row(slot), H, wh, fold_h, g.padding);
-      });
+    for_each_plane_element(n, W, adjoint_h);
   } else {
     for_each_plane_element(n, W, [&](int s, int h, int w) {
       adjoint_h(s, h, w);
@@ -1449,38 +1394,16 @@ __global__ void __launch_bounds__(kPlaneMaxThreads, plane_backward_blocks_per_sm
   }
   __syncthreads();
   // Pass 2: the input gradient S_W^T T.
-  if constexpr (kVariant == kBackwardDefault) {
-    write_plane(gx + offset, n, W, [&](int h, int j) {
-      return static_cast<scalar_t>(axis_adjoint<kTaps>(ts + h * W, 1, j, W, ww, fold_w, g.padding));
-    });
+  auto adjoint_w = [&](int h, int j) {
+    return static_cast<scalar_t>(axis_adjoint<kTaps>(ts + h * W, 1, j, W, ww, fold_w, g.padding));
+  };
+  if constexpr (kSplit) {
+    write_plane_split(
+        gx + offset, n, W, fold_w.near,
+        [&](int h, int j) { return static_cast<scalar_t>(axis_extended<kTaps>(ts + h * W, 1, j, W, ww, fold_w)); },
+        adjoint_w);
   } else {
-    // Row h of T, as a line along W: split, row h of ts; direct, a kept
-    // near row of ts or the H adjoint of gs at rows h + f + k (offsets
-    // g_row[k], -1 outside the plane). Each value is the sum that pass 1 of
-    // the default variant stores.
-    auto t_row = [&](int h) {
-      int kept = h * W, g_row[2] = {-1, -1};
-      if constexpr (kVariant == kBackwardDirect) {
-        kept = h < near_h || h >= H - near_h ? near_slot(h) * W : -1;
-#pragma unroll
-        for (int k = 0; k < kTaps; ++k) {
-          const int o = h + fold_h.f + k;
-          if (k < wh.taps && o >= 0 && o < H) g_row[k] = o * W;
-        }
-      }
-      return [&, kept, g_row0 = g_row[0], g_row1 = g_row[1]](int w) -> acc_t {
-        if constexpr (kVariant == kBackwardSplit) {
-          return ts[kept + w];
-        } else {
-          if (kept >= 0) return ts[kept + w];
-          acc_t e = 0;
-          if (g_row0 >= 0) e += wh.w[0] * static_cast<acc_t>(gs[g_row0 + w]);
-          if (kTaps == 2 && g_row1 >= 0) e += wh.w[1] * static_cast<acc_t>(gs[g_row1 + w]);
-          return e;
-        }
-      };
-    };
-    write_adjoint_w<kTaps>(gx + offset, n, W, t_row, ww, fold_w, g.padding);
+    write_plane(gx + offset, n, W, adjoint_w);
   }
   const acc_t sums[3] = {acc_t(0), sum_h, sum_w};
   block_sum3(sums, out);
@@ -1663,7 +1586,7 @@ std::tuple<at::Tensor, at::Tensor> shift_backward_cuda(const at::Tensor& grad_ou
   const auto acc_type = at::toOpMathType(input.scalar_type());
   // The choice of kernel does not depend on the variant switches below.
   const int64_t plane_smem =
-      plane_backward_smem<kBackwardDefault>(g, input.element_size(), c10::elementSize(acc_type));
+      plane_backward_smem<false>(g, input.element_size(), c10::elementSize(acc_type));
   const bool plane = plane_kernel_applies(g, plane_smem);
   // Without the plane kernel: the staged kernel below for half types (it
   // paid there), the two separate kernels for float and double (the staged
@@ -1679,39 +1602,36 @@ std::tuple<at::Tensor, at::Tensor> shift_backward_cuda(const at::Tensor& grad_ou
   if (plane) {
     // Tuning switches read at every call, so that one build can time the
     // variants (the default, without them, is the one that was measured).
-    const char* table_env = std::getenv("LEARNABLE_OPS_SHIFT_FOLD_TABLE");
-    const bool fold_table = table_env != nullptr && table_env[0] == '1';
-    const char* variant_env = std::getenv("LEARNABLE_OPS_SHIFT_BWD");
-    const std::string variant_name = variant_env != nullptr ? variant_env : "";
-    const int variant = variant_name == "split"    ? kBackwardSplit
-                        : variant_name == "direct" ? kBackwardDirect
-                                                   : kBackwardDefault;
+    auto env_on = [](const char* name) {
+      const char* value = std::getenv(name);
+      return value != nullptr && value[0] == '1';
+    };
+    const bool fold_table = env_on("LEARNABLE_OPS_SHIFT_FOLD_TABLE");
+    const bool split = env_on("LEARNABLE_OPS_SHIFT_BWD_SPLIT");
+    const int64_t smem = split ? plane_backward_smem<true>(g, input.element_size(), c10::elementSize(acc_type))
+                               : plane_smem;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shift_backward_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const int threads = plane_threads(g, 16 / int(sizeof(scalar_t)));
       const dim3 grid(static_cast<unsigned>(g.batch * g.channels));
-      auto launch = [&](auto active_tag, auto table_tag, auto variant_tag) {
-        constexpr int kVariant = decltype(variant_tag)::value;
-        const int64_t smem = plane_backward_smem<kVariant>(g, sizeof(scalar_t), sizeof(acc_t));
-        shift_plane_backward_kernel<scalar_t, decltype(active_tag)::value, decltype(table_tag)::value, kVariant>
-            <<<grid, threads, smem, current_stream()>>>(go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
-                                                        gx.mutable_data_ptr<scalar_t>(), s.const_data_ptr<double>(), g,
-                                                        partial.mutable_data_ptr<acc_t>());
+      auto launch = [&](auto active_tag, auto table_tag, auto split_tag) {
+        shift_plane_backward_kernel<scalar_t, decltype(active_tag)::value, decltype(table_tag)::value,
+                                    decltype(split_tag)::value><<<grid, threads, smem, current_stream()>>>(
+            go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(),
+            s.const_data_ptr<double>(), g, partial.mutable_data_ptr<acc_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       };
-      auto with_variant = [&](auto active_tag, auto table_tag) {
-        if (variant == kBackwardSplit)
-          launch(active_tag, table_tag, std::integral_constant<int, kBackwardSplit>());
-        else if (variant == kBackwardDirect)
-          launch(active_tag, table_tag, std::integral_constant<int, kBackwardDirect>());
+      auto with_split = [&](auto active_tag, auto table_tag) {
+        if (split)
+          launch(active_tag, table_tag, std::true_type());
         else
-          launch(active_tag, table_tag, std::integral_constant<int, kBackwardDefault>());
+          launch(active_tag, table_tag, std::false_type());
       };
       auto with_table = [&](auto active_tag) {
         if (fold_table)
-          with_variant(active_tag, std::true_type());
+          with_split(active_tag, std::true_type());
         else
-          with_variant(active_tag, std::false_type());
+          with_split(active_tag, std::false_type());
       };
       if (active)
         with_table(std::true_type());

@@ -64,14 +64,14 @@ def workloads():
         for pm in ("reflect", "periodic"):
             yield f"shift active {pm} {tag} fwd+bwd (fold table)", _with_env(
                 _shift_fb(t, g, pm, "active"), LEARNABLE_OPS_SHIFT_FOLD_TABLE="1")
-        # The plane backward's variants (cuda/shift.cu, LEARNABLE_OPS_SHIFT_BWD), and with the fold table.
-        for variant in ("split", "direct"):
-            for pm in ("zeros", "reflect"):
-                for m in ("sparse", "active"):
-                    yield f"shift {m} {pm} {tag} fwd+bwd ({variant})", _with_env(
-                        _shift_fb(t, g, pm, m), LEARNABLE_OPS_SHIFT_BWD=variant)
-            yield f"shift active reflect {tag} fwd+bwd ({variant}, fold table)", _with_env(
-                _shift_fb(t, g, "reflect", "active"), LEARNABLE_OPS_SHIFT_BWD=variant, LEARNABLE_OPS_SHIFT_FOLD_TABLE="1")
+        # The plane backward's split-pass variant (cuda/shift.cu, kSplit), alone and with the fold table.
+        for pm in ("zeros", "reflect", "periodic"):
+            for m in ("sparse", "active"):
+                yield f"shift {m} {pm} {tag} fwd+bwd (split)", _with_env(
+                    _shift_fb(t, g, pm, m), LEARNABLE_OPS_SHIFT_BWD_SPLIT="1")
+                if pm != "zeros":
+                    yield f"shift {m} {pm} {tag} fwd+bwd (split, fold table)", _with_env(
+                        _shift_fb(t, g, pm, m), LEARNABLE_OPS_SHIFT_BWD_SPLIT="1", LEARNABLE_OPS_SHIFT_FOLD_TABLE="1")
         w3 = torch.randn(96, 1, 3, 3, device=dev, dtype=t.dtype, requires_grad=True)
         yield f"shift dw3x3 conv {tag} fwd+bwd", lambda t=t, g=g, w3=w3: F.conv2d(t, w3, padding=1, groups=96).backward(g)
     import learnable_ops.ops.diffconv as dc
