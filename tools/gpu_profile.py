@@ -61,17 +61,14 @@ def workloads():
         for pm in ("zeros", "reflect"):
             for m in ("sparse", "active"):
                 yield f"shift {m} {pm} {tag} fwd+bwd", _shift_fb(t, g, pm, m)
+        # The plane backward's other variants (cuda/shift.cu; the default is the split pass 1 with
+        # the fold table): without the split, without the table, and neither (session 5's kernel).
         for pm in ("reflect", "periodic"):
-            yield f"shift active {pm} {tag} fwd+bwd (fold table)", _with_env(
-                _shift_fb(t, g, pm, "active"), LEARNABLE_OPS_SHIFT_FOLD_TABLE="1")
-        # The plane backward's split-pass variant (cuda/shift.cu, kSplit), alone and with the fold table.
-        for pm in ("zeros", "reflect", "periodic"):
             for m in ("sparse", "active"):
-                yield f"shift {m} {pm} {tag} fwd+bwd (split)", _with_env(
-                    _shift_fb(t, g, pm, m), LEARNABLE_OPS_SHIFT_BWD_SPLIT="1")
-                if pm != "zeros":
-                    yield f"shift {m} {pm} {tag} fwd+bwd (split, fold table)", _with_env(
-                        _shift_fb(t, g, pm, m), LEARNABLE_OPS_SHIFT_BWD_SPLIT="1", LEARNABLE_OPS_SHIFT_FOLD_TABLE="1")
+                for label, env in (("no split", {"LEARNABLE_OPS_SHIFT_BWD_SPLIT": "0"}),
+                                   ("no fold table", {"LEARNABLE_OPS_SHIFT_FOLD_TABLE": "0"}),
+                                   ("neither", {"LEARNABLE_OPS_SHIFT_BWD_SPLIT": "0", "LEARNABLE_OPS_SHIFT_FOLD_TABLE": "0"})):
+                    yield f"shift {m} {pm} {tag} fwd+bwd ({label})", _with_env(_shift_fb(t, g, pm, m), **env)
         w3 = torch.randn(96, 1, 3, 3, device=dev, dtype=t.dtype, requires_grad=True)
         yield f"shift dw3x3 conv {tag} fwd+bwd", lambda t=t, g=g, w3=w3: F.conv2d(t, w3, padding=1, groups=96).backward(g)
     import learnable_ops.ops.diffconv as dc
@@ -92,26 +89,16 @@ def workloads():
         wd = torch.randn(64, 64, k, k, device=dev, requires_grad=True)
         wdw = torch.randn(64, 1, k, k, device=dev, requires_grad=True)
         for kind, w, grp in (("dense", wd, 1), ("depthwise", wdw, 64)):
-            yield f"diffconv {kind} K={k} padded fwd+bwd", lambda w=w, grp=grp: _ring(False)(xd, w, groups=grp).backward(gd)
-
-            def nchw(w=w, grp=grp):
-                # The padded path with NCHW tensors for cuDNN (LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST=0).
-                os.environ["LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST"] = "0"
-                try:
-                    _ring(False)(xd, w, groups=grp).backward(gd)
-                finally:
-                    os.environ.pop("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST")
+            padded = lambda w=w, grp=grp: _ring(False)(xd, w, groups=grp).backward(gd)  # noqa: E731
+            yield f"diffconv {kind} K={k} padded fwd+bwd", padded
             if kind == "dense":
-                yield f"diffconv {kind} K={k} padded nchw fwd+bwd", nchw
+                # NCHW tensors for cuDNN (cpp/diffconv.cpp's channels_last route off).
+                yield f"diffconv {kind} K={k} padded nchw fwd+bwd", _with_env(
+                    padded, LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST="0")
             else:
-                def layout_pad(w=w, grp=grp):
-                    # Its padded input from diff_conv2d_pad_layout (LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD=1).
-                    os.environ["LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD"] = "1"
-                    try:
-                        _ring(False)(xd, w, groups=grp).backward(gd)
-                    finally:
-                        os.environ.pop("LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD")
-                yield f"diffconv {kind} K={k} padded layout-pad fwd+bwd", layout_pad
+                # Its padded input from diff_conv2d_pad_layout's kernel instead of the pad op's.
+                yield f"diffconv {kind} K={k} padded layout-pad fwd+bwd", _with_env(
+                    padded, LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD="1")
             yield f"diffconv {kind} K={k} conv same fwd+bwd", lambda w=w, grp=grp, k=k: F.conv2d(xd, w, padding=k // 2, groups=grp).backward(gd)
             if kind == "dense":
                 # cuDNN's own kernels and workspace with channels_last tensors (the padded path's route).

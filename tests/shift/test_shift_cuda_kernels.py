@@ -323,14 +323,15 @@ def test_cuda_fused_backward_opcheck_and_nan():
 @pytest.mark.parametrize("mode", lo.SHIFT_MODES)
 @pytest.mark.parametrize("padding_mode", lo.PAD_MODES)
 def test_cuda_plane_backward_fold_table_variant(padding_mode, mode, monkeypatch):
-    # LEARNABLE_OPS_SHIFT_FOLD_TABLE=1 takes the plane backward whose fold targets come from a
-    # shared table (8 per side, inline beyond): the same values as the default variant up to
-    # rounding, and as the CPU. Shifts up to 20 reach past the table on a 23 x 29 plane.
+    # LEARNABLE_OPS_SHIFT_FOLD_TABLE=1 (the default) takes the plane backward whose fold targets
+    # come from a shared table (8 per side, inline beyond): the same values as without it (=0) up
+    # to rounding, and as the CPU. Shifts up to 20 reach past the table on a 23 x 29 plane.
     x = torch.randn(2, 5, 23, 29, device="cuda", dtype=torch.float64)
     g = torch.randn(2, 5, 23, 29, device="cuda", dtype=torch.float64)
     s = torch.tensor([[0.4, -1.6], [2.5, 0.7], [-3.2, 1.0], [17.3, -20.5], [-19.5, 9.25]], device="cuda",
                      dtype=torch.float64)
-    monkeypatch.delenv("LEARNABLE_OPS_SHIFT_FOLD_TABLE", raising=False)
+    monkeypatch.setenv("LEARNABLE_OPS_SHIFT_BWD_SPLIT", "0")
+    monkeypatch.setenv("LEARNABLE_OPS_SHIFT_FOLD_TABLE", "0")
     default = ops.shift_backward.default(g, x, s, padding_mode, mode)
     monkeypatch.setenv("LEARNABLE_OPS_SHIFT_FOLD_TABLE", "1")
     names = _kernel_names(lambda: ops.shift_backward.default(g, x, s, padding_mode, mode))
@@ -364,7 +365,7 @@ def test_cuda_plane_backward_split_variant(shape, dtype, fold_table, monkeypatch
     tol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(dtype, 2e-2)
     for mode in lo.SHIFT_MODES:
         for padding_mode in lo.PAD_MODES:
-            monkeypatch.delenv("LEARNABLE_OPS_SHIFT_BWD_SPLIT", raising=False)
+            monkeypatch.setenv("LEARNABLE_OPS_SHIFT_BWD_SPLIT", "0")
             default = ops.shift_backward.default(g, x, s, padding_mode, mode)
             monkeypatch.setenv("LEARNABLE_OPS_SHIFT_BWD_SPLIT", "1")
             names = _kernel_names(lambda: ops.shift_backward.default(g, x, s, padding_mode, mode))
@@ -374,3 +375,14 @@ def test_cuda_plane_backward_split_variant(shape, dtype, fold_table, monkeypatch
             for a, b, c in zip(split, default, cpu):
                 torch.testing.assert_close(a, b, atol=tol, rtol=tol)
                 torch.testing.assert_close(a.double().cpu(), c, atol=tol * max(1.0, float(c.abs().max())), rtol=tol)
+
+
+def test_cuda_plane_backward_defaults(monkeypatch):
+    # Unset switches take the measured defaults: the split pass 1 with the fold table.
+    monkeypatch.delenv("LEARNABLE_OPS_SHIFT_BWD_SPLIT", raising=False)
+    monkeypatch.delenv("LEARNABLE_OPS_SHIFT_FOLD_TABLE", raising=False)
+    x = torch.randn(2, 3, 20, 24, device="cuda")
+    g = torch.randn(2, 3, 20, 24, device="cuda")
+    s = torch.tensor([[0.4, -1.6], [2.5, 0.7], [-3.2, 1.0]], device="cuda", dtype=torch.float64)
+    names = _kernel_names(lambda: ops.shift_backward.default(g, x, s, "reflect", "active"))
+    assert "shift_plane_backward_kernel<float, true, true, true>" in names, names
