@@ -7,7 +7,7 @@
 # time counts against the session's device budget.
 # A/B of the tuning switches in one build (the machine is released ~30 s after a call):
 #   bash tools/gpu-run.sh "tests -m cuda" "shift diffconv" && SKIP_BUILD=1 BENCH_TAG=switches \
-#     LEARNABLE_OPS_SHIFT_FOLD_TABLE=1 LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST=0 bash tools/gpu-run.sh "" "shift diffconv"
+#     LEARNABLE_OPS_SHIFT_FOLD_TABLE=0 LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST=0 bash tools/gpu-run.sh "" "shift diffconv"
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
