@@ -14,11 +14,9 @@
 
 namespace learnable_ops {
 
-// Defined per dtype in pad_launch.cuh.
+// Defined per dtype in pad_launch.cuh: the pad (forward) or its adjoint.
 template <typename scalar_t>
-void pad_forward_typed(const at::Tensor& x, at::Tensor& out, const PadPlan& plan, bool small);
-template <typename scalar_t>
-void pad_backward_typed(const at::Tensor& gy, at::Tensor& gx, const PadPlan& plan, bool small);
+void pad_typed(const at::Tensor& src, at::Tensor& dst, const PadPlan& plan, bool small, bool forward);
 
 namespace {
 
@@ -45,7 +43,7 @@ at::Tensor pad_cuda(const at::Tensor& input, at::IntArrayRef pad, c10::string_vi
   if (x.numel() == 0) return out.zero_();
   const bool small = fits_int32(plan, x.numel(), out.numel());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pad_cuda",
-                                  [&] { pad_forward_typed<scalar_t>(x, out, plan, small); });
+                                  [&] { pad_typed<scalar_t>(x, out, plan, small, true); });
   return out;
 }
 
@@ -65,7 +63,7 @@ at::Tensor pad_backward_cuda(const at::Tensor& grad_output, at::IntArrayRef inpu
   if (gy.numel() == 0) return gx.zero_();
   const bool small = fits_int32(plan, gx.numel(), gy.numel());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gy.scalar_type(), "pad_backward_cuda",
-                                  [&] { pad_backward_typed<scalar_t>(gy, gx, plan, small); });
+                                  [&] { pad_typed<scalar_t>(gy, gx, plan, small, false); });
   return gx;
 }
 

@@ -134,37 +134,24 @@ void launch_gather(const at::Tensor& src, at::Tensor& dst, const PadPlan& plan) 
 
 }  // namespace
 
-// The ops' body for one dtype: every mode, 32- or 64-bit indices.
+// The ops' body for one dtype: every mode, 32- or 64-bit indices; the pad
+// (forward, src = input) or its adjoint (src = grad_output).
 template <typename scalar_t>
-void pad_forward_typed(const at::Tensor& x, at::Tensor& out, const PadPlan& plan, bool small) {
+void pad_typed(const at::Tensor& src, at::Tensor& dst, const PadPlan& plan, bool small, bool forward) {
   with_mode(plan.mode, [&](auto mode) {
     constexpr PadMode M = decltype(mode)::value;
-    if constexpr (M == PadMode::Polynomial) {
-      if (small) launch_poly<scalar_t, int32_t>(x, out, plan, true);
-      else launch_poly<scalar_t, int64_t>(x, out, plan, true);
-    } else {
-      if (small) launch_forward<M, scalar_t, int32_t>(x, out, plan);
-      else launch_forward<M, scalar_t, int64_t>(x, out, plan);
-    }
+    auto run = [&](auto index) {
+      using I = decltype(index);
+      if constexpr (M == PadMode::Polynomial) launch_poly<scalar_t, I>(src, dst, plan, forward);
+      else if (forward) launch_forward<M, scalar_t, I>(src, dst, plan);
+      else launch_gather<M, scalar_t, I>(src, dst, plan);
+    };
+    if (small) run(int32_t{});
+    else run(int64_t{});
   });
 }
 
-template <typename scalar_t>
-void pad_backward_typed(const at::Tensor& gy, at::Tensor& gx, const PadPlan& plan, bool small) {
-  with_mode(plan.mode, [&](auto mode) {
-    constexpr PadMode M = decltype(mode)::value;
-    if constexpr (M == PadMode::Polynomial) {
-      if (small) launch_poly<scalar_t, int32_t>(gy, gx, plan, false);
-      else launch_poly<scalar_t, int64_t>(gy, gx, plan, false);
-    } else {
-      if (small) launch_gather<M, scalar_t, int32_t>(gy, gx, plan);
-      else launch_gather<M, scalar_t, int64_t>(gy, gx, plan);
-    }
-  });
-}
-
-#define LO_PAD_INSTANTIATE(T)                                                                      \
-  template void pad_forward_typed<T>(const at::Tensor&, at::Tensor&, const PadPlan&, bool); \
-  template void pad_backward_typed<T>(const at::Tensor&, at::Tensor&, const PadPlan&, bool);
+#define LO_PAD_INSTANTIATE(T) \
+  template void pad_typed<T>(const at::Tensor&, at::Tensor&, const PadPlan&, bool, bool);
 
 }  // namespace learnable_ops
