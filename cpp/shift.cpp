@@ -374,6 +374,18 @@ LO_ROW_LOOP void lerp_corners(scalar_t* __restrict__ out, const Corner<scalar_t,
   for (int64_t w = in.hi; w < n; ++w) edge(w);
 }
 
+// Row r of the (batch, channels, D, H) rows of a contiguous tensor, as the
+// forward and input-gradient row loops walk them: its H and D indices, its
+// (batch, channel) plane and its channel.
+struct RowPosition {
+  int64_t h, d, plane, c;
+};
+
+inline RowPosition row_position(const ShiftGeometry& g, int64_t r) {
+  const int64_t D = g.size[0], H = g.size[1], plane = r / (H * D);
+  return {r % H, (r / H) % D, plane, plane % g.channels};
+}
+
 // ---------------------------------------------------------------------------
 // Forward
 // ---------------------------------------------------------------------------
@@ -387,7 +399,7 @@ void forward_sparse(const scalar_t* x, scalar_t* y, const ShiftGeometry& g,
   const int64_t rows = g.batch * g.channels * D * H;
   at::parallel_for(0, rows, row_grain(W), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const int64_t h = r % H, d = (r / H) % D, plane = r / (H * D), c = plane % g.channels;
+      const auto [h, d, plane, c] = row_position(g, r);
       scalar_t* out = y + r * W;
       const ChannelTaps& ct = taps[c];
       if (!ct.finite) {
@@ -414,7 +426,7 @@ void forward_active(const scalar_t* x, scalar_t* y, const ShiftGeometry& g,
     std::vector<acc_t> combined(W);
     Corner<scalar_t, acc_t> corners[4];
     for (int64_t r = begin; r < end; ++r) {
-      const int64_t h = r % H, d = (r / H) % D, plane = r / (H * D), c = plane % g.channels;
+      const auto [h, d, plane, c] = row_position(g, r);
       scalar_t* out = y + r * W;
       const ChannelTaps& ct = taps[c];
       if (!ct.finite) {
@@ -470,7 +482,7 @@ void input_backward_row(const scalar_t* go, scalar_t* gx, const ShiftGeometry& g
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t D = g.size[0], H = g.size[1], W = g.size[2];
   std::vector<acc_t>& gathered = scratch.gathered;
-  const int64_t h = r % H, d = (r / H) % D, plane = r / (H * D), c = plane % g.channels;
+  const auto [h, d, plane, c] = row_position(g, r);
   scalar_t* out = gx + r * W;
   const ChannelTaps& ct = taps[c];
   if (!ct.finite) {
