@@ -147,3 +147,12 @@ def compile_kernel_emulator(source, out_dir, include_dirs: Sequence) -> str:
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return str(binary)
+
+
+def cuda_kernels(fn: Callable):
+    """``(fn(), names)``: fn's result and the names of the CUDA kernels it launched (the
+    profiler's device events), synchronised before the profile closes."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        result = fn()
+        torch.cuda.synchronize()
+    return result, [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]

@@ -165,18 +165,12 @@ def test_cuda_padded_path_hands_cudnn_channels_last(monkeypatch, groups, stride)
     fn = lambda x, w, b: lo.diff_conv2d(x, w, b, stride=stride, groups=groups)  # noqa: E731
     testing.check_cpu_cuda(fn, [t.requires_grad_() for t in (x, w, b)], atol=1e-9, rtol=1e-9)
     xc, wc, bc = (t.detach().cuda().requires_grad_() for t in (x, w, b))
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        y = fn(xc, wc, bc)
-        torch.cuda.synchronize()
-    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    y, kernels = testing.cuda_kernels(lambda: fn(xc, wc, bc))
     assert any("pad_layout_kernel" in k for k in kernels), kernels
     assert y.is_contiguous()
     grads = torch.autograd.grad(y, [xc, wc, bc], torch.ones_like(y))
     monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST", "0")
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        y0 = fn(xc, wc, bc)
-        torch.cuda.synchronize()
-    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    y0, kernels = testing.cuda_kernels(lambda: fn(xc, wc, bc))
     assert not any("pad_layout_kernel" in k for k in kernels), kernels
     torch.testing.assert_close(y0, y, atol=1e-9, rtol=1e-9)
     for got, want in zip(torch.autograd.grad(y0, [xc, wc, bc], torch.ones_like(y0)), grads):
@@ -214,10 +208,8 @@ def test_cuda_layout_pad_switch(monkeypatch):
     y = lo.diff_conv2d(x, w, groups=8)
     grads = torch.autograd.grad(y, [x, w], torch.ones_like(y))
     monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD", "1")
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        y1 = lo.diff_conv2d(x, w, groups=8)
-        torch.cuda.synchronize()
-    assert any("pad_layout_kernel" in e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+    y1, kernels = testing.cuda_kernels(lambda: lo.diff_conv2d(x, w, groups=8))
+    assert any("pad_layout_kernel" in k for k in kernels), kernels
     torch.testing.assert_close(y1, y, atol=1e-10, rtol=1e-10)
     for a, b in zip(torch.autograd.grad(y1, [x, w], torch.ones_like(y1)), grads):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)

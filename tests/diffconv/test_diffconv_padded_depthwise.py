@@ -11,8 +11,8 @@ import torch
 import learnable_ops as lo
 from learnable_ops import testing
 
-from test_diffconv import make, reference
-from test_diffconv_ring_depthwise import ops_run
+from test_diffconv import reference
+from test_diffconv_ring_depthwise import depthwise, ops_run
 
 padded = torch.ops.learnable_ops.diff_conv2d.default
 
@@ -27,12 +27,6 @@ def padded_path(x, w, b, stride=(1, 1), dilation=(1, 1), order=None):
     kh, kw = w.shape[2:]
     order = order or (kh - 1, kw - 1)
     return padded(x, w, b, None, None, list(stride), list(dilation), x.shape[1], list(order), True)
-
-
-def depthwise(shape_x, kernel_size, seed=0):
-    x, w = make(shape_x, (shape_x[1], 1, *kernel_size), seed=seed)
-    b = torch.randn(shape_x[1], dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 1))
-    return x, w, b.requires_grad_()
 
 
 # (input shape, kernel size, stride, order): odd and even sizes against the stride, an
@@ -122,10 +116,7 @@ def test_cuda_padded_depthwise_runs_our_kernels_only():
 
     forward_backward()
     torch.cuda.synchronize()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        y, grads = forward_backward()
-        torch.cuda.synchronize()
-    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    (y, grads), kernels = testing.cuda_kernels(forward_backward)
     assert any("tap_forward_kernel" in k for k in kernels), kernels
     assert not any("conv_depthwise2d" in k for k in kernels), kernels
     want = torch.nn.functional.conv2d(lo.pad(x, (1, 1, 1, 1), "polynomial", order=[2, 2]), w, b, groups=16)

@@ -261,10 +261,7 @@ def test_cuda_depthwise_k7_runs_our_kernels_only(save_strips):
 
     forward_backward()  # warm-up
     torch.cuda.synchronize()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        y, grads = forward_backward()
-        torch.cuda.synchronize()
-    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    (y, grads), kernels = testing.cuda_kernels(forward_backward)
     assert any("tap_forward_kernel" in k for k in kernels), kernels
     assert not any("conv_depthwise2d" in k for k in kernels), kernels
     # The same values as the CPU (ATen route, float64), to float32 rounding of K = 7's

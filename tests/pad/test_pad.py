@@ -343,23 +343,30 @@ def test_cuda_layouts_and_half_precision(mode):
 
 @pytest.mark.cuda
 @testing.requires_cuda
-def test_cuda_64bit_indices():
+@pytest.mark.parametrize(
+    "mode,order,pad_w,fwd_tol,bwd_tol",
+    # reflect: exact; polynomial (order 1) in float16, on the copy-plus-ring kernel.
+    [("reflect", None, [3, 2], 0.0, (1e-2, 1e-2)), ("polynomial", [1], [2, 1], 1e-2, (5e-2, 2e-2))],
+)
+def test_cuda_64bit_indices(mode, order, pad_w, fwd_tol, bwd_tol):
     # 2 * 32768 * 32769 > 2^31 elements (4.3 GB in float16): the kernels switch
-    # to 64-bit indices. Peak about 4.5 GB (the input, then the gradient).
+    # to 64-bit indices (the polynomial kernel: plain division instead of the
+    # 32-bit multiply-high). Peak about 4.5 GB (the input, then the gradient).
     free, _ = torch.cuda.mem_get_info()
     if free < 10 * 2**30:
         pytest.skip("needs about 10 GB of free GPU memory")
     shape = (2, 1, 32768, 32769)
     x = torch.empty(shape, dtype=torch.float16, device="cuda")
     x[:, :, -4:].normal_()
-    pad = [3, 2, -(shape[2] - 4), 1]  # keep the last 4 rows (offsets past 2^31), pad W and below
-    out = lo.pad(x, pad, "reflect")
+    # Keep the last 4 rows (offsets past 2^31), pad one row below and the columns on both sides.
+    pad = [*pad_w, -(shape[2] - 4), 1]
+    out = lo.pad(x, pad, mode, order=order)
     tail = x[:, :, -4:].float().cpu()
     del x
-    want = lo.pad(tail, [3, 2, 0, 1], "reflect")
-    assert torch.equal(out.float().cpu(), want)
+    want = lo.pad(tail, [*pad_w, 0, 1], mode, order=order)
+    torch.testing.assert_close(out.float().cpu(), want, atol=fwd_tol, rtol=fwd_tol)
     g = torch.randn(out.shape, dtype=torch.float16, device="cuda")
-    grad = torch.ops.learnable_ops.pad_backward(g, list(shape), pad, "reflect")
-    want_grad = torch.ops.learnable_ops.pad_backward(g.float().cpu(), [2, 1, 4, shape[3]], [3, 2, 0, 1], "reflect")
-    torch.testing.assert_close(grad[:, :, -4:].float().cpu(), want_grad, atol=1e-2, rtol=1e-2)
+    grad = torch.ops.learnable_ops.pad_backward(g, list(shape), pad, mode, order)
+    want_grad = torch.ops.learnable_ops.pad_backward(g.float().cpu(), [2, 1, 4, shape[3]], [*pad_w, 0, 1], mode, order)
+    torch.testing.assert_close(grad[:, :, -4:].float().cpu(), want_grad, atol=bwd_tol[0], rtol=bwd_tol[1])
     assert not grad[:, :, :-4].any()
