@@ -71,25 +71,14 @@ def workloads():
                     yield f"shift {m} {pm} {tag} fwd+bwd ({label})", _with_env(_shift_fb(t, g, pm, m), **env)
         w3 = torch.randn(96, 1, 3, 3, device=dev, dtype=t.dtype, requires_grad=True)
         yield f"shift dw3x3 conv {tag} fwd+bwd", lambda t=t, g=g, w3=w3: F.conv2d(t, w3, padding=1, groups=96).backward(g)
-    import learnable_ops.ops.diffconv as dc
-    ring_pays = dc._ring_pays
     xd = torch.randn(16, 64, 128, 128, device=dev, requires_grad=True)
     gd = torch.randn_like(xd)
-
-    def _ring(force):
-        def call(t, w, **kw):
-            dc._ring_pays = (lambda *a: force)
-            try:
-                return lo.diff_conv2d(t, w, **kw)
-            finally:
-                dc._ring_pays = ring_pays
-        return call
-
     for k in (3, 5, 7):
         wd = torch.randn(64, 64, k, k, device=dev, requires_grad=True)
         wdw = torch.randn(64, 1, k, k, device=dev, requires_grad=True)
         for kind, w, grp in (("dense", wd, 1), ("depthwise", wdw, 64)):
-            padded = lambda w=w, grp=grp: _ring(False)(xd, w, groups=grp).backward(gd)  # noqa: E731
+            # CUDA takes the padded path for every layer (ops/diffconv.py _ring_pays).
+            padded = lambda w=w, grp=grp: lo.diff_conv2d(xd, w, groups=grp).backward(gd)  # noqa: E731
             yield f"diffconv {kind} K={k} padded fwd+bwd", padded
             if kind == "dense":
                 # NCHW tensors for cuDNN (cpp/diffconv.cpp's channels_last route off).
