@@ -97,6 +97,20 @@ def workloads():
                     xcl, w, padding=k // 2).backward(gcl)
             if kind == "depthwise":
                 yield f"diffconv {kind} K={k} ours dw same fwd+bwd", lambda w=w: lo.depthwise_conv2d(xd, w).backward(gd)
+            else:
+                # cuDNN's three passes alone on the padded path's shapes (valid conv of the padded
+                # input), NCHW and channels_last: which pass's algorithm takes the extra workspace.
+                p = k // 2
+                for fmt_name, fmt in (("nchw", torch.contiguous_format), ("cl", torch.channels_last)):
+                    xp = torch.randn(16, 64, 128 + 2 * p, 128 + 2 * p, device=dev).contiguous(memory_format=fmt)
+                    gp = gd.contiguous(memory_format=fmt)
+                    wf = w.detach().contiguous(memory_format=fmt)
+                    conv_bwd = torch.ops.aten.convolution_backward.default
+                    yield f"diffconv cudnn K={k} {fmt_name} valid fwd", lambda xp=xp, wf=wf: F.conv2d(xp, wf)
+                    yield f"diffconv cudnn K={k} {fmt_name} valid dgrad", lambda xp=xp, wf=wf, gp=gp: conv_bwd(
+                        gp, xp, wf, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, False, False])
+                    yield f"diffconv cudnn K={k} {fmt_name} valid wgrad", lambda xp=xp, wf=wf, gp=gp: conv_bwd(
+                        gp, xp, wf, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False])
     for dtype in (torch.float32, torch.bfloat16):
         xs = torch.randn(128, 96, 56, 56, device=dev, dtype=dtype).to(memory_format=torch.channels_last)
         w7 = torch.randn(96, 1, 7, 7, device=dev, dtype=dtype)
