@@ -20,6 +20,8 @@
 //   no atomics.
 #include <algorithm>
 #include <array>
+#include <cstdlib>
+#include <cstring>
 #include <utility>
 
 #include <ATen/Dispatch.h>
@@ -29,6 +31,7 @@
 #include "learnable_ops/checks.h"
 #include "learnable_ops/cuda_utils.cuh"
 #include "learnable_ops/tap_conv.h"
+#include "depthwise_mma.cuh"
 
 namespace learnable_ops {
 namespace {
@@ -283,8 +286,63 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The tensor-core forward (cuda/depthwise_mma.cuh): half and bfloat16, dense
+// kernels up to 17x17, stride 1, compute capability 8.0+, and only with
+// LEARNABLE_OPS_DEPTHWISE_MMA=1 (read at every call) until it is measured
+// against tap_forward_kernel.
+bool mma_forward_applies(const at::Tensor& x, const Geo& g, bool dense) {
+  const char* flag = std::getenv("LEARNABLE_OPS_DEPTHWISE_MMA");
+  if (flag == nullptr || std::strcmp(flag, "1") != 0) return false;
+  if (!dense || g.sh != 1 || g.sw != 1 || g.kh > depthwise_mma::kMaxKernel || g.kw > depthwise_mma::kMaxKernel)
+    return false;
+  if (x.scalar_type() != at::kHalf && x.scalar_type() != at::kBFloat16) return false;
+  if (g.C > 65535) return false;
+  int device = 0, major = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 8;
+}
+
+// Blocks of one channel and one 64x64 tile run a chunk of the batch (sharing the
+// channel's fragment table): about 4096 blocks in all where the batch allows.
+void launch_mma_forward(const at::Tensor& x, const at::Tensor& weights, const at::Tensor& bias_acc, at::Tensor& out,
+                        const Geo& g, bool flip) {
+  namespace dm = depthwise_mma;
+  dm::Geometry m{g.N, g.C, g.H, g.W, g.Ho, g.Wo, g.kh, g.kw, g.pt, g.pl, 0, 0, 1, 1};
+  const int64_t tiles_w = (g.Wo + dm::kTileCols - 1) / dm::kTileCols;
+  const int64_t tiles = ((g.Ho + dm::kTileRows - 1) / dm::kTileRows) * tiles_w;
+  TORCH_CHECK(tiles <= 65535, "depthwise conv: output plane ", g.Ho, "x", g.Wo, " is too large for the CUDA tiling");
+  m.tiles_w = int(tiles_w);
+  m.tiles = int(tiles);
+  const int64_t per_image = tiles * g.C;
+  const int64_t want_chunks = std::max<int64_t>(1, std::min<int64_t>(g.N, (4096 + per_image - 1) / per_image));
+  m.n_chunk = (g.N + want_chunks - 1) / want_chunks;
+  m.n_chunks = int((g.N + m.n_chunk - 1) / m.n_chunk);
+  const dim3 grid(unsigned(tiles * m.n_chunks), unsigned(g.C));
+  const float* bp = bias_acc.defined() ? bias_acc.const_data_ptr<float>() : nullptr;
+  auto go = [&](auto kernel, auto* xp, auto* yp) {
+    kernel<<<grid, dm::kThreads, 0, current_stream()>>>(xp, weights.const_data_ptr<float>(), bp, yp, m);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  };
+  if (x.scalar_type() == at::kHalf) {
+    const auto* xp = x.const_data_ptr<at::Half>();
+    auto* yp = out.mutable_data_ptr<at::Half>();
+    if (flip) go(dm::forward_kernel<at::Half, true>, xp, yp);
+    else go(dm::forward_kernel<at::Half, false>, xp, yp);
+  } else {
+    const auto* xp = x.const_data_ptr<at::BFloat16>();
+    auto* yp = out.mutable_data_ptr<at::BFloat16>();
+    if (flip) go(dm::forward_kernel<at::BFloat16, true>, xp, yp);
+    else go(dm::forward_kernel<at::BFloat16, false>, xp, yp);
+  }
+}
+
 void launch_forward(const at::Tensor& x, const at::Tensor& offsets, const at::Tensor& weights,
                     const at::Tensor& bias_acc, at::Tensor& out, const Geo& g, bool dense, bool flip) {
+  if (mma_forward_applies(x, g, dense)) {
+    launch_mma_forward(x, weights, bias_acc, out, g, flip);
+    return;
+  }
   const bool unit_h = g.sh == 1;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tap_conv_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;

@@ -39,6 +39,20 @@ def _with_env(fn, **env):
     return run
 
 
+def _with_ring(fn):
+    """fn with diff_conv2d's ring path forced (ops/diffconv.py's _ring_pays is False on CUDA)."""
+    from learnable_ops.ops import diffconv as dc
+
+    def run():
+        saved = dc._ring_pays
+        dc._ring_pays = lambda *args: True
+        try:
+            fn()
+        finally:
+            dc._ring_pays = saved
+    return run
+
+
 def workloads():
     x = torch.randn(64, 96, 56, 56, device=dev, requires_grad=True)
     yield "pad zeros fwd+bwd (ours)", _fwd_bwd(lambda t: lo.pad(t, (3, 3, 3, 3), "zeros"), x)
@@ -88,6 +102,8 @@ def workloads():
                 # Its padded input from diff_conv2d_pad_layout's kernel instead of the pad op's.
                 yield f"diffconv {kind} K={k} padded layout-pad fwd+bwd", _with_env(
                     padded, LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD="1")
+            # The ring path (zero-padded conv plus the strip corrections; CPU's route), forced.
+            yield f"diffconv {kind} K={k} ring fwd+bwd", _with_ring(padded)
             yield f"diffconv {kind} K={k} conv same fwd+bwd", lambda w=w, grp=grp, k=k: F.conv2d(xd, w, padding=k // 2, groups=grp).backward(gd)
             if kind == "dense":
                 # cuDNN's own kernels and workspace with channels_last tensors (the padded path's route).
@@ -119,6 +135,19 @@ def workloads():
         yield f"inference dw 7x7 cuDNN NCHW 128x96x56x56 {dtype}", lambda t=xs.contiguous(), w=w7: F.conv2d(t, w, padding=3, groups=96)
         yield f"inference dw 17x17 ours channels_last 128x96x56x56 {dtype}", lambda t=xs, w=w17: lo.depthwise_conv2d(t, w)
         yield f"inference dw 17x17 ours NCHW 128x96x56x56 {dtype}", lambda t=xs.contiguous(), w=w17: lo.depthwise_conv2d(t, w)
+        if dtype == torch.bfloat16:
+            # The tensor-core forward (cuda/depthwise_mma.cuh) at ConvNeXt's four stages, against
+            # the default kernel and cuDNN's 7x7.
+            for c, hw in ((96, 56), (192, 28), (384, 14), (768, 7)):
+                xm = torch.randn(128, c, hw, hw, device=dev, dtype=dtype)
+                wm17 = torch.randn(c, 1, 17, 17, device=dev, dtype=dtype)
+                wm7 = torch.randn(c, 1, 7, 7, device=dev, dtype=dtype)
+                run17 = lambda t=xm, w=wm17: lo.depthwise_conv2d(t, w)  # noqa: E731
+                yield f"mma dw 17x17 128x{c}x{hw}x{hw} bf16 (mma)", _with_env(run17, LEARNABLE_OPS_DEPTHWISE_MMA="1")
+                yield f"mma dw 17x17 128x{c}x{hw}x{hw} bf16 (default)", run17
+                yield f"mma dw 7x7 128x{c}x{hw}x{hw} bf16 (cuDNN NCHW)", lambda t=xm, w=wm7, c=c: F.conv2d(t, w, padding=3, groups=c)
+                yield f"mma dw 7x7 128x{c}x{hw}x{hw} bf16 (cuDNN channels_last)", lambda t=xm.contiguous(
+                    memory_format=torch.channels_last), w=wm7, c=c: F.conv2d(t, w, padding=3, groups=c)
     for c, hw in ((768, 7), (384, 14)):
         xs = torch.randn(64, c, hw, hw, device=dev, requires_grad=True)
         w17 = torch.randn(c, 1, 17, 17, device=dev, requires_grad=True)

@@ -1,0 +1,160 @@
+// Replays the tensor-core depthwise forward (cuda/depthwise_mma.cuh) on the CPU
+// in float64: every block, image and warp, with the kernel's index maps (the
+// B fragment table, the staging, the A loads and the stores) and a model of
+// mma.m16n8k16 written from the PTX ISA's fragment layouts (not from the
+// header's maps). Shared memory starts, and is refilled before every image,
+// with NaN: a value the kernel reads without staging it reaches an output.
+// Driven by test_depthwise_mma.py.
+//
+// argv: N C H W kh kw pt pl Ho Wo flip(0|1) has_bias(0|1)
+// stdin: x (N*C*H*W), w (C*kh*kw), bias (C, if has_bias) as float64
+// stdout: y (N*C*Ho*Wo) as float64
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <limits>
+#include <vector>
+
+#include "depthwise_mma.cuh"
+
+using namespace learnable_ops::depthwise_mma;
+
+namespace {
+
+// PTX ISA, mma.m16n8k16, 16-bit A (row) and B (col), f32 C/D: lane l, group
+// g = l >> 2, t = l % 4.
+//   A: a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..)
+//   B: b0 (k = 2t..2t+1, n = g), b1 (k = 2t+8.., n = g)
+//   C: c0, c1 (g, 2t + 0/1), c2, c3 (g+8, 2t + 0/1)
+struct Lane {
+  double a[4][2];
+  double b[2][2];
+};
+
+void mma(const Lane (&lanes)[32], double (&d)[32][4]) {
+  double A[16][16], B[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const int g = l >> 2, t = l & 3;
+    for (int h = 0; h < 2; ++h) {
+      A[g][2 * t + h] = lanes[l].a[0][h];
+      A[g + 8][2 * t + h] = lanes[l].a[1][h];
+      A[g][2 * t + 8 + h] = lanes[l].a[2][h];
+      A[g + 8][2 * t + 8 + h] = lanes[l].a[3][h];
+      B[2 * t + h][g] = lanes[l].b[0][h];
+      B[2 * t + 8 + h][g] = lanes[l].b[1][h];
+    }
+  }
+  for (int l = 0; l < 32; ++l) {
+    const int g = l >> 2, t = l & 3;
+    for (int r = 0; r < 4; ++r) {
+      const int row = g + 8 * (r >> 1), col = 2 * t + (r & 1);
+      double sum = 0;
+      for (int k = 0; k < 16; ++k) sum += A[row][k] * B[k][col];
+      d[l][r] += sum;
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 13) {
+    std::fprintf(stderr, "usage: N C H W kh kw pt pl Ho Wo flip has_bias\n");
+    return 2;
+  }
+  auto arg = [&](int i) { return std::atoll(argv[i]); };
+  Geometry g{};
+  g.N = arg(1);
+  g.C = arg(2);
+  g.H = arg(3);
+  g.W = arg(4);
+  g.kh = int(arg(5));
+  g.kw = int(arg(6));
+  g.pt = int(arg(7));
+  g.pl = int(arg(8));
+  g.Ho = arg(9);
+  g.Wo = arg(10);
+  const bool flip = arg(11) != 0, has_bias = arg(12) != 0;
+  if (g.kh > kMaxKernel || g.kw > kMaxKernel) return 3;
+  g.tiles_w = int((g.Wo + kTileCols - 1) / kTileCols);
+  g.tiles = int((g.Ho + kTileRows - 1) / kTileRows) * g.tiles_w;
+  // Two images per block where there are two: the second image of a block reuses
+  // the fragment table and the shared memory of the first.
+  g.n_chunk = g.N >= 2 ? 2 : 1;
+  g.n_chunks = int((g.N + g.n_chunk - 1) / g.n_chunk);
+  const int T = g.kh * g.kw;
+  std::vector<double> x(g.N * g.C * g.H * g.W), w(g.C * T), bias(g.C, 0.0), y(g.N * g.C * g.Ho * g.Wo, -12345.0);
+  std::cin.read(reinterpret_cast<char*>(x.data()), x.size() * sizeof(double));
+  std::cin.read(reinterpret_cast<char*>(w.data()), w.size() * sizeof(double));
+  if (has_bias) std::cin.read(reinterpret_cast<char*>(bias.data()), bias.size() * sizeof(double));
+
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> s_x(kStageRows * kPitch);
+  std::vector<double> s_b(kFragments * 4);  // (b0 lo, b0 hi, b1 lo, b1 hi) per entry
+  for (int64_t c = 0; c < g.C; ++c) {
+    for (int block_x = 0; block_x < g.tiles * g.n_chunks; ++block_x) {
+      const int tile = block_x / g.n_chunks, chunk = block_x - tile * g.n_chunks;
+      const TileExtent e = tile_extent(g, tile);
+      std::fill(s_b.begin(), s_b.end(), nan);
+      for (int idx = 0; idx < g.kh * kChunks * 2 * 32; ++idx) {
+        const int lane = idx & 31, nt = (idx >> 5) & 1, kc = (idx >> 6) & 1, u = idx >> 7;
+        if (fragment_index(u, kc, nt, lane) != idx) return 4;
+        for (int r = 0; r < 2; ++r)
+          for (int h = 0; h < 2; ++h) {
+            const int t = band_tap(u, b_k(lane, r) + h, b_n(lane), kc, nt, g.kh, g.kw, flip);
+            s_b[idx * 4 + 2 * r + h] = t < 0 ? 0.0 : w[c * T + t];
+          }
+      }
+      const int64_t n_begin = int64_t(chunk) * g.n_chunk;
+      const int64_t n_end = std::min<int64_t>(n_begin + g.n_chunk, g.N);
+      for (int64_t n = n_begin; n < n_end; ++n) {
+        std::fill(s_x.begin(), s_x.end(), nan);
+        const double* xp = x.data() + (n * g.C + c) * g.H * g.W;
+        for (int s = 0; s < e.stage_rows * e.stage_cols; ++s) {
+          const int r = s / e.stage_cols, q = s - r * e.stage_cols;
+          if (r >= kStageRows || q >= kPitch) return 5;
+          const int64_t src = stage_source(g, e, r, q);
+          s_x[r * kPitch + q] = src < 0 ? 0.0 : xp[src];
+        }
+        for (int warp = 0; warp < kWarps; ++warp) {
+          const int j0 = 16 * warp;
+          if (j0 >= e.cols) continue;
+          double acc[kMTiles][2][32][4] = {};
+          for (int u = 0; u < g.kh; ++u)
+            for (int mt = 0; mt < e.m_tiles; ++mt)
+              for (int kc = 0; kc < kChunks; ++kc)
+                for (int nt = 0; nt < 2; ++nt) {
+                  Lane lanes[32];
+                  for (int lane = 0; lane < 32; ++lane) {
+                    for (int r = 0; r < 4; ++r) {
+                      const int off = a_offset(lane, r, mt, u, j0, kc);
+                      if (off < 0 || off + 1 >= kStageRows * kPitch || off % 2 != 0) return 6;
+                      lanes[lane].a[r][0] = s_x[off];
+                      lanes[lane].a[r][1] = s_x[off + 1];
+                    }
+                    const double* b = &s_b[fragment_index(u, kc, nt, lane) * 4];
+                    lanes[lane].b[0][0] = b[0];
+                    lanes[lane].b[0][1] = b[1];
+                    lanes[lane].b[1][0] = b[2];
+                    lanes[lane].b[1][1] = b[3];
+                  }
+                  mma(lanes, acc[mt][nt]);
+                }
+          double* yp = y.data() + (n * g.C + c) * g.Ho * g.Wo;
+          for (int mt = 0; mt < e.m_tiles; ++mt)
+            for (int nt = 0; nt < 2; ++nt)
+              for (int lane = 0; lane < 32; ++lane)
+                for (int r = 0; r < 4; ++r) {
+                  const int row = 16 * mt + c_row(lane, r), col = j0 + 8 * nt + c_col(lane, r);
+                  if (row < e.rows && col < e.cols)
+                    yp[(e.oh0 + row) * g.Wo + e.ow0 + col] = acc[mt][nt][lane][r] + bias[c];
+                }
+        }
+      }
+    }
+  }
+  std::cout.write(reinterpret_cast<const char*>(y.data()), y.size() * sizeof(double));
+  return 0;
+}
