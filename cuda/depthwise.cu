@@ -22,6 +22,7 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include <ATen/Dispatch.h>
@@ -286,11 +287,12 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// The tensor-core forward (cuda/depthwise_mma.cuh): half and bfloat16, dense
-// kernels up to 17x17, stride 1, compute capability 8.0+, and only with
-// LEARNABLE_OPS_DEPTHWISE_MMA=1 (read at every call) until it is measured
-// against tap_forward_kernel.
-bool mma_forward_applies(const at::Tensor& x, const Geo& g, bool dense) {
+// The tensor-core kernels (cuda/depthwise_mma.cuh: the forward, which also runs
+// the stride-1 input gradient, and the weight gradient): half and bfloat16,
+// dense kernels up to 17x17, stride 1, compute capability 8.0+, and only with
+// LEARNABLE_OPS_DEPTHWISE_MMA=1 (read at every call) until they are measured
+// against the direct kernels.
+bool mma_applies(const at::Tensor& x, const Geo& g, bool dense) {
   const char* flag = std::getenv("LEARNABLE_OPS_DEPTHWISE_MMA");
   if (flag == nullptr || std::strcmp(flag, "1") != 0) return false;
   if (!dense || g.sh != 1 || g.sw != 1 || g.kh > depthwise_mma::kMaxKernel || g.kw > depthwise_mma::kMaxKernel)
@@ -303,10 +305,11 @@ bool mma_forward_applies(const at::Tensor& x, const Geo& g, bool dense) {
   return major >= 8;
 }
 
-// Blocks of one channel and one 64x64 tile run a chunk of the batch (sharing the
-// channel's fragment table): about 4096 blocks in all where the batch allows.
-void launch_mma_forward(const at::Tensor& x, const at::Tensor& weights, const at::Tensor& bias_acc, at::Tensor& out,
-                        const Geo& g, bool flip) {
+// The tensor-core kernels' geometry: 64x64 tiles, and blocks of one channel and
+// one tile that run a chunk of the batch (sharing the channel's fragment table,
+// or accumulating the weight gradient): about `target_blocks` blocks in all
+// where the batch allows.
+depthwise_mma::Geometry mma_geometry(const Geo& g, int64_t target_blocks) {
   namespace dm = depthwise_mma;
   dm::Geometry m{g.N, g.C, g.H, g.W, g.Ho, g.Wo, g.kh, g.kw, g.pt, g.pl, 0, 0, 1, 1};
   const int64_t tiles_w = (g.Wo + dm::kTileCols - 1) / dm::kTileCols;
@@ -315,10 +318,18 @@ void launch_mma_forward(const at::Tensor& x, const at::Tensor& weights, const at
   m.tiles_w = int(tiles_w);
   m.tiles = int(tiles);
   const int64_t per_image = tiles * g.C;
-  const int64_t want_chunks = std::max<int64_t>(1, std::min<int64_t>(g.N, (4096 + per_image - 1) / per_image));
+  const int64_t want_chunks =
+      std::max<int64_t>(1, std::min<int64_t>(g.N, (target_blocks + per_image - 1) / per_image));
   m.n_chunk = (g.N + want_chunks - 1) / want_chunks;
   m.n_chunks = int((g.N + m.n_chunk - 1) / m.n_chunk);
-  const dim3 grid(unsigned(tiles * m.n_chunks), unsigned(g.C));
+  return m;
+}
+
+void launch_mma_forward(const at::Tensor& x, const at::Tensor& weights, const at::Tensor& bias_acc, at::Tensor& out,
+                        const Geo& g, bool flip) {
+  namespace dm = depthwise_mma;
+  const dm::Geometry m = mma_geometry(g, 4096);
+  const dim3 grid(unsigned(m.tiles * m.n_chunks), unsigned(g.C));
   const float* bp = bias_acc.defined() ? bias_acc.const_data_ptr<float>() : nullptr;
   auto go = [&](auto kernel, auto* xp, auto* yp) {
     kernel<<<grid, dm::kThreads, 0, current_stream()>>>(xp, weights.const_data_ptr<float>(), bp, yp, m);
@@ -337,9 +348,22 @@ void launch_mma_forward(const at::Tensor& x, const at::Tensor& weights, const at
   }
 }
 
+// The tensor-core weight gradient: partial (C, tiles * n_chunks, kh * kw) fp32.
+template <typename scalar_t>
+void launch_mma_weight_grad(const at::Tensor& grad_out, const at::Tensor& x, at::Tensor& partial,
+                            const depthwise_mma::Geometry& m) {
+  if constexpr (std::is_same_v<scalar_t, at::Half> || std::is_same_v<scalar_t, at::BFloat16>) {
+    const dim3 grid(unsigned(m.tiles * m.n_chunks), unsigned(m.C));
+    depthwise_mma::weight_grad_kernel<scalar_t><<<grid, depthwise_mma::kThreads, 0, current_stream()>>>(
+        grad_out.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), partial.mutable_data_ptr<float>(), m);
+  } else {
+    TORCH_CHECK(false, "depthwise conv: the tensor-core weight gradient takes half or bfloat16");
+  }
+}
+
 void launch_forward(const at::Tensor& x, const at::Tensor& offsets, const at::Tensor& weights,
                     const at::Tensor& bias_acc, at::Tensor& out, const Geo& g, bool dense, bool flip) {
-  if (mma_forward_applies(x, g, dense)) {
+  if (mma_applies(x, g, dense)) {
     launch_mma_forward(x, weights, bias_acc, out, g, flip);
     return;
   }
@@ -782,15 +806,19 @@ std::tuple<at::Tensor, at::Tensor> tap_conv_correlation_cuda(const at::Tensor& g
   const at::Tensor go = grad_out.contiguous(), xc = x.contiguous();
   const Geo geo = make_geo(g, T);
   const int64_t ocs = g.dense ? 0 : (offsets.size(0) == 1 ? 0 : T * 2);
+  const bool mma = mma_applies(xc, geo, g.dense);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "tap_conv_correlation_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const CorrTile t = corr_tile(geo, sizeof(acc_t), g.dense);
-    const int parts = t.tiles_h * t.tiles_w * t.batch_chunks;
+    const depthwise_mma::Geometry m = mma_geometry(geo, 1024);
+    const int parts = mma ? m.tiles * m.n_chunks : t.tiles_h * t.tiles_w * t.batch_chunks;
     at::Tensor partial = at::empty({g.C, parts, T}, x.options().dtype(acc_dtype));
     TORCH_CHECK(g.C <= int64_t(INT32_MAX), "too many channels");
     const dim3 grid(unsigned(g.C), unsigned(parts), unsigned(t.tap_chunks));
     const int64_t* op = g.dense ? nullptr : offsets.const_data_ptr<int64_t>();
-    if (t.grouped)
+    if (mma)
+      launch_mma_weight_grad<scalar_t>(go, xc, partial, m);
+    else if (t.grouped)
       tap_correlation_grouped_kernel<scalar_t, acc_t><<<grid, kThreads, t.smem, current_stream()>>>(
           go.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(), partial.mutable_data_ptr<acc_t>(), geo, t);
     else if (g.dense)

@@ -122,6 +122,45 @@ LO_HD int a_offset(int lane, int r, int mt, int u, int j0, int kc) {
   return (16 * mt + a_row(lane, r) + u) * kPitch + j0 + 16 * kc + a_col(lane, r);
 }
 
+// ---------------------------------------------------------------------------
+// Weight gradient: dW[u, v] = sum over images and outputs (i, j) of
+// g[i, j] * x[i + u - pt, j + v - pl]. Per block (one channel, one 64x64 tile
+// of grad_output, a chunk of the batch) it is a GEMM with M = u (two m-tiles,
+// kh <= 17), N = v (three n8 tiles, kw <= 17) and K running over the tile's
+// input rows r and output columns j:
+//
+//   A[u, (r, j)] = g[r - u, j]   (zero outside the tile's rows)
+//   B[(r, j), v] = x[r, j + v]   (the staged input rows, zero outside the image)
+//
+// The warps take the input rows r in turn (r = warp mod 4) and the 16-column
+// chunks j0 of each; their accumulators are added in warp order through shared
+// memory, and each block writes its partial sums (reduced over the blocks in a
+// fixed order afterwards, as the direct kernel's).
+constexpr int kGradTopRows = 31;                                // zero rows above the g tile (u <= 31)
+constexpr int kGradPitch = 72;                                  // >= 64; 144 bytes = 16 (mod 128)
+constexpr int kGradStageRows = kGradTopRows + kTileRows + kMaxKernel - 1;  // 111
+constexpr int kInputPitch = kTileCols + 24;                     // 88: j < 64 plus v < 24
+constexpr int kWgMTiles = 2, kWgNTiles = 3;
+constexpr int kWgRowsOut = 16 * kWgMTiles, kWgColsOut = 8 * kWgNTiles;  // 32 x 24 accumulators per warp
+
+// Staged grad_output element (rho, q): g row rho - kGradTopRows of the tile, or
+// -1 (a zero) outside the tile's valid rows and columns; the plane offset.
+LO_HD int64_t grad_stage_source(const Geometry& g, const TileExtent& e, int rho, int q) {
+  const int i = rho - kGradTopRows;
+  return (i >= 0 && i < e.rows && q < e.cols) ? (e.oh0 + i) * g.Wo + e.ow0 + q : -1;
+}
+// Rows and columns of the two stages: every row a valid (u, r) reads.
+LO_HD int grad_stage_rows(const Geometry& g, const TileExtent& e) { return e.rows + g.kh - 1 + kGradTopRows; }
+LO_HD int grad_stage_cols(const TileExtent& e) { return ((e.cols + 15) / 16) * 16; }
+LO_HD int input_stage_cols(const TileExtent& e) { return grad_stage_cols(e) + 24; }
+
+// Shared-memory offsets: A register r of m-tile mt at input row r_in and chunk
+// j0 (the element and the next), and B element (k, n) of n8 tile nt.
+LO_HD int wg_a_offset(int lane, int r, int mt, int r_in, int j0) {
+  return (r_in - (16 * mt + a_row(lane, r)) + kGradTopRows) * kGradPitch + j0 + a_col(lane, r);
+}
+LO_HD int wg_b_offset(int k, int n, int nt, int r_in, int j0) { return r_in * kInputPitch + j0 + k + 8 * nt + n; }
+
 }  // namespace depthwise_mma
 }  // namespace learnable_ops
 
@@ -260,6 +299,93 @@ __global__ void __launch_bounds__(kThreads)
             yp[(e.oh0 + row) * g.Wo + e.ow0 + col] = static_cast<scalar_t>(acc[mt][nt][r] + b0);
         }
     }
+  }
+#elif defined(__CUDA_ARCH__)
+  __trap();  // launched only on devices of compute capability 8.0 and newer
+#endif
+}
+
+// grid: x = tile * n_chunks + batch chunk (the part), y = channel.
+// partial[(c * parts + part) * kh * kw + u * kw + v], parts = gridDim.x.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    weight_grad_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ x, float* __restrict__ partial,
+                       Geometry g) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  __shared__ __align__(16) scalar_t s_g[kGradStageRows * kGradPitch];
+  __shared__ __align__(16) scalar_t s_x[kStageRows * kInputPitch];
+  __shared__ float s_red[kWarps][kWgRowsOut * kWgColsOut];
+  const int64_t c = blockIdx.y;
+  const int tile = int(blockIdx.x) / g.n_chunks, chunk = int(blockIdx.x) - tile * g.n_chunks;
+  const TileExtent e = tile_extent(g, tile);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g_rows = grad_stage_rows(g, e), g_cols = grad_stage_cols(e), x_cols = input_stage_cols(e);
+  float acc[kWgMTiles][kWgNTiles][4];
+#pragma unroll
+  for (int mt = 0; mt < kWgMTiles; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kWgNTiles; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[mt][nt][r] = 0.f;
+  const int64_t n_begin = int64_t(chunk) * g.n_chunk;
+  const int64_t n_end = n_begin + g.n_chunk < g.N ? n_begin + g.n_chunk : g.N;
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    __syncthreads();  // the previous image's reads are done
+    const int64_t plane = n * g.C + c;
+    const scalar_t* gp = grad + plane * g.Ho * g.Wo;
+    const scalar_t* xp = x + plane * g.H * g.W;
+    for (int s = threadIdx.x; s < g_rows * g_cols; s += kThreads) {
+      const int rho = s / g_cols, q = s - rho * g_cols;
+      const int64_t src = grad_stage_source(g, e, rho, q);
+      s_g[rho * kGradPitch + q] = src < 0 ? scalar_t(0.f) : gp[src];
+    }
+    for (int s = threadIdx.x; s < e.stage_rows * x_cols; s += kThreads) {
+      const int r = s / x_cols, q = s - r * x_cols;
+      const int64_t src = stage_source(g, e, r, q);
+      s_x[r * kInputPitch + q] = src < 0 ? scalar_t(0.f) : xp[src];
+    }
+    __syncthreads();
+    for (int r_in = warp; r_in < e.stage_rows; r_in += kWarps) {
+      for (int j0 = 0; j0 < e.cols; j0 += 16) {
+        uint32_t a[kWgMTiles][4];
+#pragma unroll
+        for (int mt = 0; mt < kWgMTiles; ++mt)
+#pragma unroll
+          for (int r = 0; r < 4; ++r)
+            a[mt][r] = *reinterpret_cast<const uint32_t*>(s_g + wg_a_offset(lane, r, mt, r_in, j0));
+#pragma unroll
+        for (int nt = 0; nt < kWgNTiles; ++nt) {
+          uint32_t b[2];
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            const int k = b_k(lane, r);
+            const unsigned short lo = *reinterpret_cast<const unsigned short*>(s_x + wg_b_offset(k, b_n(lane), nt, r_in, j0));
+            const unsigned short hi =
+                *reinterpret_cast<const unsigned short*>(s_x + wg_b_offset(k + 1, b_n(lane), nt, r_in, j0));
+            b[r] = uint32_t(lo) | (uint32_t(hi) << 16);
+          }
+#pragma unroll
+          for (int mt = 0; mt < kWgMTiles; ++mt) Mma<scalar_t>::run(acc[mt][nt], a[mt], make_uint2(b[0], b[1]));
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int mt = 0; mt < kWgMTiles; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kWgNTiles; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+        s_red[warp][(16 * mt + c_row(lane, r)) * kWgColsOut + 8 * nt + c_col(lane, r)] = acc[mt][nt][r];
+  __syncthreads();
+  const int T = g.kh * g.kw;
+  float* out = partial + (c * int64_t(gridDim.x) + blockIdx.x) * T;
+  for (int idx = threadIdx.x; idx < T; idx += kThreads) {
+    const int u = idx / g.kw, v = idx - u * g.kw, cell = u * kWgColsOut + v;
+    float sum = s_red[0][cell];
+#pragma unroll
+    for (int w = 1; w < kWarps; ++w) sum += s_red[w][cell];
+    out[idx] = sum;
   }
 #elif defined(__CUDA_ARCH__)
   __trap();  // launched only on devices of compute capability 8.0 and newer

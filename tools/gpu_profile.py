@@ -146,6 +146,14 @@ def workloads():
                 yield f"mma dw 17x17 128x{c}x{hw}x{hw} bf16 (mma)", _with_env(run17, LEARNABLE_OPS_DEPTHWISE_MMA="1")
                 yield f"mma dw 17x17 128x{c}x{hw}x{hw} bf16 (default)", run17
                 yield f"mma dw 7x7 128x{c}x{hw}x{hw} bf16 (cuDNN NCHW)", lambda t=xm, w=wm7, c=c: F.conv2d(t, w, padding=3, groups=c)
+                # Training (batch 64): forward, input and weight gradients.
+                xt = xm[:64].clone().requires_grad_()
+                wt17, wt7 = wm17.clone().requires_grad_(), wm7.clone().requires_grad_()
+                train17 = _fwd_bwd(lambda t, w: lo.depthwise_conv2d(t, w), xt, wt17)
+                yield f"mma dw 17x17 64x{c}x{hw}x{hw} bf16 fwd+bwd (mma)", _with_env(train17, LEARNABLE_OPS_DEPTHWISE_MMA="1")
+                yield f"mma dw 17x17 64x{c}x{hw}x{hw} bf16 fwd+bwd (default)", train17
+                yield f"mma dw 7x7 64x{c}x{hw}x{hw} bf16 fwd+bwd (cuDNN)", _fwd_bwd(
+                    lambda t, w, c=c: F.conv2d(t, w, padding=3, groups=c), xt, wt7)
                 yield f"mma dw 7x7 128x{c}x{hw}x{hw} bf16 (cuDNN channels_last)", lambda t=xm.contiguous(
                     memory_format=torch.channels_last), w=wm7, c=c: F.conv2d(t, w, padding=3, groups=c)
     for c, hw in ((768, 7), (384, 14)):

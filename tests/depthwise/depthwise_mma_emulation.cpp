@@ -6,9 +6,12 @@
 // with NaN: a value the kernel reads without staging it reaches an output.
 // Driven by test_depthwise_mma.py.
 //
-// argv: N C H W kh kw pt pl Ho Wo flip(0|1) has_bias(0|1)
+// argv: N C H W kh kw pt pl Ho Wo flip(0|1) has_bias(0|1) [wgrad]
 // stdin: x (N*C*H*W), w (C*kh*kw), bias (C, if has_bias) as float64
 // stdout: y (N*C*Ho*Wo) as float64
+// With a 13th argument `wgrad`, the weight gradient kernel instead:
+// stdin: x (N*C*H*W), grad_output (N*C*Ho*Wo); stdout: dW (C*kh*kw), the
+// blocks' partial sums added in block order.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -59,8 +62,86 @@ void mma(const Lane (&lanes)[32], double (&d)[32][4]) {
 
 }  // namespace
 
+int weight_grad(const Geometry& g) {
+  const int T = g.kh * g.kw;
+  std::vector<double> x(g.N * g.C * g.H * g.W), grad(g.N * g.C * g.Ho * g.Wo), dw(g.C * T, 0.0);
+  std::cin.read(reinterpret_cast<char*>(x.data()), x.size() * sizeof(double));
+  std::cin.read(reinterpret_cast<char*>(grad.data()), grad.size() * sizeof(double));
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> s_g(kGradStageRows * kGradPitch), s_x(kStageRows * kInputPitch);
+  for (int64_t c = 0; c < g.C; ++c) {
+    for (int part = 0; part < g.tiles * g.n_chunks; ++part) {
+      const int tile = part / g.n_chunks, chunk = part - tile * g.n_chunks;
+      const TileExtent e = tile_extent(g, tile);
+      const int g_rows = grad_stage_rows(g, e), g_cols = grad_stage_cols(e), x_cols = input_stage_cols(e);
+      if (g_rows > kGradStageRows || g_cols > kGradPitch || x_cols > kInputPitch || e.stage_rows > kStageRows) return 7;
+      double acc[kWarps][kWgMTiles][kWgNTiles][32][4] = {};
+      const int64_t n_begin = int64_t(chunk) * g.n_chunk;
+      const int64_t n_end = std::min<int64_t>(n_begin + g.n_chunk, g.N);
+      for (int64_t n = n_begin; n < n_end; ++n) {
+        std::fill(s_g.begin(), s_g.end(), nan);
+        std::fill(s_x.begin(), s_x.end(), nan);
+        const double* gp = grad.data() + (n * g.C + c) * g.Ho * g.Wo;
+        const double* xp = x.data() + (n * g.C + c) * g.H * g.W;
+        for (int s = 0; s < g_rows * g_cols; ++s) {
+          const int rho = s / g_cols, q = s - rho * g_cols;
+          const int64_t src = grad_stage_source(g, e, rho, q);
+          s_g[rho * kGradPitch + q] = src < 0 ? 0.0 : gp[src];
+        }
+        for (int s = 0; s < e.stage_rows * x_cols; ++s) {
+          const int r = s / x_cols, q = s - r * x_cols;
+          const int64_t src = stage_source(g, e, r, q);
+          s_x[r * kInputPitch + q] = src < 0 ? 0.0 : xp[src];
+        }
+        for (int warp = 0; warp < kWarps; ++warp)
+          for (int r_in = warp; r_in < e.stage_rows; r_in += kWarps)
+            for (int j0 = 0; j0 < e.cols; j0 += 16)
+              for (int mt = 0; mt < kWgMTiles; ++mt)
+                for (int nt = 0; nt < kWgNTiles; ++nt) {
+                  Lane lanes[32];
+                  for (int lane = 0; lane < 32; ++lane) {
+                    for (int r = 0; r < 4; ++r) {
+                      const int off = wg_a_offset(lane, r, mt, r_in, j0);
+                      if (off < 0 || off + 1 >= kGradStageRows * kGradPitch || off % 2 != 0) return 8;
+                      lanes[lane].a[r][0] = s_g[off];
+                      lanes[lane].a[r][1] = s_g[off + 1];
+                    }
+                    for (int r = 0; r < 2; ++r)
+                      for (int h = 0; h < 2; ++h) {
+                        const int off = wg_b_offset(b_k(lane, r) + h, b_n(lane), nt, r_in, j0);
+                        if (off < 0 || off >= kStageRows * kInputPitch) return 9;
+                        lanes[lane].b[r][h] = s_x[off];
+                      }
+                  }
+                  mma(lanes, acc[warp][mt][nt]);
+                }
+      }
+      // The block's reduction: (u, v) cells, warps in order; then the partials in block order.
+      for (int idx = 0; idx < T; ++idx) {
+        const int u = idx / g.kw, v = idx - u * g.kw;
+        double sum = 0;
+        for (int warp = 0; warp < kWarps; ++warp) {
+          bool found = false;
+          for (int mt = 0; mt < kWgMTiles; ++mt)
+            for (int nt = 0; nt < kWgNTiles; ++nt)
+              for (int lane = 0; lane < 32; ++lane)
+                for (int r = 0; r < 4; ++r)
+                  if (16 * mt + c_row(lane, r) == u && 8 * nt + c_col(lane, r) == v) {
+                    sum += acc[warp][mt][nt][lane][r];
+                    found = true;
+                  }
+          if (!found) return 10;
+        }
+        dw[c * T + idx] += sum;
+      }
+    }
+  }
+  std::cout.write(reinterpret_cast<const char*>(dw.data()), dw.size() * sizeof(double));
+  return 0;
+}
+
 int main(int argc, char** argv) {
-  if (argc != 13) {
+  if (argc != 13 && argc != 14) {
     std::fprintf(stderr, "usage: N C H W kh kw pt pl Ho Wo flip has_bias\n");
     return 2;
   }
@@ -81,9 +162,11 @@ int main(int argc, char** argv) {
   g.tiles_w = int((g.Wo + kTileCols - 1) / kTileCols);
   g.tiles = int((g.Ho + kTileRows - 1) / kTileRows) * g.tiles_w;
   // Two images per block where there are two: the second image of a block reuses
-  // the fragment table and the shared memory of the first.
+  // the fragment table (the accumulators, for the weight gradient) and the shared
+  // memory of the first.
   g.n_chunk = g.N >= 2 ? 2 : 1;
   g.n_chunks = int((g.N + g.n_chunk - 1) / g.n_chunk);
+  if (argc == 14) return weight_grad(g);
   const int T = g.kh * g.kw;
   std::vector<double> x(g.N * g.C * g.H * g.W), w(g.C * T), bias(g.C, 0.0), y(g.N * g.C * g.Ho * g.Wo, -12345.0);
   std::cin.read(reinterpret_cast<char*>(x.data()), x.size() * sizeof(double));

@@ -5,8 +5,9 @@ stride 1, kernels up to 17x17; on CUDA behind LEARNABLE_OPS_DEPTHWISE_MMA=1).
 kernel's own index maps and a model of the mma instruction written from the PTX ISA's
 fragment layouts; the tests compare it with ``F.conv2d`` for the ConvNeXt shapes, planes
 cut at the 64x64 tiles, every padding the op takes, the flipped kernel of the input
-gradient, and no bias. On a GPU the op with the switch on is compared with the CPU op
-(forward, and the input gradient, which runs the same kernel flipped)."""
+gradient, and no bias; the weight gradient kernel likewise against autograd of
+``F.conv2d``. On a GPU the op with the switch on is compared with the CPU op (forward, the
+input gradient, which runs the forward kernel flipped, and the weight gradient)."""
 
 import subprocess
 from pathlib import Path
@@ -104,9 +105,35 @@ def test_cuda_mma_matches_cpu(monkeypatch, dtype, shape, kernel, padding):
     assert any("depthwise_mma" in k for k in kernels), kernels
     tol = 2e-2 if dtype == torch.bfloat16 else 2e-3
     torch.testing.assert_close(got.float().cpu(), expected, rtol=tol, atol=tol * expected.abs().max().item())
-    # The input gradient: the same kernel with the flipped taps.
-    g = torch.randn_like(got)
-    (gx,) = torch.autograd.grad(got, xc, g)
-    xr = xd.float().requires_grad_()
-    (gx_ref,) = torch.autograd.grad(lo.depthwise_conv2d(xr, wd.float(), bd.float(), 1, padding), xr, g.float().cpu())
+    # The input gradient (the same kernel with the flipped taps) and the weight gradient.
+    wc = wd.cuda().requires_grad_()
+    out = lo.depthwise_conv2d(xc, wc, bd.cuda(), 1, padding)
+    g = torch.randn_like(out)
+    (gx, gw), kernels = testing.cuda_kernels(lambda: torch.autograd.grad(out, (xc, wc), g))
+    assert sum("depthwise_mma" in k for k in kernels) >= 2, kernels
+    xr, wr = xd.float().requires_grad_(), wd.float().requires_grad_()
+    gx_ref, gw_ref = torch.autograd.grad(lo.depthwise_conv2d(xr, wr, bd.float(), 1, padding), (xr, wr), g.float().cpu())
     torch.testing.assert_close(gx.float().cpu(), gx_ref, rtol=tol, atol=tol * gx_ref.abs().max().item())
+    torch.testing.assert_close(gw.float().cpu(), gw_ref, rtol=tol, atol=tol * gw_ref.abs().max().item())
+
+
+def emulate_weight_grad(binary, x, grad, kernel, padding):
+    n, c, h, wd = x.shape
+    top, _, left, _ = padding
+    ho, wo = grad.shape[-2:]
+    args = [str(v) for v in (n, c, h, wd, *kernel, top, left, ho, wo, 0, 0)] + ["wgrad"]
+    data = x.double().numpy().tobytes() + grad.double().numpy().tobytes()
+    result = subprocess.run([binary, *args], input=data, capture_output=True)
+    assert result.returncode == 0, (result.returncode, result.stderr.decode())
+    return torch.from_numpy(np.frombuffer(result.stdout, dtype=np.float64).copy()).view(c, *kernel)
+
+
+@pytest.mark.parametrize("shape,kernel,padding", CASES)
+def test_emulated_weight_gradient_matches_conv(emulator, shape, kernel, padding):
+    torch.manual_seed(sum(shape) * 3 + sum(kernel))
+    x = torch.randn(shape, dtype=torch.float64)
+    w = torch.randn(shape[1], *kernel, dtype=torch.float64, requires_grad=True)
+    out = reference(x, w, None, padding)
+    g = torch.randn_like(out)
+    (expected,) = torch.autograd.grad(out, w, g)
+    torch.testing.assert_close(emulate_weight_grad(emulator, x, g, kernel, padding), expected, rtol=1e-11, atol=1e-11)
