@@ -36,7 +36,7 @@ xdist=""; python3 -c "import xdist" 2>/dev/null && xdist="-n ${WORKERS:-8}"
 [ -n "${1:-}" ] && (cd /tmp/t && timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${1:-tests} -q -p no:cacheprovider $xdist 2>&1 | tee "$OUT/tests${BENCH_TAG:+-$BENCH_TAG}.log" | tail -40)
 echo "== tests: $(( $(date +%s) - start ))s" | tee -a "$OUT/timing.txt"
 if [ -n "${PROFILE:-}" ]; then
-  (cd /tmp && timeout 240 python3 "$repo/tools/gpu_profile.py" ${PROFILE/all/} > "$OUT/profile.txt" 2>&1; tail -5 "$OUT/profile.txt")
+  (cd /tmp && timeout ${PROFILE_TIMEOUT:-240} python3 "$repo/tools/gpu_profile.py" ${PROFILE/all/} > "$OUT/profile.txt" 2>&1; tail -5 "$OUT/profile.txt")
   echo "== profile: $(( $(date +%s) - start ))s"
 fi
 # Benchmark tables and JSON go to /tmp/bench, packed into $OUT/bench.tgz (the tool returns 8 files at most).
@@ -44,8 +44,10 @@ mkdir -p /tmp/bench
 for fam in ${2:-}; do
   (cd /tmp && timeout ${BENCH_TIMEOUT:-200} python3 -m learnable_ops bench --family "$fam" --device cuda --out /tmp/bench --min-run-time ${MIN_RUN:-0.3} 2>&1 | grep -E "^\| $fam|Traceback|Error" | head -40)
   echo "== bench $fam: $(( $(date +%s) - start ))s" | tee -a "$OUT/timing.txt"
+  # Packed after every family, so that a command cut at its limit still returns the finished ones.
+  # BENCH_TAG names the tarball (bench-<tag>.tgz), so that a second call in the same command (for
+  # example SKIP_BUILD=1 with a tuning switch such as LEARNABLE_OPS_SHIFT_FOLD_TABLE=1) keeps both.
+  tar czf "$OUT/bench${BENCH_TAG:+-$BENCH_TAG}.tgz" -C /tmp/bench .
 done
-# BENCH_TAG names the tarball (bench-<tag>.tgz), so that a second call in the same command (for
-# example SKIP_BUILD=1 with a tuning switch such as LEARNABLE_OPS_SHIFT_FOLD_TABLE=1) keeps both.
-[ -n "${2:-}" ] && tar czf "$OUT/bench${BENCH_TAG:+-$BENCH_TAG}.tgz" -C /tmp/bench . && rm -rf /tmp/bench/*
+rm -rf /tmp/bench/*
 echo "== total: $(( $(date +%s) - start ))s"
