@@ -298,7 +298,10 @@ bool mma_applies(const at::Tensor& x, const Geo& g, bool dense) {
   if (!dense || g.sh != 1 || g.sw != 1 || g.kh > depthwise_mma::kMaxKernel || g.kw > depthwise_mma::kMaxKernel)
     return false;
   if (x.scalar_type() != at::kHalf && x.scalar_type() != at::kBFloat16) return false;
-  if (g.C > 65535) return false;
+  // Channels are the grid's y; tiles times batch chunks (at most N) its x.
+  const int64_t tiles = ((g.Ho + depthwise_mma::kTileRows - 1) / depthwise_mma::kTileRows) *
+                        ((g.Wo + depthwise_mma::kTileCols - 1) / depthwise_mma::kTileCols);
+  if (g.C > 65535 || tiles * std::max<int64_t>(g.N, 1) > int64_t(INT32_MAX)) return false;
   int device = 0, major = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
@@ -313,8 +316,7 @@ depthwise_mma::Geometry mma_geometry(const Geo& g, int64_t target_blocks) {
   namespace dm = depthwise_mma;
   dm::Geometry m{g.N, g.C, g.H, g.W, g.Ho, g.Wo, g.kh, g.kw, g.pt, g.pl, 0, 0, 1, 1};
   const int64_t tiles_w = (g.Wo + dm::kTileCols - 1) / dm::kTileCols;
-  const int64_t tiles = ((g.Ho + dm::kTileRows - 1) / dm::kTileRows) * tiles_w;
-  TORCH_CHECK(tiles <= 65535, "depthwise conv: output plane ", g.Ho, "x", g.Wo, " is too large for the CUDA tiling");
+  const int64_t tiles = ((g.Ho + dm::kTileRows - 1) / dm::kTileRows) * tiles_w;  // bounded by mma_applies
   m.tiles_w = int(tiles_w);
   m.tiles = int(tiles);
   const int64_t per_image = tiles * g.C;
@@ -809,8 +811,9 @@ std::tuple<at::Tensor, at::Tensor> tap_conv_correlation_cuda(const at::Tensor& g
   const bool mma = mma_applies(xc, geo, g.dense);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "tap_conv_correlation_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const CorrTile t = corr_tile(geo, sizeof(acc_t), g.dense);
-    const depthwise_mma::Geometry m = mma_geometry(geo, 1024);
+    // Only the chosen kernel's tiling is planned (each checks its own limits).
+    const CorrTile t = mma ? CorrTile{} : corr_tile(geo, sizeof(acc_t), g.dense);
+    const depthwise_mma::Geometry m = mma ? mma_geometry(geo, 1024) : depthwise_mma::Geometry{};
     const int parts = mma ? m.tiles * m.n_chunks : t.tiles_h * t.tiles_w * t.batch_chunks;
     at::Tensor partial = at::empty({g.C, parts, T}, x.options().dtype(acc_dtype));
     TORCH_CHECK(g.C <= int64_t(INT32_MAX), "too many channels");
