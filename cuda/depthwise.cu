@@ -330,24 +330,33 @@ depthwise_mma::Geometry mma_geometry(const Geo& g, int64_t target_blocks) {
 void launch_mma_forward(const at::Tensor& x, const at::Tensor& weights, const at::Tensor& bias_acc, at::Tensor& out,
                         const Geo& g, bool flip) {
   namespace dm = depthwise_mma;
-  const dm::Geometry m = mma_geometry(g, 4096);
-  const dim3 grid(unsigned(m.tiles * m.n_chunks), unsigned(g.C));
+  // Small planes: each block's 4 warps share the batch chunk (at least 4 images each where the batch allows).
+  dm::Geometry m = mma_geometry(g, dm::is_small_plane(dm::Geometry{g.N, g.C, g.H, g.W, g.Ho, g.Wo}) ? 2048 : 4096);
+  const bool small = dm::is_small_plane(m);
+  if (small && m.n_chunk < dm::kWarps) {
+    m.n_chunk = std::min<int64_t>(g.N, dm::kWarps);
+    m.n_chunks = int((g.N + m.n_chunk - 1) / m.n_chunk);
+  }
+  const dim3 grid(unsigned(small ? m.n_chunks : m.tiles * m.n_chunks), unsigned(g.C));
   const float* bp = bias_acc.defined() ? bias_acc.const_data_ptr<float>() : nullptr;
   auto go = [&](auto kernel, auto* xp, auto* yp) {
     kernel<<<grid, dm::kThreads, 0, current_stream()>>>(xp, weights.const_data_ptr<float>(), bp, yp, m);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   };
-  if (x.scalar_type() == at::kHalf) {
-    const auto* xp = x.const_data_ptr<at::Half>();
-    auto* yp = out.mutable_data_ptr<at::Half>();
-    if (flip) go(dm::forward_kernel<at::Half, true>, xp, yp);
-    else go(dm::forward_kernel<at::Half, false>, xp, yp);
-  } else {
-    const auto* xp = x.const_data_ptr<at::BFloat16>();
-    auto* yp = out.mutable_data_ptr<at::BFloat16>();
-    if (flip) go(dm::forward_kernel<at::BFloat16, true>, xp, yp);
-    else go(dm::forward_kernel<at::BFloat16, false>, xp, yp);
-  }
+  auto launch = [&](auto* xp, auto* yp) {
+    using scalar_t = std::remove_const_t<std::remove_pointer_t<decltype(xp)>>;
+    if (small) {
+      if (flip) go(dm::forward_small_kernel<scalar_t, true>, xp, yp);
+      else go(dm::forward_small_kernel<scalar_t, false>, xp, yp);
+    } else {
+      if (flip) go(dm::forward_kernel<scalar_t, true>, xp, yp);
+      else go(dm::forward_kernel<scalar_t, false>, xp, yp);
+    }
+  };
+  if (x.scalar_type() == at::kHalf)
+    launch(x.const_data_ptr<at::Half>(), out.mutable_data_ptr<at::Half>());
+  else
+    launch(x.const_data_ptr<at::BFloat16>(), out.mutable_data_ptr<at::BFloat16>());
 }
 
 // The tensor-core weight gradient: partial (C, tiles * n_chunks, kh * kw) fp32.

@@ -117,10 +117,19 @@ LO_HD int64_t stage_source(const Geometry& g, const TileExtent& e, int r, int q)
 }
 
 // Shared-memory offset of the first element of A register r, for m-tile mt,
-// kernel row u, the strip at column j0 and chunk kc.
-LO_HD int a_offset(int lane, int r, int mt, int u, int j0, int kc) {
-  return (16 * mt + a_row(lane, r) + u) * kPitch + j0 + 16 * kc + a_col(lane, r);
+// kernel row u, the strip at column j0 and chunk kc, in a stage of row pitch `pitch`.
+LO_HD int a_offset(int lane, int r, int mt, int u, int j0, int kc, int pitch = kPitch) {
+  return (16 * mt + a_row(lane, r) + u) * pitch + j0 + 16 * kc + a_col(lane, r);
 }
+
+// Small planes (at most 16x16 outputs: ConvNeXt's 14x14 and 7x7 stages, 12 of its
+// 18 depthwise layers) fill one m-tile and one strip: there each warp runs its
+// own images of the block's channel (images n_begin + warp, + 4, ...) in a
+// stage of its own, synchronised by the warp alone. Rows: at most 16 + 16;
+// columns: the strip's 32; the pitch keeps the bank property above.
+constexpr int kSmallPitch = 72;
+constexpr int kSmallRows = 16 + kMaxKernel - 1;
+LO_HD bool is_small_plane(const Geometry& g) { return g.Ho <= 16 && g.Wo <= 16; }
 
 // ---------------------------------------------------------------------------
 // Weight gradient: dW[u, v] = sum over images and outputs (i, j) of
@@ -211,20 +220,12 @@ struct Mma<c10::Half> {
   }
 };
 
-// grid: x = tile * n_chunks + batch chunk, y = channel. w: (C, kh * kw) fp32;
-// bias: (C,) fp32 or null.
+// The B fragments of channel c, every (kernel row, chunk, n8 tile) and lane, into
+// s_b (fragment_index order), by the whole block; the caller synchronises.
 template <typename scalar_t, bool kFlip>
-__global__ void __launch_bounds__(kThreads)
-    forward_kernel(const scalar_t* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
-                   scalar_t* __restrict__ y, Geometry g) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  __shared__ __align__(16) scalar_t s_x[kStageRows * kPitch];
-  __shared__ uint2 s_b[kFragments];
-  const int64_t c = blockIdx.y;
-  const int tile = int(blockIdx.x) / g.n_chunks, chunk = int(blockIdx.x) - tile * g.n_chunks;
-  const TileExtent e = tile_extent(g, tile);
+__device__ __forceinline__ void build_fragments(const float* __restrict__ w, int64_t c, const Geometry& g,
+                                                uint2* s_b) {
   const int T = g.kh * g.kw;
-
   for (int idx = threadIdx.x; idx < g.kh * kChunks * 2 * 32; idx += kThreads) {
     const int lane = idx & 31, nt = (idx >> 5) & 1, kc = (idx >> 6) & 1, u = idx >> 7;
     uint32_t regs[2];
@@ -240,6 +241,21 @@ __global__ void __launch_bounds__(kThreads)
     }
     s_b[idx] = make_uint2(regs[0], regs[1]);
   }
+}
+
+// grid: x = tile * n_chunks + batch chunk, y = channel. w: (C, kh * kw) fp32;
+// bias: (C,) fp32 or null.
+template <typename scalar_t, bool kFlip>
+__global__ void __launch_bounds__(kThreads)
+    forward_kernel(const scalar_t* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
+                   scalar_t* __restrict__ y, Geometry g) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  __shared__ __align__(16) scalar_t s_x[kStageRows * kPitch];
+  __shared__ uint2 s_b[kFragments];
+  const int64_t c = blockIdx.y;
+  const int tile = int(blockIdx.x) / g.n_chunks, chunk = int(blockIdx.x) - tile * g.n_chunks;
+  const TileExtent e = tile_extent(g, tile);
+  build_fragments<scalar_t, kFlip>(w, c, g, s_b);
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int j0 = 16 * warp;
@@ -299,6 +315,59 @@ __global__ void __launch_bounds__(kThreads)
             yp[(e.oh0 + row) * g.Wo + e.ow0 + col] = static_cast<scalar_t>(acc[mt][nt][r] + b0);
         }
     }
+  }
+#elif defined(__CUDA_ARCH__)
+  __trap();  // launched only on devices of compute capability 8.0 and newer
+#endif
+}
+
+// Small planes (is_small_plane): grid x = batch chunk, y = channel; one tile.
+template <typename scalar_t, bool kFlip>
+__global__ void __launch_bounds__(kThreads)
+    forward_small_kernel(const scalar_t* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
+                         scalar_t* __restrict__ y, Geometry g) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  __shared__ __align__(16) scalar_t s_x[kWarps][kSmallRows * kSmallPitch];
+  __shared__ uint2 s_b[kFragments];
+  const int64_t c = blockIdx.y;
+  const TileExtent e = tile_extent(g, 0);
+  build_fragments<scalar_t, kFlip>(w, c, g, s_b);
+  __syncthreads();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  scalar_t* stage = s_x[warp];
+  const float b0 = bias ? bias[c] : 0.f;
+  const int64_t n_begin = int64_t(blockIdx.x) * g.n_chunk;
+  const int64_t n_end = n_begin + g.n_chunk < g.N ? n_begin + g.n_chunk : g.N;
+  const int stage_elems = e.stage_rows * e.stage_cols;
+  for (int64_t n = n_begin + warp; n < n_end; n += kWarps) {
+    const scalar_t* xp = x + (n * g.C + c) * g.H * g.W;
+    __syncwarp();  // the warp's previous image's reads are done
+    for (int s = lane; s < stage_elems; s += 32) {
+      const int r = s / e.stage_cols, q = s - r * e.stage_cols;
+      const int64_t src = stage_source(g, e, r, q);
+      stage[r * kSmallPitch + q] = src < 0 ? scalar_t(0.f) : xp[src];
+    }
+    __syncwarp();
+    float acc[2][4] = {};
+    for (int u = 0; u < g.kh; ++u) {
+#pragma unroll
+      for (int kc = 0; kc < kChunks; ++kc) {
+        uint32_t a[4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+          a[r] = *reinterpret_cast<const uint32_t*>(stage + a_offset(lane, r, 0, u, 0, kc, kSmallPitch));
+        Mma<scalar_t>::run(acc[0], a, s_b[fragment_index(u, kc, 0, lane)]);
+        Mma<scalar_t>::run(acc[1], a, s_b[fragment_index(u, kc, 1, lane)]);
+      }
+    }
+    scalar_t* yp = y + (n * g.C + c) * g.Ho * g.Wo;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int row = c_row(lane, r), col = 8 * nt + c_col(lane, r);
+        if (row < e.rows && col < e.cols) yp[row * g.Wo + col] = static_cast<scalar_t>(acc[nt][r] + b0);
+      }
   }
 #elif defined(__CUDA_ARCH__)
   __trap();  // launched only on devices of compute capability 8.0 and newer

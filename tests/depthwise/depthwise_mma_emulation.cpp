@@ -9,6 +9,7 @@
 // argv: N C H W kh kw pt pl Ho Wo flip(0|1) has_bias(0|1) [wgrad]
 // stdin: x (N*C*H*W), w (C*kh*kw), bias (C, if has_bias) as float64
 // stdout: y (N*C*Ho*Wo) as float64
+// With a 13th argument `small`, the small-plane forward kernel (same streams).
 // With a 13th argument `wgrad`, the weight gradient kernel instead:
 // stdin: x (N*C*H*W), grad_output (N*C*Ho*Wo); stdout: dW (C*kh*kw), the
 // blocks' partial sums added in block order.
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "depthwise_mma.cuh"
@@ -140,6 +142,62 @@ int weight_grad(const Geometry& g) {
   return 0;
 }
 
+// forward_small_kernel: planes of at most 16x16 outputs, one warp per image.
+int forward_small(Geometry g, const std::vector<double>& x, const std::vector<double>& w,
+                  const std::vector<double>& bias, bool flip, std::vector<double>& y) {
+  if (!is_small_plane(g)) return 11;
+  // Three images per block where there are three: one warp idle, the chunks uneven.
+  g.n_chunk = g.N >= 3 ? 3 : g.N;
+  g.n_chunks = int((g.N + g.n_chunk - 1) / g.n_chunk);
+  const int T = g.kh * g.kw;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const TileExtent e = tile_extent(g, 0);
+  if (e.stage_rows > kSmallRows || e.stage_cols > kSmallPitch) return 12;
+  std::vector<double> stage(kSmallRows * kSmallPitch);
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int chunk = 0; chunk < g.n_chunks; ++chunk) {
+      const int64_t n_begin = int64_t(chunk) * g.n_chunk, n_end = std::min<int64_t>(n_begin + g.n_chunk, g.N);
+      for (int warp = 0; warp < kWarps; ++warp)
+        for (int64_t n = n_begin + warp; n < n_end; n += kWarps) {
+          std::fill(stage.begin(), stage.end(), nan);
+          const double* xp = x.data() + (n * g.C + c) * g.H * g.W;
+          for (int s = 0; s < e.stage_rows * e.stage_cols; ++s) {
+            const int r = s / e.stage_cols, q = s - r * e.stage_cols;
+            const int64_t src = stage_source(g, e, r, q);
+            stage[r * kSmallPitch + q] = src < 0 ? 0.0 : xp[src];
+          }
+          double acc[2][32][4] = {};
+          for (int u = 0; u < g.kh; ++u)
+            for (int kc = 0; kc < kChunks; ++kc)
+              for (int nt = 0; nt < 2; ++nt) {
+                Lane lanes[32];
+                for (int lane = 0; lane < 32; ++lane) {
+                  for (int r = 0; r < 4; ++r) {
+                    const int off = a_offset(lane, r, 0, u, 0, kc, kSmallPitch);
+                    if (off < 0 || off + 1 >= kSmallRows * kSmallPitch || off % 2 != 0) return 13;
+                    lanes[lane].a[r][0] = stage[off];
+                    lanes[lane].a[r][1] = stage[off + 1];
+                  }
+                  for (int r = 0; r < 2; ++r)
+                    for (int h = 0; h < 2; ++h) {
+                      const int t = band_tap(u, b_k(lane, r) + h, b_n(lane), kc, nt, g.kh, g.kw, flip);
+                      lanes[lane].b[r][h] = t < 0 ? 0.0 : w[c * T + t];
+                    }
+                }
+                mma(lanes, acc[nt]);
+              }
+          double* yp = y.data() + (n * g.C + c) * g.Ho * g.Wo;
+          for (int nt = 0; nt < 2; ++nt)
+            for (int lane = 0; lane < 32; ++lane)
+              for (int r = 0; r < 4; ++r) {
+                const int row = c_row(lane, r), col = 8 * nt + c_col(lane, r);
+                if (row < e.rows && col < e.cols) yp[row * g.Wo + col] = acc[nt][lane][r] + bias[c];
+              }
+        }
+    }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc != 13 && argc != 14) {
     std::fprintf(stderr, "usage: N C H W kh kw pt pl Ho Wo flip has_bias\n");
@@ -166,12 +224,18 @@ int main(int argc, char** argv) {
   // memory of the first.
   g.n_chunk = g.N >= 2 ? 2 : 1;
   g.n_chunks = int((g.N + g.n_chunk - 1) / g.n_chunk);
-  if (argc == 14) return weight_grad(g);
+  if (argc == 14 && std::string(argv[13]) == "wgrad") return weight_grad(g);
   const int T = g.kh * g.kw;
   std::vector<double> x(g.N * g.C * g.H * g.W), w(g.C * T), bias(g.C, 0.0), y(g.N * g.C * g.Ho * g.Wo, -12345.0);
   std::cin.read(reinterpret_cast<char*>(x.data()), x.size() * sizeof(double));
   std::cin.read(reinterpret_cast<char*>(w.data()), w.size() * sizeof(double));
   if (has_bias) std::cin.read(reinterpret_cast<char*>(bias.data()), bias.size() * sizeof(double));
+  if (argc == 14 && std::string(argv[13]) == "small") {
+    const int rc = forward_small(g, x, w, bias, flip, y);
+    if (rc != 0) return rc;
+    std::cout.write(reinterpret_cast<const char*>(y.data()), y.size() * sizeof(double));
+    return 0;
+  }
 
   const double nan = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> s_x(kStageRows * kPitch);

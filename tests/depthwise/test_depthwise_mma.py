@@ -5,7 +5,7 @@ stride 1, kernels up to 17x17; on CUDA behind LEARNABLE_OPS_DEPTHWISE_MMA=1).
 kernel's own index maps and a model of the mma instruction written from the PTX ISA's
 fragment layouts; the tests compare it with ``F.conv2d`` for the ConvNeXt shapes, planes
 cut at the 64x64 tiles, every padding the op takes, the flipped kernel of the input
-gradient, and no bias; the weight gradient kernel likewise against autograd of
+gradient, no bias, and the small-plane kernel (at most 16x16 outputs, a warp per image); the weight gradient kernel likewise against autograd of
 ``F.conv2d``. On a GPU the op with the switch on is compared with the CPU op (forward, the
 input gradient, which runs the forward kernel flipped, and the weight gradient)."""
 
@@ -30,12 +30,13 @@ def emulator(tmp_path_factory):
     return testing.compile_kernel_emulator(SOURCE, out, [ROOT / "cpp" / "include", ROOT / "cuda"])
 
 
-def emulate(binary, x, w, bias, padding, flip=False):
+def emulate(binary, x, w, bias, padding, flip=False, small=False):
     n, c, h, wd = x.shape
     kh, kw = w.shape[-2:]
     top, bottom, left, right = padding
     ho, wo = h + top + bottom - kh + 1, wd + left + right - kw + 1
     args = [str(v) for v in (n, c, h, wd, kh, kw, top, left, ho, wo, int(flip), int(bias is not None))]
+    args += ["small"] if small else []
     data = x.double().numpy().tobytes() + w.double().reshape(c, -1).numpy().tobytes()
     if bias is not None:
         data += bias.double().numpy().tobytes()
@@ -75,6 +76,31 @@ def test_emulated_kernel_matches_conv(emulator, shape, kernel, padding):
     torch.testing.assert_close(emulate(emulator, x, w, b, padding), reference(x, w, b, padding), rtol=1e-12, atol=1e-12)
 
 
+# Planes of at most 16x16 outputs (forward_small_kernel): ConvNeXt's 14x14 and 7x7 stages,
+# 7 images (blocks of 3: the last one short, one warp of each idle), padding that crops and
+# rectangular kernels.
+SMALL_CASES = [
+    ((7, 2, 14, 14), (17, 17), (8, 8, 8, 8)),
+    ((7, 3, 7, 7), (17, 17), (8, 8, 8, 8)),
+    ((2, 2, 7, 7), (7, 7), (3, 3, 3, 3)),
+    ((4, 1, 16, 12), (5, 3), (2, 2, 1, 1)),
+    ((1, 2, 20, 9), (9, 2), (0, 0, 4, 4)),
+]
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("shape,kernel,padding", SMALL_CASES)
+def test_emulated_small_plane_kernel(emulator, shape, kernel, padding, flip):
+    torch.manual_seed(sum(shape) + 11)
+    x = torch.randn(shape, dtype=torch.float64)
+    w = torch.randn(shape[1], *kernel, dtype=torch.float64)
+    b = None if flip else torch.randn(shape[1], dtype=torch.float64)
+    expected = reference(x, w.flip(-1, -2) if flip else w, b, padding)
+    assert expected.shape[-2] <= 16 and expected.shape[-1] <= 16
+    got = emulate(emulator, x, w, b, padding, flip=flip, small=True)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("shape,kernel,padding", CASES[:4])
 def test_emulated_flipped_kernel_without_bias(emulator, shape, kernel, padding):
     torch.manual_seed(7)
@@ -89,7 +115,12 @@ def test_emulated_flipped_kernel_without_bias(emulator, shape, kernel, padding):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize(
     "shape,kernel,padding",
-    [((4, 96, 56, 56), (17, 17), "same"), ((4, 768, 7, 7), (17, 17), "same"), ((3, 5, 70, 130), (7, 5), (1, 2, 3, 0))],
+    [
+        ((4, 96, 56, 56), (17, 17), "same"),
+        ((6, 384, 14, 14), (17, 17), "same"),  # small planes: a warp per image
+        ((5, 768, 7, 7), (17, 17), "same"),
+        ((3, 5, 70, 130), (7, 5), (1, 2, 3, 0)),
+    ],
 )
 def test_cuda_mma_matches_cpu(monkeypatch, dtype, shape, kernel, padding):
     monkeypatch.setenv("LEARNABLE_OPS_DEPTHWISE_MMA", "1")
