@@ -359,6 +359,35 @@ bool padded_uses_channels_last(const at::Tensor& input, const at::Tensor& weight
   return flag == nullptr || std::strcmp(flag, "0") != 0;
 }
 
+// LEARNABLE_OPS_DIFFCONV_CHUNKS=k (read at every call; a tuning switch, unset by
+// default): the padded path runs the batch in min(k, N) chunks, forward and
+// backward, so that its temporaries (the padded input and gradient, the
+// channels_last copies) and cuDNN's workspace are a chunk's rather than the
+// batch's; results are assembled into contiguous tensors and the weight
+// gradients added in chunk order. ops/diffconv.py's fake mirrors it.
+int64_t padded_batch_chunks(const at::Tensor& input) {
+  const char* flag = std::getenv("LEARNABLE_OPS_DIFFCONV_CHUNKS");
+  if (flag == nullptr) return 1;
+  const int64_t k = std::strtoll(flag, nullptr, 10);
+  return std::max<int64_t>(1, std::min<int64_t>(k, input.size(0)));
+}
+
+// The padded path's forward on the whole of `input`; the padded copy is freed as
+// soon as the convolution returns.
+at::Tensor padded_forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                          const Setup& s, int64_t groups) {
+  if (padded_uses_channels_last(input, weight, s)) {
+    at::Tensor out = at::convolution(call_pad_layout(input, s.padding, s.order, s.dilation, false, true), weight,
+                                     bias, s.stride, {0, 0}, s.dilation, false, {0, 0}, groups);
+    return strictly_channels_last(out) ? relayout(out, false) : out.contiguous();
+  }
+  if (padded_uses_native_depthwise(input, weight, s))
+    return call_depthwise(polynomial_pad(input, s), weight.select(1, 0), bias, {0, 0, 0, 0}, s.stride);
+  at::Tensor out =
+      at::convolution(polynomial_pad(input, s), weight, bias, s.stride, {0, 0}, s.dilation, false, {0, 0}, groups);
+  return out.contiguous();
+}
+
 at::Tensor diff_conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
                               const std::optional<at::Tensor>& bias,
                               const std::optional<at::Tensor>& edge_weight,
@@ -367,18 +396,19 @@ at::Tensor diff_conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
                               bool keep_img_grad_at_invalid) {
   const Setup s = check_and_plan(input, weight, edge_weight, stride, dilation, groups, order);
   if (!edge_weight.has_value() && !edge_bias.has_value()) {
-    // Padded path; the padded copy is freed as soon as the convolution returns.
-    if (padded_uses_channels_last(input, weight, s)) {
-      at::Tensor out =
-          at::convolution(call_pad_layout(input, s.padding, s.order, s.dilation, false, true), weight, bias, s.stride,
-                          {0, 0}, s.dilation, false, {0, 0}, groups);
-      return strictly_channels_last(out) ? relayout(out, false) : out.contiguous();
+    const int64_t chunks = padded_batch_chunks(input);
+    if (chunks == 1) return padded_forward(input, weight, bias, s, groups);
+    const int64_t n = input.size(0), per = (n + chunks - 1) / chunks;
+    at::Tensor out;
+    for (int64_t b = 0; b < n; b += per) {
+      const int64_t len = std::min(per, n - b);
+      const at::Tensor part = padded_forward(input.narrow(0, b, len), weight, bias, s, groups);
+      if (!out.defined())
+        out = at::empty({n, part.size(1), part.size(2), part.size(3)},
+                        part.options().memory_format(at::MemoryFormat::Contiguous));
+      out.narrow(0, b, len).copy_(part);
     }
-    if (padded_uses_native_depthwise(input, weight, s))
-      return call_depthwise(polynomial_pad(input, s), weight.select(1, 0), bias, {0, 0, 0, 0}, s.stride);
-    at::Tensor out = at::convolution(polynomial_pad(input, s), weight, bias, s.stride, {0, 0}, s.dilation, false,
-                                     {0, 0}, groups);
-    return out.contiguous();
+    return out;
   }
   // Contiguous whatever the input's memory format (a no-op for NCHW inputs).
   at::Tensor out =
@@ -475,10 +505,39 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> diff_conv
 // one pass (diff_conv2d_pad_layout); otherwise the image part of the padded
 // gradient folded in place, a view (strides of the padded grid, which the
 // Python fake mirrors).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> padded_backward(const at::Tensor& grad_output,
+                                                               const at::Tensor& input, const at::Tensor& weight,
+                                                               const Setup& s, int64_t groups,
+                                                               std::array<bool, 3> output_mask);
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kernel(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
     at::IntArrayRef dilation, int64_t groups, at::IntArrayRef order, std::array<bool, 3> output_mask) {
   const Setup s = check_and_plan(input, weight, std::nullopt, stride, dilation, groups, order);
+  const int64_t chunks = padded_batch_chunks(input);
+  if (chunks == 1) return padded_backward(grad_output, input, weight, s, groups, output_mask);
+  // The batch in chunks (padded_batch_chunks): the input gradient assembled into a
+  // contiguous tensor, the weight and bias gradients added in chunk order.
+  const int64_t n = input.size(0), per = (n + chunks - 1) / chunks;
+  at::Tensor grad_input, grad_weight, grad_bias;
+  if (output_mask[0]) grad_input = at::empty(input.sizes(), input.options().memory_format(at::MemoryFormat::Contiguous));
+  for (int64_t b = 0; b < n; b += per) {
+    const int64_t len = std::min(per, n - b);
+    at::Tensor gi, gw, gb;
+    std::tie(gi, gw, gb) =
+        padded_backward(grad_output.narrow(0, b, len), input.narrow(0, b, len), weight, s, groups, output_mask);
+    if (output_mask[0]) grad_input.narrow(0, b, len).copy_(gi);
+    if (output_mask[1]) grad_weight = grad_weight.defined() ? grad_weight.add_(gw) : gw.contiguous();
+    if (output_mask[2]) grad_bias = grad_bias.defined() ? grad_bias.add_(gb) : gb.contiguous();
+  }
+  return {grad_input, grad_weight, grad_bias};
+}
+
+// Backward of the padded path on the whole of `input` (see the kernel above).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> padded_backward(const at::Tensor& grad_output,
+                                                               const at::Tensor& input, const at::Tensor& weight,
+                                                               const Setup& s, int64_t groups,
+                                                               std::array<bool, 3> output_mask) {
   const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
   const int64_t h = input.size(2), w = input.size(3);
   const int64_t padded_h = h + 2 * s.padding[0], padded_w = w + 2 * s.padding[1];

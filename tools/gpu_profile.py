@@ -98,6 +98,10 @@ def workloads():
                 # NCHW tensors for cuDNN (cpp/diffconv.cpp's channels_last route off).
                 yield f"diffconv {kind} K={k} padded nchw fwd+bwd", _with_env(
                     padded, LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST="0")
+                # The batch in 2 and 4 chunks (temporaries and cuDNN workspace per chunk).
+                for chunks in ("2", "4"):
+                    yield f"diffconv {kind} K={k} padded chunks={chunks} fwd+bwd", _with_env(
+                        padded, LEARNABLE_OPS_DIFFCONV_CHUNKS=chunks)
             else:
                 # Its padded input from diff_conv2d_pad_layout's kernel instead of the pad op's.
                 yield f"diffconv {kind} K={k} padded layout-pad fwd+bwd", _with_env(

@@ -296,6 +296,32 @@ def test_opcheck():
     testing.check_opcheck(padded_back, (g[:, :, ::2], x, w, [2, 1], [1, 2], 2, [1, 2], [True, False, True]))
 
 
+@pytest.mark.parametrize("chunks", ["2", "3", "7"])
+def test_padded_path_in_batch_chunks(monkeypatch, chunks):
+    """LEARNABLE_OPS_DIFFCONV_CHUNKS (a tuning switch of the padded path): the batch in chunks
+    gives the same values and gradients, a contiguous input gradient (the fake mirrors it:
+    opcheck), and more chunks than images fall back to one image a chunk."""
+    x, w = make((5, 4, 13, 12), (4, 2, 3, 5), seed=4)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    stride, dilation, groups, order = [2, 1], [1, 2], 2, [2, 3]
+    out = lo.diff_conv2d(x, w, b, stride, dilation, groups, order=order)
+    g = torch.randn_like(out)
+    want = torch.autograd.grad(out, [x, w, b], g)
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_CHUNKS", chunks)
+    got_out = lo.diff_conv2d(x, w, b, stride, dilation, groups, order=order)
+    torch.testing.assert_close(got_out, out, rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad(got_out, [x, w, b], g)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
+    back = torch.ops.learnable_ops.diff_conv2d_padded_backward.default
+    grads = back(g, x.detach(), w.detach(), stride, dilation, groups, order, [True, True, True])
+    assert grads[0].is_contiguous()
+    testing.check_opcheck(back, (g, x.detach(), w.detach(), stride, dilation, groups, order, [True, True, False]))
+    testing.check_opcheck(
+        torch.ops.learnable_ops.diff_conv2d.default, (x, w, b, None, None, stride, dilation, groups, order, True)
+    )
+
+
 def test_double_backward_raises():
     x, w = make((1, 1, 5, 5), (1, 1, 3, 3))
     (gx,) = torch.autograd.grad(lo.diff_conv2d(x, w).sum(), x, create_graph=True)
@@ -494,6 +520,20 @@ def test_cuda_padded_path_equals_cpu(shape_x, shape_w, stride, dilation, groups,
                            atol=1e-8, rtol=1e-8)
     testing.check_cpu_cuda(lambda w: lo.diff_conv2d(x.detach().to(w.device), w, None, stride, dilation, groups, order=order), [w],
                            atol=1e-8, rtol=1e-8)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+@pytest.mark.parametrize("shape_x,shape_w,stride,dilation,groups,order", PADDED_PATH_CASES[::2])
+def test_cuda_padded_path_in_batch_chunks_equals_cpu(monkeypatch, shape_x, shape_w, stride, dilation, groups, order):
+    # LEARNABLE_OPS_DIFFCONV_CHUNKS on CUDA, where dense layers take the channels_last route;
+    # three images in two chunks.
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_CHUNKS", "2")
+    x, w = make((3, *shape_x[1:]), shape_w, groups=groups, seed=shape_x[2])
+    b = torch.randn(shape_w[0], dtype=torch.float64, requires_grad=True)
+    testing.check_cpu_cuda(
+        lambda x, w, b: lo.diff_conv2d(x, w, b, stride, dilation, groups, order=order), [x, w, b], atol=1e-8, rtol=1e-8
+    )
 
 
 @pytest.mark.cuda

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 
 import torch
@@ -257,11 +258,22 @@ def _padded_channels_last(input, weight, stride, dilation, groups) -> bool:
     return os.environ.get("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST") != "0"
 
 
+def _padded_batch_chunks(input) -> int:
+    """cpp/diffconv.cpp's padded_batch_chunks: min(k, N) for LEARNABLE_OPS_DIFFCONV_CHUNKS=k
+    (its leading integer, as strtoll reads it), at least 1; 1 when unset."""
+    flag = os.environ.get("LEARNABLE_OPS_DIFFCONV_CHUNKS")
+    if flag is None:
+        return 1
+    match = re.match(r"\s*[+-]?\d+", flag)
+    k = int(match.group()) if match else 0
+    return max(1, min(k, input.shape[0]))
+
+
 @torch.library.register_fake("learnable_ops::diff_conv2d_padded_backward")
 def _diff_conv2d_padded_backward_fake(grad_output, input, weight, stride, dilation, groups, order, output_mask):
     grad_input = None
     if output_mask[0]:
-        if _padded_channels_last(input, weight, stride, dilation, groups):
+        if _padded_channels_last(input, weight, stride, dilation, groups) or _padded_batch_chunks(input) > 1:
             grad_input = input.new_empty(input.shape)
         else:  # the image part of the padded gradient, a view
             n, c, h, w = input.shape
