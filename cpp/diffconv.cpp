@@ -372,6 +372,13 @@ int64_t padded_batch_chunks(const at::Tensor& input) {
   return std::max<int64_t>(1, std::min<int64_t>(k, input.size(0)));
 }
 
+// Calls f(begin, length) for `chunks` ranges of [0, n) in order (the last one shorter).
+template <typename F>
+void for_each_batch_chunk(int64_t n, int64_t chunks, F&& f) {
+  const int64_t per = (n + chunks - 1) / chunks;
+  for (int64_t b = 0; b < n; b += per) f(b, std::min(per, n - b));
+}
+
 // The padded path's forward on the whole of `input`; the padded copy is freed as
 // soon as the convolution returns.
 at::Tensor padded_forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
@@ -398,16 +405,14 @@ at::Tensor diff_conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
   if (!edge_weight.has_value() && !edge_bias.has_value()) {
     const int64_t chunks = padded_batch_chunks(input);
     if (chunks == 1) return padded_forward(input, weight, bias, s, groups);
-    const int64_t n = input.size(0), per = (n + chunks - 1) / chunks;
     at::Tensor out;
-    for (int64_t b = 0; b < n; b += per) {
-      const int64_t len = std::min(per, n - b);
+    for_each_batch_chunk(input.size(0), chunks, [&](int64_t b, int64_t len) {
       const at::Tensor part = padded_forward(input.narrow(0, b, len), weight, bias, s, groups);
       if (!out.defined())
-        out = at::empty({n, part.size(1), part.size(2), part.size(3)},
+        out = at::empty({input.size(0), part.size(1), part.size(2), part.size(3)},
                         part.options().memory_format(at::MemoryFormat::Contiguous));
       out.narrow(0, b, len).copy_(part);
-    }
+    });
     return out;
   }
   // Contiguous whatever the input's memory format (a no-op for NCHW inputs).
@@ -518,18 +523,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_padded_backward_kerne
   if (chunks == 1) return padded_backward(grad_output, input, weight, s, groups, output_mask);
   // The batch in chunks (padded_batch_chunks): the input gradient assembled into a
   // contiguous tensor, the weight and bias gradients added in chunk order.
-  const int64_t n = input.size(0), per = (n + chunks - 1) / chunks;
   at::Tensor grad_input, grad_weight, grad_bias;
   if (output_mask[0]) grad_input = at::empty(input.sizes(), input.options().memory_format(at::MemoryFormat::Contiguous));
-  for (int64_t b = 0; b < n; b += per) {
-    const int64_t len = std::min(per, n - b);
+  for_each_batch_chunk(input.size(0), chunks, [&](int64_t b, int64_t len) {
     at::Tensor gi, gw, gb;
     std::tie(gi, gw, gb) =
         padded_backward(grad_output.narrow(0, b, len), input.narrow(0, b, len), weight, s, groups, output_mask);
     if (output_mask[0]) grad_input.narrow(0, b, len).copy_(gi);
     if (output_mask[1]) grad_weight = grad_weight.defined() ? grad_weight.add_(gw) : gw.contiguous();
     if (output_mask[2]) grad_bias = grad_bias.defined() ? grad_bias.add_(gb) : gb.contiguous();
-  }
+  });
   return {grad_input, grad_weight, grad_bias};
 }
 

@@ -331,8 +331,8 @@ void launch_mma_forward(const at::Tensor& x, const at::Tensor& weights, const at
                         const Geo& g, bool flip) {
   namespace dm = depthwise_mma;
   // Small planes: each block's 4 warps share the batch chunk (at least 4 images each where the batch allows).
-  dm::Geometry m = mma_geometry(g, dm::is_small_plane(dm::Geometry{g.N, g.C, g.H, g.W, g.Ho, g.Wo}) ? 2048 : 4096);
-  const bool small = dm::is_small_plane(m);
+  const bool small = dm::is_small_plane(g.Ho, g.Wo);
+  dm::Geometry m = mma_geometry(g, small ? 2048 : 4096);
   if (small && m.n_chunk < dm::kWarps) {
     m.n_chunk = std::min<int64_t>(g.N, dm::kWarps);
     m.n_chunks = int((g.N + m.n_chunk - 1) / m.n_chunk);

@@ -129,7 +129,7 @@ LO_HD int a_offset(int lane, int r, int mt, int u, int j0, int kc, int pitch = k
 // columns: the strip's 32; the pitch keeps the bank property above.
 constexpr int kSmallPitch = 72;
 constexpr int kSmallRows = 16 + kMaxKernel - 1;
-LO_HD bool is_small_plane(const Geometry& g) { return g.Ho <= 16 && g.Wo <= 16; }
+LO_HD bool is_small_plane(int64_t Ho, int64_t Wo) { return Ho <= 16 && Wo <= 16; }
 
 // ---------------------------------------------------------------------------
 // Weight gradient: dW[u, v] = sum over images and outputs (i, j) of
@@ -321,7 +321,7 @@ __global__ void __launch_bounds__(kThreads)
 #endif
 }
 
-// Small planes (is_small_plane): grid x = batch chunk, y = channel; one tile.
+// Small planes (is_small_plane(Ho, Wo)): grid x = batch chunk, y = channel; one tile.
 template <typename scalar_t, bool kFlip>
 __global__ void __launch_bounds__(kThreads)
     forward_small_kernel(const scalar_t* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,

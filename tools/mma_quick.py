@@ -4,37 +4,31 @@ device run (a few seconds). Per row: milliseconds per call (CUDA events, median 
 
     python tools/mma_quick.py
 """
-import os
 import statistics
 
 import torch
 import torch.nn.functional as F
+from gpu_profile import _with_env  # tools/ is this script's directory
 
 import learnable_ops as lo
 
 
-def time_ms(fn, env=None):
-    saved = os.environ.get("LEARNABLE_OPS_DEPTHWISE_MMA")
-    if env is not None:
-        os.environ["LEARNABLE_OPS_DEPTHWISE_MMA"] = env
-    try:
-        for _ in range(3):
+def time_ms(fn, mma=None):
+    """fn's time per call; with LEARNABLE_OPS_DEPTHWISE_MMA=`mma` set for the calls if given."""
+    if mma is not None:
+        fn = _with_env(fn, LEARNABLE_OPS_DEPTHWISE_MMA=mma)
+    for _ in range(3):
+        fn()
+    samples = []
+    for _ in range(5):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(10):
             fn()
-        samples = []
-        for _ in range(5):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(10):
-                fn()
-            end.record()
-            torch.cuda.synchronize()
-            samples.append(start.elapsed_time(end) / 10)
-        return statistics.median(samples)
-    finally:
-        if saved is None:
-            os.environ.pop("LEARNABLE_OPS_DEPTHWISE_MMA", None)
-        else:
-            os.environ["LEARNABLE_OPS_DEPTHWISE_MMA"] = saved
+        end.record()
+        torch.cuda.synchronize()
+        samples.append(start.elapsed_time(end) / 10)
+    return statistics.median(samples)
 
 
 def main():

@@ -62,6 +62,50 @@ void mma(const Lane (&lanes)[32], double (&d)[32][4]) {
   }
 }
 
+const double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// build_fragments: channel c's B table, (b0 lo, b0 hi, b1 lo, b1 hi) per entry in
+// fragment_index order, NaN past the kernel's rows. False if the index map and the
+// kernel's decoding of idx disagree.
+bool fragment_table(const Geometry& g, const std::vector<double>& w, int64_t c, bool flip, std::vector<double>& s_b) {
+  const int T = g.kh * g.kw;
+  s_b.assign(kFragments * 4, kNaN);
+  for (int idx = 0; idx < g.kh * kChunks * 2 * 32; ++idx) {
+    const int lane = idx & 31, nt = (idx >> 5) & 1, kc = (idx >> 6) & 1, u = idx >> 7;
+    if (fragment_index(u, kc, nt, lane) != idx) return false;
+    for (int r = 0; r < 2; ++r)
+      for (int h = 0; h < 2; ++h) {
+        const int t = band_tap(u, b_k(lane, r) + h, b_n(lane), kc, nt, g.kh, g.kw, flip);
+        s_b[idx * 4 + 2 * r + h] = t < 0 ? 0.0 : w[c * T + t];
+      }
+  }
+  return true;
+}
+
+// The kernels' staging of one image's input rows (stage_source) into `stage`
+// (row pitch `pitch`), refilled with NaN first: rows [0, e.stage_rows), columns
+// [0, cols). False if the region does not fit the stage.
+bool stage_input(std::vector<double>& stage, int pitch, const Geometry& g, const TileExtent& e, int cols,
+                 const double* xp) {
+  if (int64_t(e.stage_rows) * pitch > int64_t(stage.size()) || cols > pitch) return false;
+  std::fill(stage.begin(), stage.end(), kNaN);
+  for (int s = 0; s < e.stage_rows * cols; ++s) {
+    const int r = s / cols, q = s - r * cols;
+    const int64_t src = stage_source(g, e, r, q);
+    stage[r * pitch + q] = src < 0 ? 0.0 : xp[src];
+  }
+  return true;
+}
+
+// A register's two elements at shared-memory offset `off` (a 32-bit load: even and
+// inside the stage). False otherwise.
+bool load_a(const std::vector<double>& stage, int off, double (&a)[2]) {
+  if (off < 0 || off + 1 >= int(stage.size()) || off % 2 != 0) return false;
+  a[0] = stage[off];
+  a[1] = stage[off + 1];
+  return true;
+}
+
 }  // namespace
 
 int weight_grad(const Geometry& g) {
@@ -69,7 +113,6 @@ int weight_grad(const Geometry& g) {
   std::vector<double> x(g.N * g.C * g.H * g.W), grad(g.N * g.C * g.Ho * g.Wo), dw(g.C * T, 0.0);
   std::cin.read(reinterpret_cast<char*>(x.data()), x.size() * sizeof(double));
   std::cin.read(reinterpret_cast<char*>(grad.data()), grad.size() * sizeof(double));
-  const double nan = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> s_g(kGradStageRows * kGradPitch), s_x(kStageRows * kInputPitch);
   for (int64_t c = 0; c < g.C; ++c) {
     for (int part = 0; part < g.tiles * g.n_chunks; ++part) {
@@ -81,20 +124,14 @@ int weight_grad(const Geometry& g) {
       const int64_t n_begin = int64_t(chunk) * g.n_chunk;
       const int64_t n_end = std::min<int64_t>(n_begin + g.n_chunk, g.N);
       for (int64_t n = n_begin; n < n_end; ++n) {
-        std::fill(s_g.begin(), s_g.end(), nan);
-        std::fill(s_x.begin(), s_x.end(), nan);
+        std::fill(s_g.begin(), s_g.end(), kNaN);
         const double* gp = grad.data() + (n * g.C + c) * g.Ho * g.Wo;
-        const double* xp = x.data() + (n * g.C + c) * g.H * g.W;
         for (int s = 0; s < g_rows * g_cols; ++s) {
           const int rho = s / g_cols, q = s - rho * g_cols;
           const int64_t src = grad_stage_source(g, e, rho, q);
           s_g[rho * kGradPitch + q] = src < 0 ? 0.0 : gp[src];
         }
-        for (int s = 0; s < e.stage_rows * x_cols; ++s) {
-          const int r = s / x_cols, q = s - r * x_cols;
-          const int64_t src = stage_source(g, e, r, q);
-          s_x[r * kInputPitch + q] = src < 0 ? 0.0 : xp[src];
-        }
+        if (!stage_input(s_x, kInputPitch, g, e, x_cols, x.data() + (n * g.C + c) * g.H * g.W)) return 7;
         for (int warp = 0; warp < kWarps; ++warp)
           for (int r_in = warp; r_in < e.stage_rows; r_in += kWarps)
             for (int j0 = 0; j0 < e.cols; j0 += 16)
@@ -102,12 +139,8 @@ int weight_grad(const Geometry& g) {
                 for (int nt = 0; nt < kWgNTiles; ++nt) {
                   Lane lanes[32];
                   for (int lane = 0; lane < 32; ++lane) {
-                    for (int r = 0; r < 4; ++r) {
-                      const int off = wg_a_offset(lane, r, mt, r_in, j0);
-                      if (off < 0 || off + 1 >= kGradStageRows * kGradPitch || off % 2 != 0) return 8;
-                      lanes[lane].a[r][0] = s_g[off];
-                      lanes[lane].a[r][1] = s_g[off + 1];
-                    }
+                    for (int r = 0; r < 4; ++r)
+                      if (!load_a(s_g, wg_a_offset(lane, r, mt, r_in, j0), lanes[lane].a[r])) return 8;
                     for (int r = 0; r < 2; ++r)
                       for (int h = 0; h < 2; ++h) {
                         const int off = wg_b_offset(b_k(lane, r) + h, b_n(lane), nt, r_in, j0);
@@ -145,44 +178,30 @@ int weight_grad(const Geometry& g) {
 // forward_small_kernel: planes of at most 16x16 outputs, one warp per image.
 int forward_small(Geometry g, const std::vector<double>& x, const std::vector<double>& w,
                   const std::vector<double>& bias, bool flip, std::vector<double>& y) {
-  if (!is_small_plane(g)) return 11;
+  if (!is_small_plane(g.Ho, g.Wo)) return 11;
   // Three images per block where there are three: one warp idle, the chunks uneven.
   g.n_chunk = g.N >= 3 ? 3 : g.N;
   g.n_chunks = int((g.N + g.n_chunk - 1) / g.n_chunk);
-  const int T = g.kh * g.kw;
-  const double nan = std::numeric_limits<double>::quiet_NaN();
   const TileExtent e = tile_extent(g, 0);
-  if (e.stage_rows > kSmallRows || e.stage_cols > kSmallPitch) return 12;
-  std::vector<double> stage(kSmallRows * kSmallPitch);
+  std::vector<double> stage(kSmallRows * kSmallPitch), s_b;
   for (int64_t c = 0; c < g.C; ++c)
     for (int chunk = 0; chunk < g.n_chunks; ++chunk) {
+      if (!fragment_table(g, w, c, flip, s_b)) return 4;
       const int64_t n_begin = int64_t(chunk) * g.n_chunk, n_end = std::min<int64_t>(n_begin + g.n_chunk, g.N);
       for (int warp = 0; warp < kWarps; ++warp)
         for (int64_t n = n_begin + warp; n < n_end; n += kWarps) {
-          std::fill(stage.begin(), stage.end(), nan);
-          const double* xp = x.data() + (n * g.C + c) * g.H * g.W;
-          for (int s = 0; s < e.stage_rows * e.stage_cols; ++s) {
-            const int r = s / e.stage_cols, q = s - r * e.stage_cols;
-            const int64_t src = stage_source(g, e, r, q);
-            stage[r * kSmallPitch + q] = src < 0 ? 0.0 : xp[src];
-          }
+          if (!stage_input(stage, kSmallPitch, g, e, e.stage_cols, x.data() + (n * g.C + c) * g.H * g.W)) return 12;
           double acc[2][32][4] = {};
           for (int u = 0; u < g.kh; ++u)
             for (int kc = 0; kc < kChunks; ++kc)
               for (int nt = 0; nt < 2; ++nt) {
                 Lane lanes[32];
                 for (int lane = 0; lane < 32; ++lane) {
-                  for (int r = 0; r < 4; ++r) {
-                    const int off = a_offset(lane, r, 0, u, 0, kc, kSmallPitch);
-                    if (off < 0 || off + 1 >= kSmallRows * kSmallPitch || off % 2 != 0) return 13;
-                    lanes[lane].a[r][0] = stage[off];
-                    lanes[lane].a[r][1] = stage[off + 1];
-                  }
+                  for (int r = 0; r < 4; ++r)
+                    if (!load_a(stage, a_offset(lane, r, 0, u, 0, kc, kSmallPitch), lanes[lane].a[r])) return 13;
+                  const double* b = &s_b[fragment_index(u, kc, nt, lane) * 4];
                   for (int r = 0; r < 2; ++r)
-                    for (int h = 0; h < 2; ++h) {
-                      const int t = band_tap(u, b_k(lane, r) + h, b_n(lane), kc, nt, g.kh, g.kw, flip);
-                      lanes[lane].b[r][h] = t < 0 ? 0.0 : w[c * T + t];
-                    }
+                    for (int h = 0; h < 2; ++h) lanes[lane].b[r][h] = b[2 * r + h];
                 }
                 mma(lanes, acc[nt]);
               }
@@ -237,34 +256,16 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  std::vector<double> s_x(kStageRows * kPitch);
-  std::vector<double> s_b(kFragments * 4);  // (b0 lo, b0 hi, b1 lo, b1 hi) per entry
+  std::vector<double> s_x(kStageRows * kPitch), s_b;
   for (int64_t c = 0; c < g.C; ++c) {
     for (int block_x = 0; block_x < g.tiles * g.n_chunks; ++block_x) {
       const int tile = block_x / g.n_chunks, chunk = block_x - tile * g.n_chunks;
       const TileExtent e = tile_extent(g, tile);
-      std::fill(s_b.begin(), s_b.end(), nan);
-      for (int idx = 0; idx < g.kh * kChunks * 2 * 32; ++idx) {
-        const int lane = idx & 31, nt = (idx >> 5) & 1, kc = (idx >> 6) & 1, u = idx >> 7;
-        if (fragment_index(u, kc, nt, lane) != idx) return 4;
-        for (int r = 0; r < 2; ++r)
-          for (int h = 0; h < 2; ++h) {
-            const int t = band_tap(u, b_k(lane, r) + h, b_n(lane), kc, nt, g.kh, g.kw, flip);
-            s_b[idx * 4 + 2 * r + h] = t < 0 ? 0.0 : w[c * T + t];
-          }
-      }
+      if (!fragment_table(g, w, c, flip, s_b)) return 4;
       const int64_t n_begin = int64_t(chunk) * g.n_chunk;
       const int64_t n_end = std::min<int64_t>(n_begin + g.n_chunk, g.N);
       for (int64_t n = n_begin; n < n_end; ++n) {
-        std::fill(s_x.begin(), s_x.end(), nan);
-        const double* xp = x.data() + (n * g.C + c) * g.H * g.W;
-        for (int s = 0; s < e.stage_rows * e.stage_cols; ++s) {
-          const int r = s / e.stage_cols, q = s - r * e.stage_cols;
-          if (r >= kStageRows || q >= kPitch) return 5;
-          const int64_t src = stage_source(g, e, r, q);
-          s_x[r * kPitch + q] = src < 0 ? 0.0 : xp[src];
-        }
+        if (!stage_input(s_x, kPitch, g, e, e.stage_cols, x.data() + (n * g.C + c) * g.H * g.W)) return 5;
         for (int warp = 0; warp < kWarps; ++warp) {
           const int j0 = 16 * warp;
           if (j0 >= e.cols) continue;
@@ -275,17 +276,11 @@ int main(int argc, char** argv) {
                 for (int nt = 0; nt < 2; ++nt) {
                   Lane lanes[32];
                   for (int lane = 0; lane < 32; ++lane) {
-                    for (int r = 0; r < 4; ++r) {
-                      const int off = a_offset(lane, r, mt, u, j0, kc);
-                      if (off < 0 || off + 1 >= kStageRows * kPitch || off % 2 != 0) return 6;
-                      lanes[lane].a[r][0] = s_x[off];
-                      lanes[lane].a[r][1] = s_x[off + 1];
-                    }
+                    for (int r = 0; r < 4; ++r)
+                      if (!load_a(s_x, a_offset(lane, r, mt, u, j0, kc), lanes[lane].a[r])) return 6;
                     const double* b = &s_b[fragment_index(u, kc, nt, lane) * 4];
-                    lanes[lane].b[0][0] = b[0];
-                    lanes[lane].b[0][1] = b[1];
-                    lanes[lane].b[1][0] = b[2];
-                    lanes[lane].b[1][1] = b[3];
+                    for (int r = 0; r < 2; ++r)
+                      for (int h = 0; h < 2; ++h) lanes[lane].b[r][h] = b[2 * r + h];
                   }
                   mma(lanes, acc[mt][nt]);
                 }

@@ -30,19 +30,22 @@ def emulator(tmp_path_factory):
     return testing.compile_kernel_emulator(SOURCE, out, [ROOT / "cpp" / "include", ROOT / "cuda"])
 
 
+def run_emulator(binary, args, tensors, shape):
+    """Runs the emulator with `args`, the tensors as float64 on stdin; its stdout as `shape`."""
+    data = b"".join(t.double().contiguous().numpy().tobytes() for t in tensors)
+    result = subprocess.run([binary, *(str(a) for a in args)], input=data, capture_output=True)
+    assert result.returncode == 0, (result.returncode, result.stderr.decode())
+    return torch.from_numpy(np.frombuffer(result.stdout, dtype=np.float64).copy()).view(*shape)
+
+
 def emulate(binary, x, w, bias, padding, flip=False, small=False):
     n, c, h, wd = x.shape
     kh, kw = w.shape[-2:]
     top, bottom, left, right = padding
     ho, wo = h + top + bottom - kh + 1, wd + left + right - kw + 1
-    args = [str(v) for v in (n, c, h, wd, kh, kw, top, left, ho, wo, int(flip), int(bias is not None))]
-    args += ["small"] if small else []
-    data = x.double().numpy().tobytes() + w.double().reshape(c, -1).numpy().tobytes()
-    if bias is not None:
-        data += bias.double().numpy().tobytes()
-    result = subprocess.run([binary, *args], input=data, capture_output=True)
-    assert result.returncode == 0, (result.returncode, result.stderr.decode())
-    return torch.from_numpy(np.frombuffer(result.stdout, dtype=np.float64).copy()).view(n, c, ho, wo)
+    args = [n, c, h, wd, kh, kw, top, left, ho, wo, int(flip), int(bias is not None)] + (["small"] if small else [])
+    tensors = [x, w.reshape(c, -1)] + ([bias] if bias is not None else [])
+    return run_emulator(binary, args, tensors, (n, c, ho, wo))
 
 
 def reference(x, w, bias, padding):
@@ -152,11 +155,7 @@ def emulate_weight_grad(binary, x, grad, kernel, padding):
     n, c, h, wd = x.shape
     top, _, left, _ = padding
     ho, wo = grad.shape[-2:]
-    args = [str(v) for v in (n, c, h, wd, *kernel, top, left, ho, wo, 0, 0)] + ["wgrad"]
-    data = x.double().numpy().tobytes() + grad.double().numpy().tobytes()
-    result = subprocess.run([binary, *args], input=data, capture_output=True)
-    assert result.returncode == 0, (result.returncode, result.stderr.decode())
-    return torch.from_numpy(np.frombuffer(result.stdout, dtype=np.float64).copy()).view(c, *kernel)
+    return run_emulator(binary, [n, c, h, wd, *kernel, top, left, ho, wo, 0, 0, "wgrad"], [x, grad], (c, *kernel))
 
 
 @pytest.mark.parametrize("shape,kernel,padding", CASES)
