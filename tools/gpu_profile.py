@@ -141,21 +141,21 @@ def workloads():
         yield f"inference dw 17x17 ours NCHW 128x96x56x56 {dtype}", lambda t=xs.contiguous(), w=w17: lo.depthwise_conv2d(t, w)
         if dtype == torch.bfloat16:
             # The tensor-core forward (cuda/depthwise_mma.cuh) at ConvNeXt's four stages, against
-            # the default kernel and cuDNN's 7x7.
+            # the direct kernel and cuDNN's 7x7.
             for c, hw in ((96, 56), (192, 28), (384, 14), (768, 7)):
                 xm = torch.randn(128, c, hw, hw, device=dev, dtype=dtype)
                 wm17 = torch.randn(c, 1, 17, 17, device=dev, dtype=dtype)
                 wm7 = torch.randn(c, 1, 7, 7, device=dev, dtype=dtype)
                 run17 = lambda t=xm, w=wm17: lo.depthwise_conv2d(t, w)  # noqa: E731
                 yield f"mma dw 17x17 128x{c}x{hw}x{hw} bf16 (mma)", _with_env(run17, LEARNABLE_OPS_DEPTHWISE_MMA="1")
-                yield f"mma dw 17x17 128x{c}x{hw}x{hw} bf16 (default)", run17
+                yield f"mma dw 17x17 128x{c}x{hw}x{hw} bf16 (direct)", _with_env(run17, LEARNABLE_OPS_DEPTHWISE_MMA="0")
                 yield f"mma dw 7x7 128x{c}x{hw}x{hw} bf16 (cuDNN NCHW)", lambda t=xm, w=wm7, c=c: F.conv2d(t, w, padding=3, groups=c)
                 # Training (batch 64): forward, input and weight gradients.
                 xt = xm[:64].clone().requires_grad_()
                 wt17, wt7 = wm17.clone().requires_grad_(), wm7.clone().requires_grad_()
                 train17 = _fwd_bwd(lambda t, w: lo.depthwise_conv2d(t, w), xt, wt17)
                 yield f"mma dw 17x17 64x{c}x{hw}x{hw} bf16 fwd+bwd (mma)", _with_env(train17, LEARNABLE_OPS_DEPTHWISE_MMA="1")
-                yield f"mma dw 17x17 64x{c}x{hw}x{hw} bf16 fwd+bwd (default)", train17
+                yield f"mma dw 17x17 64x{c}x{hw}x{hw} bf16 fwd+bwd (direct)", _with_env(train17, LEARNABLE_OPS_DEPTHWISE_MMA="0")
                 yield f"mma dw 7x7 64x{c}x{hw}x{hw} bf16 fwd+bwd (cuDNN)", _fwd_bwd(
                     lambda t, w, c=c: F.conv2d(t, w, padding=3, groups=c), xt, wt7)
                 yield f"mma dw 7x7 128x{c}x{hw}x{hw} bf16 (cuDNN channels_last)", lambda t=xm.contiguous(
