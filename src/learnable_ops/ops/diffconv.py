@@ -173,6 +173,11 @@ def diff_conv2d(
     )
 
 
+# LEARNABLE_OPS_DIFFCONV_RING, read once at import (a tuning switch for benchmarks): "1" takes
+# the ring path wherever it applies, "0" never; unset, _ring_pays decides.
+_RING_SWITCH = os.environ.get("LEARNABLE_OPS_DIFFCONV_RING")
+
+
 def _ring_pays(input: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
     """Whether the ring path is the faster one here (measured, docs/diffconv.md): on the CPU
     always; on CUDA never. On an H100 (16x64x128x128 fp32, fwd+bwd, 2026-12-07 session 6, run 2)
@@ -180,6 +185,8 @@ def _ring_pays(input: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
     and dense K=3 in 1.9 ms, against 0.93/1.12/1.26 ms and 1.26 ms for the padded path (13-21
     kernels; its depthwise layers run on our depthwise ops, its dense ones on cuDNN with
     channels_last tensors)."""
+    if _RING_SWITCH in ("0", "1"):
+        return _RING_SWITCH == "1"
     return input.device.type != "cuda"
 
 
