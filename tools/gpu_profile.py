@@ -176,10 +176,27 @@ def workloads():
             lambda a, b, c=sig: lo.dcls_construct(a, b, c, (17, 17), version), w, P)
 
 
+def convnext_workloads():
+    """timm convnext_tiny and its DCLS version (gauss, 34 taps in 17x17) in bf16 autocast
+    inference at batch 128, as benchmarks/convnext.py runs them: where the gap goes."""
+    try:
+        import timm
+    except ImportError:
+        return
+    from learnable_ops.benchmarks.convnext import _inference, dcls_convnext
+
+    base = timm.create_model("convnext_tiny", pretrained=False).to(dev)
+    x = torch.randn(128, 3, 224, 224, device=dev)
+    yield "convnext bf16 inference b128 baseline", _inference(base, x, torch.bfloat16)
+    yield "convnext bf16 inference b128 dcls gauss", _inference(dcls_convnext(base, "gauss"), x, torch.bfloat16)
+
+
 def main(names):
     # As in the benchmarks (learnable-ops bench): cuDNN picks its algorithms by heuristics.
     torch.backends.cudnn.benchmark = False
-    for name, run in workloads():
+    import itertools
+
+    for name, run in itertools.chain(workloads(), convnext_workloads()):
         if names and not any(n in name for n in names):
             continue
         for _ in range(3):
@@ -216,7 +233,7 @@ def main(names):
                 rows.append((t / 5, e.count / 5, e.key))
         if not rows:
             print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=10, max_name_column_width=70))
-        for t, c, key in sorted(rows, reverse=True)[:8]:
+        for t, c, key in sorted(rows, reverse=True)[: 24 if "convnext" in name else 8]:
             print(f"  {t:9.1f} us  x{c:g}  {key[:110]}")
 
 
