@@ -165,6 +165,27 @@ LO_HD void single_preimage_span(I n, I fk, PadMode mode, I& lo, I& hi) {
   if (hi < lo) hi = lo;
 }
 
+// The shifts as the forward kernels read them: a float32 or float64 tensor in
+// place, with its strides. A float converts to double exactly, so the taps
+// are those of the host's conversion to float64, without that conversion's
+// kernel (a second launch per call). The other kernels take contiguous
+// float64 (shifts_as_double).
+struct ShiftsRef {
+  const void* data;
+  int64_t stride[2];
+  bool is_float;
+};
+
+__device__ __forceinline__ double shift_value(const double* __restrict__ shifts, const ShiftGeometry& g,
+                                              int64_t c, int k) {
+  return shifts[c * g.ndim + k];
+}
+__device__ __forceinline__ double shift_value(const ShiftsRef& shifts, const ShiftGeometry&, int64_t c, int k) {
+  const int64_t i = c * shifts.stride[0] + k * shifts.stride[1];
+  return shifts.is_float ? static_cast<double>(static_cast<const float*>(shifts.data)[i])
+                         : static_cast<const double*>(shifts.data)[i];
+}
+
 // The taps of the block's channel along each axis. Three threads (one per
 // axis) do the double-precision rounding and reduction (equivalent_shift) of
 // a set; every thread then reads them.
@@ -179,7 +200,8 @@ struct BlockTaps {
 struct PlaneTaps {
   AxisTaps axis[2][3];
   int finite[2][3];
-  __device__ void compute(const double* __restrict__ shifts, const ShiftGeometry& g, bool floor, bool rounded) {
+  template <typename Shifts>
+  __device__ void compute(const Shifts& shifts, const ShiftGeometry& g, bool floor, bool rounded) {
     const int t = threadIdx.x;
     if (t >= 6) return;
     const int set = t / 3, a = t % 3, k = a - g.first_axis();
@@ -188,7 +210,7 @@ struct PlaneTaps {
     bool ok = true;
     if (k >= 0)
       // Constant indices into g (a dynamic g.size[a] copies the parameter struct to the stack).
-      ok = axis_taps(shifts[(int64_t(blockIdx.x) % g.channels) * g.ndim + k],
+      ok = axis_taps(shift_value(shifts, g, int64_t(blockIdx.x) % g.channels, k),
                      a == 0 ? g.size[0] : (a == 1 ? g.size[1] : g.size[2]), g.padding, set == 1, &taps);
     axis[set][a] = taps;
     finite[set][a] = ok;
@@ -202,7 +224,8 @@ struct PlaneTaps {
 };
 
 // One set of taps (rounded or floor), with its own barrier.
-__device__ BlockTaps block_taps(const double* __restrict__ shifts, const ShiftGeometry& g,
+template <typename Shifts>
+__device__ BlockTaps block_taps(const Shifts& shifts, const ShiftGeometry& g,
                                 bool rounded) {
   __shared__ PlaneTaps taps;
   taps.compute(shifts, g, /*floor=*/!rounded, rounded);
@@ -330,7 +353,8 @@ struct GatherBlock {
 
   // False, after filling the chunk with NaN, when a shift of the channel is
   // not finite.
-  __device__ bool init(const scalar_t* source, scalar_t* destination, const double* shifts,
+  template <typename Shifts>
+  __device__ bool init(const scalar_t* source, scalar_t* destination, const Shifts& shifts,
                        const ShiftGeometry& g, const index_t* size, int64_t chunk) {
     const BlockTaps bt = block_taps(shifts, g, /*rounded=*/kBits == 0);
     const Chunk ch(g, chunk);
@@ -367,7 +391,7 @@ struct GatherBlock {
 // fraction t is non-zero.
 template <typename scalar_t, typename index_t, int kBits>
 __global__ void shift_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
-                                     const double* __restrict__ shifts, ShiftGeometry g,
+                                     ShiftsRef shifts, ShiftGeometry g,
                                      PlaneIndex<index_t> pi, int64_t chunk) {
   constexpr int U = gather_unroll<scalar_t, kBits>();
   constexpr int K = TapPlan<index_t, kBits>::kSlots;
@@ -976,7 +1000,39 @@ struct VecPack {
     }
   }
   __device__ __forceinline__ uint4 get() const { return make_uint4(w[0], w[1], w[2], w[3]); }
+  __device__ __forceinline__ void set_all(uint4 v) {
+    w[0] = v.x;
+    w[1] = v.y;
+    w[2] = v.z;
+    w[3] = v.w;
+  }
 };
+
+// The 16 bytes from byte `at` on of a 16-byte-aligned shared buffer: one
+// aligned 16-byte load, or two and a funnel shift when at % 16 != 0 (a row
+// shift that is not a multiple of the vector), instead of one load per
+// element (a 2-byte element's load costs a wavefront like a 16-byte one).
+// Reads up to the aligned 16 bytes after the first: the caller keeps the 16
+// bytes from `at` inside a buffer whose size is a multiple of 16.
+__device__ __forceinline__ uint4 load_shared16(const unsigned char* base, int at) {
+  const uint4* v = reinterpret_cast<const uint4*>(base + (at & ~15));
+  const int m = at & 15;
+  const uint4 a = v[0];
+  if (m == 0) return a;
+  const uint4 b = v[1];
+  const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+  // Words from m / 4 on (selects on its two bits, no indexed registers),
+  // then the bytes from m % 4 on.
+  uint32_t t[5];
+#pragma unroll
+  for (int i = 0; i < 5; ++i) {
+    const uint32_t two = (m & 8) ? w[i + 2] : w[i], three = (m & 8) ? w[i + 3] : w[i + 1];
+    t[i] = (m & 4) ? three : two;
+  }
+  const unsigned bits = (m & 3) * 8;
+  return make_uint4(__funnelshift_r(t[0], t[1], bits), __funnelshift_r(t[1], t[2], bits),
+                    __funnelshift_r(t[2], t[3], bits), __funnelshift_r(t[3], t[4], bits));
+}
 
 // The V values from element (h, w) of a plane of width W on, continuing into
 // the next rows.
@@ -1122,8 +1178,8 @@ struct AxisWeights {
 
 template <typename scalar_t, bool kActive>
 __global__ void __launch_bounds__(kPlaneMaxThreads)
-    shift_plane_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
-                               const double* __restrict__ shifts, ShiftGeometry g) {
+    shift_plane_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, ShiftsRef shifts,
+                               ShiftGeometry g) {
   using acc_t = at::opmath_type<scalar_t>;
   extern __shared__ __align__(16) unsigned char plane_smem[];
   const int H = static_cast<int>(g.size[1]), W = static_cast<int>(g.size[2]), n = H * W;
@@ -1158,8 +1214,8 @@ __global__ void __launch_bounds__(kPlaneMaxThreads)
           const int r = rows[h], c0 = w - fw;
           if (r < 0) return;  // a zero row of the padding: the pack is zeros
           if (c0 >= 0 && c0 + V <= W) {
-#pragma unroll
-            for (int j = 0; j < V; ++j) pack.set(j, xs[r + c0 + j]);
+            // Inside the staged plane, whose buffer is padded to 16 bytes.
+            pack.set_all(load_shared16(plane_smem, (r + c0) * int(sizeof(scalar_t))));
           } else {
 #pragma unroll
             for (int j = 0; j < V; ++j) {
@@ -1475,6 +1531,14 @@ void dispatch_gather(const ShiftGeometry& g, bool sparse, F&& launch) {
     launch(int32_t(), std::integral_constant<int, 0>());
 }
 
+// ShiftsRef of `shifts`: in place when float32 or float64, else of its
+// float64 copy, which `keep` holds until the launch.
+ShiftsRef shifts_ref(const at::Tensor& shifts, at::Tensor& keep) {
+  const auto type = shifts.scalar_type();
+  keep = ((type == at::kFloat || type == at::kDouble) && !shifts.is_neg()) ? shifts : shifts_as_double(shifts);
+  return {keep.const_data_ptr(), {keep.stride(0), keep.stride(1)}, keep.scalar_type() == at::kFloat};
+}
+
 at::Tensor shift_cuda(const at::Tensor& input, const at::Tensor& shifts,
                       c10::string_view padding_mode, c10::string_view mode) {
   check_floating(input, "input");
@@ -1485,7 +1549,8 @@ at::Tensor shift_cuda(const at::Tensor& input, const at::Tensor& shifts,
   const at::Tensor x = input.contiguous();
   at::Tensor out = at::empty(input.sizes(), x.options());
   if (out.numel() == 0) return out;
-  const at::Tensor s = shifts_as_double(shifts);
+  at::Tensor keep;
+  const ShiftsRef s = shifts_ref(shifts, keep);
   const int64_t smem = plane_forward_smem(g, x.element_size());
   if (plane_kernel_applies(g, smem)) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shift_cuda", [&] {
@@ -1493,10 +1558,10 @@ at::Tensor shift_cuda(const at::Tensor& input, const at::Tensor& shifts,
       const dim3 grid(static_cast<unsigned>(g.batch * g.channels));
       if (active)
         shift_plane_forward_kernel<scalar_t, true><<<grid, threads, smem, current_stream()>>>(
-            x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), s.const_data_ptr<double>(), g);
+            x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), s, g);
       else
         shift_plane_forward_kernel<scalar_t, false><<<grid, threads, smem, current_stream()>>>(
-            x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), s.const_data_ptr<double>(), g);
+            x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), s, g);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
     return out;
@@ -1507,8 +1572,8 @@ at::Tensor shift_cuda(const at::Tensor& input, const at::Tensor& shifts,
       constexpr int kBits = decltype(bits)::value;
       const PlaneLaunch l = plane_launch(g, gather_unroll<scalar_t, kBits>());
       shift_forward_kernel<scalar_t, index_t, kBits><<<l.grid, l.threads, 0, current_stream()>>>(
-          x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), s.const_data_ptr<double>(),
-          g, plane_index<index_t>(g), l.chunk);
+          x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), s, g, plane_index<index_t>(g),
+          l.chunk);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });

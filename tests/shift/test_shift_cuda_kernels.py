@@ -288,6 +288,30 @@ def test_cuda_forward_kernel_choice(shape, dtype, plane):
                 torch.testing.assert_close(got.cpu(), expected, atol=tol, rtol=tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("width", [56, 29])
+def test_cuda_sparse_plane_forward_every_row_offset(dtype, width):
+    # The plane forward reads a row's interior vectors from shared memory as aligned 16-byte
+    # vectors shifted into place: every column shift modulo the vector (and beyond the row),
+    # rows of whole vectors (56) and not (29), a staged plane read element-wise (a storage
+    # offset of one element), and shifts read in place in float32/float64 with strides or
+    # converted (float16): all exact against the CPU.
+    channels = 20
+    cols = torch.arange(channels, dtype=torch.float64) - 9
+    cols[0], cols[1] = 60, -61  # beyond the row
+    rows = torch.tensor([(-1) ** c * (c % 4) for c in range(channels)], dtype=torch.float64)
+    base = torch.stack([rows, cols], 1)
+    x = torch.randn(2, channels, 7, width, device="cuda").to(dtype)
+    offset = torch.randn(x.numel() + 1, device="cuda").to(dtype)[1:].view_as(x)
+    offset.copy_(x)
+    shift_variants = [base.float(), base, base.t().contiguous().t(), base.half(), base.float().t().contiguous().t()]
+    for padding_mode in lo.PAD_MODES:
+        expected = lo.shift(x.cpu(), base, padding_mode, "sparse")
+        for s in shift_variants:
+            assert torch.equal(lo.shift(x, s.cuda(), padding_mode, "sparse").cpu(), expected)
+        assert torch.equal(lo.shift(offset, base.cuda(), padding_mode, "sparse").cpu(), expected)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cuda_autograd_takes_fused_backward(dtype):
     # On CUDA autograd takes the fused op for both gradients (ops/shift.py _shift_backward);
