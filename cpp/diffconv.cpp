@@ -266,15 +266,20 @@ at::Tensor polynomial_pad(const at::Tensor& input, const Setup& s) {
 
 // Whether the stride-1 input gradient of a dense (groups == 1) convolution on
 // CUDA runs as the forward convolution of the flipped kernel (below) rather than
-// as cuDNN's dgrad. On an H100 (torch 2.11, 16x64x128x128 fp32, channels_last,
-// padded input) cuDNN's heuristics took an FFT dgrad for K = 5: 0.77 ms and 235
-// MiB at peak, against 0.28 ms for the forward of the same shape; for K = 7 its
-// implicit-GEMM dgrad took 0.59 ms against the forward's 0.50 ms. The switch
-// LEARNABLE_OPS_DIFFCONV_DGRAD_FPROP=0 (read at every call) turns it off.
-bool dense_dgrad_as_forward(const at::Tensor& grad_output) {
+// as cuDNN's dgrad: by default for kernels of more than 9 taps. On an H100
+// (torch 2.11, 16x64x128x128 fp32, padded input, session 8) cuDNN's heuristics
+// took an FFT dgrad for K = 5 on channels_last tensors (0.77 ms and 235 MiB at
+// peak, against 0.28 ms for the forward of the same shape): the padded path's
+// fwd+bwd went from 1.34x to 1.05x the time of F.conv2d and from 1.40x to 0.77x
+// its peak memory. For 3x3 it measured no gain. The switch
+// LEARNABLE_OPS_DIFFCONV_DGRAD_FPROP (read at every call) overrides: 0 never, 1
+// for every kernel size.
+bool dense_dgrad_as_forward(const at::Tensor& grad_output, const at::Tensor& weight) {
   if (!grad_output.is_cuda()) return false;
   const char* flag = std::getenv("LEARNABLE_OPS_DIFFCONV_DGRAD_FPROP");
-  return flag == nullptr || std::strcmp(flag, "0") != 0;
+  if (flag != nullptr && std::strcmp(flag, "0") == 0) return false;
+  if (flag != nullptr && std::strcmp(flag, "1") == 0) return true;
+  return weight.size(2) * weight.size(3) > 9;
 }
 
 // Gradient of the valid convolution with respect to its (padded) input, of size
@@ -289,7 +294,7 @@ bool dense_dgrad_as_forward(const at::Tensor& grad_output) {
 at::Tensor padded_input_gradient(const at::Tensor& grad_output, const at::Tensor& weight, const Setup& s,
                                  int64_t padded_h, int64_t padded_w) {
   const int64_t kh = weight.size(2), kw = weight.size(3);
-  if (s.stride[0] == 1 && s.stride[1] == 1 && (s.groups > 1 || dense_dgrad_as_forward(grad_output))) {
+  if (s.stride[0] == 1 && s.stride[1] == 1 && (s.groups > 1 || dense_dgrad_as_forward(grad_output, weight))) {
     const int64_t groups = s.groups, c_out = weight.size(0), c_in_per_group = weight.size(1);
     const at::Tensor flipped = weight.reshape({groups, c_out / groups, c_in_per_group, kh, kw})
                                    .transpose(1, 2)
@@ -366,10 +371,20 @@ at::Tensor relayout(const at::Tensor& t, bool channels_last) {
 // anyway, and the output gradient is transposed once. The environment switch
 // LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST=0, read at every call, turns it off (to
 // time both on one build).
+//
+// By default only for kernels of at most 25 taps (5x5): on an H100 (torch 2.11,
+// 16x64x128x128 fp32, fwd+bwd, session 8) the route ran K = 3 / 5 in 1.33x /
+// 1.05x the time of F.conv2d(padding='same') at 0.76x / 0.77x its peak memory,
+// but K = 7 in 1.27-1.43x at 1.28x, where the NCHW route took 1.17x at 1.05x:
+// for 7x7 cuDNN's TF32 kernels convert their operands in a pass of their own
+// on either layout, so the layout kernels bought nothing there. "1" forces the
+// route for every kernel size.
 bool padded_uses_channels_last(const at::Tensor& input, const at::Tensor& weight, const Setup& s) {
   if (!input.is_cuda() || padded_uses_native_depthwise(input, weight, s)) return false;
   const char* flag = std::getenv("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST");
-  return flag == nullptr || std::strcmp(flag, "0") != 0;
+  if (flag != nullptr && std::strcmp(flag, "0") == 0) return false;
+  if (flag != nullptr && std::strcmp(flag, "1") == 0) return true;
+  return weight.size(2) * weight.size(3) <= 25;
 }
 
 // LEARNABLE_OPS_DIFFCONV_CHUNKS=k (read at every call; a tuning switch, unset by

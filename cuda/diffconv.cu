@@ -24,8 +24,11 @@ template <bool kAdjoint, bool kSrcChannelsLast, bool kDstChannelsLast, typename 
 __global__ void __launch_bounds__(kTile * kTileRows) pad_layout_kernel(const Args<scalar_t> a) {
   __shared__ diffconv_layout::Shared<acc_t> sh;
   const diffconv_layout::Slot s{int64_t(blockIdx.x), int(threadIdx.x), int(threadIdx.y)};
-  diffconv_layout::run_block<kAdjoint, kSrcChannelsLast, kDstChannelsLast>(
-      s.block, a, sh, [&](auto&& f) { f(s); }, [] { __syncthreads(); });
+  diffconv_layout::lists<kAdjoint>(s, a, sh);
+  __syncthreads();
+  diffconv_layout::gather<kAdjoint, kSrcChannelsLast>(s, a, sh);
+  __syncthreads();
+  diffconv_layout::store<kAdjoint, kDstChannelsLast>(s, a, sh);
 }
 
 template <bool kAdjoint, typename scalar_t>

@@ -10,23 +10,20 @@
 // instead, and these kernels do the pad (or the fold) in the same pass as the
 // transpose they replace.
 //
-// A block covers kRowsPerBlock consecutive rows of the destination, kTile
-// channels by kTile columns, one row at a time: it reads the rows and columns
-// it needs with consecutive threads on the NCHW side's contiguous axis (W),
-// keeps the row's tile in shared memory, and writes with consecutive threads on
-// the NHWC side's contiguous axis (C). Each axis's sources (pad) or preimages
-// (fold) with their Lagrange weights come from lagrange.h, as in the pad op,
-// listed once per block: interior rows and columns list one entry, the copy.
-// (One row per block spent most of its instructions on the lists and the block
-// position: an H100 ran the pad of 16x64x128x128 fp32 in 115 us, where cuDNN's
-// plain transposes take 55 us.)
+// A block covers one row of the destination, kTile channels by kTile columns:
+// it reads the rows and columns it needs with consecutive threads on the NCHW
+// side's contiguous axis (W), keeps the tile in shared memory, and writes with
+// consecutive threads on the NHWC side's contiguous axis (C). Each axis's
+// sources (pad) or preimages (fold) with their Lagrange weights come from
+// lagrange.h, as in the pad op, listed once per block: interior rows and
+// columns list one entry, the copy.
 //
 // The same kernels, with either side in either layout, also serve as plain
 // transposes (padding 0) and as an NCHW-to-NCHW fold.
 //
-// The bodies are host-compilable, in phases separated by barriers (lists, then
-// gather and store for each row): tests/diffconv/diffconv_layout_emulation.cpp
-// replays every thread of every block on the CPU.
+// The bodies are host-compilable, in three phases separated by barriers
+// (lists, gather, store): tests/diffconv/diffconv_layout_emulation.cpp replays
+// every thread of every block on the CPU.
 #pragma once
 
 #include <cstdint>
@@ -45,7 +42,6 @@ namespace diffconv_layout {
 
 constexpr int kTile = 32;      // channels and columns per block (blockDim.x)
 constexpr int kTileRows = 8;   // blockDim.y
-constexpr int kRowsPerBlock = 8;  // destination rows per block (<= kTile: one list thread each)
 constexpr int kMaxTaps = 32;   // longest list of one axis (host-checked: fits)
 
 // One axis: n image samples, padded = n + 2 * before, extrapolated with
@@ -63,17 +59,15 @@ struct Args {
   scalar_t* dst;
   int64_t N, C;
   Axis h, w;
-  // Tiles of a destination row: along C, and along its columns; groups of
-  // kRowsPerBlock destination rows per image.
-  int64_t c_tiles, w_tiles, row_groups;
+  // Tiles of a destination row: along C, and along its columns.
+  int64_t c_tiles, w_tiles;
 };
 
 template <typename acc_t>
 struct Shared {
-  // The list of the block's destination row q at [q].
-  int row_count[kRowsPerBlock];
-  int64_t row_index[kRowsPerBlock][kMaxTaps];
-  acc_t row_weight[kRowsPerBlock][kMaxTaps];
+  int row_count;
+  int64_t row_index[kMaxTaps];
+  acc_t row_weight[kMaxTaps];
   int col_count[kTile];
   // Entry k of column t at [k][t]: a warp reading entry k of its 32 columns hits 32 banks.
   int64_t col_index[kMaxTaps][kTile];
@@ -118,11 +112,9 @@ LO_HD int64_t offset(int64_t n, int64_t c, int64_t i, int64_t k, int64_t C, int6
   return kChannelsLast ? ((n * rows + i) * cols + k) * C + c : ((n * C + c) * rows + i) * cols + k;
 }
 
-// Where a block sits: its first destination row (n, r0), its row count and its
-// tiles. Computed once per thread (the divisions are 64-bit).
+// Where a block sits: destination row (n, r) and its tiles.
 struct BlockPos {
-  int64_t n, r0, c0, w0;
-  int rows;
+  int64_t n, r, c0, w0;
 };
 
 template <bool kAdjoint, typename scalar_t>
@@ -132,24 +124,21 @@ LO_HD BlockPos block_pos(const Args<scalar_t>& a, int64_t block) {
   int64_t t = block / a.w_tiles;
   const int64_t ct = t % a.c_tiles;
   t /= a.c_tiles;
-  const int64_t r0 = (t % a.row_groups) * kRowsPerBlock;
-  const int64_t left = rows - r0;
-  return {t / a.row_groups, r0, ct * kTile, wt * kTile, int(left < kRowsPerBlock ? left : kRowsPerBlock)};
+  return {t / rows, t % rows, ct * kTile, wt * kTile};
 }
 
-// Phase 1: the row lists of the block's rows (threads (q, 1)) and its column
-// lists (threads (t, 0)).
+// Phase 1: the block's row list (thread (0, 1)) and its column lists (threads (t, 0)).
 template <bool kAdjoint, typename scalar_t, typename acc_t>
-LO_HD void lists(const Slot& s, const BlockPos& b, const Args<scalar_t>& a, Shared<acc_t>& sh) {
-  if (s.ty == 1 && s.tx < b.rows) {
-    const int q = s.tx;
+LO_HD void lists(const Slot& s, const Args<scalar_t>& a, Shared<acc_t>& sh) {
+  const BlockPos b = block_pos<kAdjoint>(a, s.block);
+  if (s.ty == 1 && s.tx == 0) {
     int c = 0;
-    visit<kAdjoint>(a.h, b.r0 + q, [&](int64_t i, double wgt) {
-      sh.row_index[q][c] = i;
-      sh.row_weight[q][c] = acc_t(wgt);
+    visit<kAdjoint>(a.h, b.r, [&](int64_t i, double wgt) {
+      sh.row_index[c] = i;
+      sh.row_weight[c] = acc_t(wgt);
       ++c;
     });
-    sh.row_count[q] = c;
+    sh.row_count = c;
   }
   if (s.ty == 0) {
     const int64_t j = b.w0 + s.tx;
@@ -164,27 +153,24 @@ LO_HD void lists(const Slot& s, const BlockPos& b, const Args<scalar_t>& a, Shar
   }
 }
 
-// Phase 2, for each of the block's rows q: the row's tile, read with
-// consecutive threads along the source's contiguous axis: columns (NCHW) or
-// channels (NHWC). Each thread holds kPer values. Where every list is the copy
-// (the interior) the kPer loads are issued together, before any is used; the
-// others sum their lists.
+// Phase 2: the tile, read with consecutive threads along the source's
+// contiguous axis: columns (NCHW) or channels (NHWC). Each thread holds kPer
+// values. Where every list is the copy (the interior) the kPer loads are
+// issued together, before any is used; the others sum their lists.
 constexpr int kPer = kTile / kTileRows;
 
 template <bool kAdjoint, bool kSrcChannelsLast, typename scalar_t, typename acc_t>
-LO_HD void gather(const Slot& s, const BlockPos& b, int q, const Args<scalar_t>& a, Shared<acc_t>& sh) {
+LO_HD void gather(const Slot& s, const Args<scalar_t>& a, Shared<acc_t>& sh) {
+  const BlockPos b = block_pos<kAdjoint>(a, s.block);
   const int64_t rows = kAdjoint ? a.h.padded : a.h.n, cols = kAdjoint ? a.w.padded : a.w.n;
-  const int row_count = sh.row_count[q];
-  const int64_t* row_index = sh.row_index[q];
-  const acc_t* row_weight = sh.row_weight[q];
   auto element = [&](int64_t c, int t) {  // channel c, tile column t: the general sum
     acc_t acc = 0;
-    for (int r = 0; r < row_count; ++r) {
+    for (int r = 0; r < sh.row_count; ++r) {
       acc_t line = 0;
       for (int k = 0; k < sh.col_count[t]; ++k)
         line += sh.col_weight[k][t] *
-                acc_t(a.src[offset<kSrcChannelsLast>(b.n, c, row_index[r], sh.col_index[k][t], a.C, rows, cols)]);
-      acc += row_weight[r] * line;
+                acc_t(a.src[offset<kSrcChannelsLast>(b.n, c, sh.row_index[r], sh.col_index[k][t], a.C, rows, cols)]);
+      acc += sh.row_weight[r] * line;
     }
     return acc;
   };
@@ -192,18 +178,18 @@ LO_HD void gather(const Slot& s, const BlockPos& b, int q, const Args<scalar_t>&
     // Thread channel tx; tile columns ty + kTileRows * i.
     const int64_t c = b.c0 + s.tx;
     if (c >= a.C) return;
-    bool copies = row_count == 1;
+    bool copies = sh.row_count == 1;
     LO_LAYOUT_UNROLL
     for (int i = 0; i < kPer; ++i) copies = copies && sh.col_count[s.ty + kTileRows * i] == 1;
     if (copies) {
-      const scalar_t* line = a.src + offset<true>(b.n, c, row_index[0], 0, a.C, rows, cols);
+      const scalar_t* line = a.src + offset<true>(b.n, c, sh.row_index[0], 0, a.C, rows, cols);
       scalar_t v[kPer];
       LO_LAYOUT_UNROLL
       for (int i = 0; i < kPer; ++i) v[i] = line[sh.col_index[0][s.ty + kTileRows * i] * a.C];
       LO_LAYOUT_UNROLL
       for (int i = 0; i < kPer; ++i) {
         const int t = s.ty + kTileRows * i;
-        sh.tile[s.tx][t] = row_weight[0] * sh.col_weight[0][t] * acc_t(v[i]);
+        sh.tile[s.tx][t] = sh.row_weight[0] * sh.col_weight[0][t] * acc_t(v[i]);
       }
       return;
     }
@@ -215,11 +201,11 @@ LO_HD void gather(const Slot& s, const BlockPos& b, int q, const Args<scalar_t>&
   } else {
     // Thread column tx; channels c0 + ty + kTileRows * i.
     if (sh.col_count[s.tx] == 0) return;
-    if (row_count == 1 && sh.col_count[s.tx] == 1) {
+    if (sh.row_count == 1 && sh.col_count[s.tx] == 1) {
       const int64_t plane = rows * cols;
-      const scalar_t* first = a.src + offset<false>(b.n, b.c0 + s.ty, row_index[0], sh.col_index[0][s.tx], a.C,
+      const scalar_t* first = a.src + offset<false>(b.n, b.c0 + s.ty, sh.row_index[0], sh.col_index[0][s.tx], a.C,
                                                     rows, cols);
-      const acc_t weight = row_weight[0] * sh.col_weight[0][s.tx];
+      const acc_t weight = sh.row_weight[0] * sh.col_weight[0][s.tx];
       scalar_t v[kPer];
       LO_LAYOUT_UNROLL
       for (int i = 0; i < kPer; ++i)
@@ -237,11 +223,11 @@ LO_HD void gather(const Slot& s, const BlockPos& b, int q, const Args<scalar_t>&
   }
 }
 
-// Phase 3, for each row q: the tile, written with consecutive threads along the destination's
+// Phase 3: the tile, written with consecutive threads along the destination's
 // contiguous axis.
 template <bool kAdjoint, bool kDstChannelsLast, typename scalar_t, typename acc_t>
-LO_HD void store(const Slot& s, const BlockPos& b, int q, const Args<scalar_t>& a, const Shared<acc_t>& sh) {
-  const int64_t r = b.r0 + q;
+LO_HD void store(const Slot& s, const Args<scalar_t>& a, const Shared<acc_t>& sh) {
+  const BlockPos b = block_pos<kAdjoint>(a, s.block);
   const int64_t rows = kAdjoint ? a.h.n : a.h.padded, cols = kAdjoint ? a.w.n : a.w.padded;
   if (kDstChannelsLast) {
     const int64_t c = b.c0 + s.tx;
@@ -251,7 +237,7 @@ LO_HD void store(const Slot& s, const BlockPos& b, int q, const Args<scalar_t>& 
       const int t = s.ty + kTileRows * i;
       const int64_t j = b.w0 + t;
       if (j < cols)
-        a.dst[offset<true>(b.n, c, r, j, a.C, rows, cols)] = static_cast<scalar_t>(sh.tile[s.tx][t]);
+        a.dst[offset<true>(b.n, c, b.r, j, a.C, rows, cols)] = static_cast<scalar_t>(sh.tile[s.tx][t]);
     }
   } else {
     const int64_t j = b.w0 + s.tx;
@@ -260,36 +246,17 @@ LO_HD void store(const Slot& s, const BlockPos& b, int q, const Args<scalar_t>& 
     for (int i = 0; i < kPer; ++i) {
       const int cc = s.ty + kTileRows * i;
       const int64_t c = b.c0 + cc;
-      if (c < a.C) a.dst[offset<false>(b.n, c, r, j, a.C, rows, cols)] = static_cast<scalar_t>(sh.tile[cc][s.tx]);
+      if (c < a.C) a.dst[offset<false>(b.n, c, b.r, j, a.C, rows, cols)] = static_cast<scalar_t>(sh.tile[cc][s.tx]);
     }
   }
 }
 
-// Blocks of a launch: images times row groups times channel tiles times column tiles.
+// Blocks of a launch: destination rows times channel tiles times column tiles.
 template <bool kAdjoint, typename scalar_t>
 int64_t plan(Args<scalar_t>& a) {
   a.c_tiles = (a.C + kTile - 1) / kTile;
   a.w_tiles = ((kAdjoint ? a.w.n : a.w.padded) + kTile - 1) / kTile;
-  a.row_groups = ((kAdjoint ? a.h.n : a.h.padded) + kRowsPerBlock - 1) / kRowsPerBlock;
-  return a.N * a.row_groups * a.c_tiles * a.w_tiles;
-}
-
-// One block, as the kernel runs it: `barrier` separates the phases (all threads
-// of the block reach it; __syncthreads on the device). `each(f)` runs f(slot)
-// for every thread of the block up to the next barrier: on the device, the
-// calling thread alone; in the CPU emulation, every thread in turn.
-template <bool kAdjoint, bool kSrcChannelsLast, bool kDstChannelsLast, typename scalar_t, typename acc_t,
-          typename Each, typename Barrier>
-LO_HD void run_block(int64_t block, const Args<scalar_t>& a, Shared<acc_t>& sh, Each&& each, Barrier&& barrier) {
-  const BlockPos b = block_pos<kAdjoint>(a, block);
-  each([&](const Slot& s) { lists<kAdjoint>(s, b, a, sh); });
-  barrier();
-  for (int q = 0; q < b.rows; ++q) {
-    each([&](const Slot& s) { gather<kAdjoint, kSrcChannelsLast>(s, b, q, a, sh); });
-    barrier();
-    each([&](const Slot& s) { store<kAdjoint, kDstChannelsLast>(s, b, q, a, sh); });
-    barrier();
-  }
+  return a.N * (kAdjoint ? a.h.n : a.h.padded) * a.c_tiles * a.w_tiles;
 }
 
 }  // namespace diffconv_layout

@@ -1,6 +1,6 @@
 // Runs the CUDA layout kernels of DiffConv2d's padded path (cuda/diffconv_layout.cuh)
-// on the CPU: every block of the launch through the kernel's own phase sequence
-// (run_block), every thread through one phase before any runs the next (the barriers).
+// on the CPU: every block of the launch, every thread through the list phase, then
+// through the gather phase, then through the store phase (the barriers between them).
 // Driven by test_diffconv_layout.py.
 //
 // argv: direction(pad|fold) src_layout(nchw|nhwc) dst_layout(nchw|nhwc)
@@ -24,12 +24,14 @@ void run(const Args<double>& a, int64_t blocks) {
   auto sh = std::make_unique<Shared<double>>();
   for (int64_t block = 0; block < blocks; ++block) {
     std::memset(static_cast<void*>(sh.get()), 0xAB, sizeof(Shared<double>));  // stale data must not matter
-    // Every thread of the block runs each phase before any runs the next (the barriers).
-    auto each = [&](auto&& f) {
+    for (int phase = 0; phase < 3; ++phase)
       for (int ty = 0; ty < kTileRows; ++ty)
-        for (int tx = 0; tx < kTile; ++tx) f(Slot{block, tx, ty});
-    };
-    run_block<kAdjoint, kSrcCL, kDstCL>(block, a, *sh, each, [] {});
+        for (int tx = 0; tx < kTile; ++tx) {
+          const Slot s{block, tx, ty};
+          if (phase == 0) lists<kAdjoint>(s, a, *sh);
+          if (phase == 1) gather<kAdjoint, kSrcCL>(s, a, *sh);
+          if (phase == 2) store<kAdjoint, kDstCL>(s, a, *sh);
+        }
   }
 }
 

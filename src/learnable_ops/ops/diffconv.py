@@ -259,10 +259,14 @@ def _padded_native_depthwise(input, weight, stride, dilation, groups) -> bool:
 
 def _padded_channels_last(input, weight, stride, dilation, groups) -> bool:
     """cpp/diffconv.cpp's padded_uses_channels_last: CUDA layers that run ATen's convolution
-    (cuDNN) on channels_last tensors, unless LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST=0."""
+    (cuDNN) on channels_last tensors, for kernels of at most 25 taps; the switch
+    LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST overrides (0 never, 1 always)."""
     if input.device.type != "cuda" or _padded_native_depthwise(input, weight, stride, dilation, groups):
         return False
-    return os.environ.get("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST") != "0"
+    flag = os.environ.get("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST")
+    if flag in ("0", "1"):
+        return flag == "1"
+    return weight.shape[2] * weight.shape[3] <= 25
 
 
 def _padded_batch_chunks(input) -> int:
