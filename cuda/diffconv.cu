@@ -7,6 +7,9 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "diffconv_layout.cuh"
 #include "learnable_ops/cuda_utils.cuh"
 #include "learnable_ops/diffconv_layout.h"
@@ -20,9 +23,9 @@ using diffconv_layout::kMaxTaps;
 using diffconv_layout::kTile;
 using diffconv_layout::kTileRows;
 
-template <bool kAdjoint, bool kSrcChannelsLast, bool kDstChannelsLast, typename scalar_t, typename acc_t>
+template <bool kAdjoint, bool kSrcChannelsLast, bool kDstChannelsLast, int R, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kTile * kTileRows) pad_layout_kernel(const Args<scalar_t> a) {
-  __shared__ diffconv_layout::Shared<acc_t> sh;
+  __shared__ diffconv_layout::Shared<acc_t, R> sh;
   const diffconv_layout::Slot s{int64_t(blockIdx.x), int(threadIdx.x), int(threadIdx.y)};
   diffconv_layout::lists<kAdjoint>(s, a, sh);
   __syncthreads();
@@ -31,20 +34,39 @@ __global__ void __launch_bounds__(kTile * kTileRows) pad_layout_kernel(const Arg
   diffconv_layout::store<kAdjoint, kDstChannelsLast>(s, a, sh);
 }
 
-template <bool kAdjoint, typename scalar_t>
-void launch(Args<scalar_t> a, bool src_cl, bool dst_cl) {
+// Blocks of R destination rows (diffconv_layout.cuh).
+template <int R, bool kAdjoint, typename scalar_t>
+void launch_rows(Args<scalar_t> a, bool src_cl, bool dst_cl) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t blocks = diffconv_layout::plan<kAdjoint>(a);
+  const int64_t blocks = diffconv_layout::plan<kAdjoint, R>(a);
   TORCH_CHECK(blocks <= int64_t(INT32_MAX), "diff_conv2d_pad_layout: tensor too large for one launch");
   const dim3 grid{unsigned(blocks)}, block{unsigned(kTile), unsigned(kTileRows)};
   auto go = [&](auto kernel) {
     kernel<<<grid, block, 0, current_stream()>>>(a);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   };
-  if (src_cl && dst_cl) go(pad_layout_kernel<kAdjoint, true, true, scalar_t, acc_t>);
-  else if (src_cl) go(pad_layout_kernel<kAdjoint, true, false, scalar_t, acc_t>);
-  else if (dst_cl) go(pad_layout_kernel<kAdjoint, false, true, scalar_t, acc_t>);
-  else go(pad_layout_kernel<kAdjoint, false, false, scalar_t, acc_t>);
+  if (src_cl && dst_cl) go(pad_layout_kernel<kAdjoint, true, true, R, scalar_t, acc_t>);
+  else if (src_cl) go(pad_layout_kernel<kAdjoint, true, false, R, scalar_t, acc_t>);
+  else if (dst_cl) go(pad_layout_kernel<kAdjoint, false, true, R, scalar_t, acc_t>);
+  else go(pad_layout_kernel<kAdjoint, false, false, R, scalar_t, acc_t>);
+}
+
+// LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS=4 (read at every call; a tuning switch):
+// blocks of kRowsWide rows whose loads are all in flight together, the
+// candidate fix for the layout kernels' 2x gap to cuDNN's transposes, not yet
+// measured. Unset, blocks of one row (measured: 115 us per 16x64x128x128 fp32
+// pad on an H100).
+bool wide_layout_rows() {
+  const char* flag = std::getenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS");
+  return flag != nullptr && std::strcmp(flag, "4") == 0;
+}
+
+template <bool kAdjoint, typename scalar_t>
+void launch(Args<scalar_t> a, bool src_cl, bool dst_cl) {
+  if (wide_layout_rows())
+    launch_rows<diffconv_layout::kRowsWide<at::opmath_type<scalar_t>>, kAdjoint>(a, src_cl, dst_cl);
+  else
+    launch_rows<1, kAdjoint>(a, src_cl, dst_cl);
 }
 
 at::Tensor diff_conv2d_pad_layout_cuda(const at::Tensor& input, at::IntArrayRef padding, at::IntArrayRef order,

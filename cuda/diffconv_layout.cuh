@@ -10,13 +10,21 @@
 // instead, and these kernels do the pad (or the fold) in the same pass as the
 // transpose they replace.
 //
-// A block covers one row of the destination, kTile channels by kTile columns:
-// it reads the rows and columns it needs with consecutive threads on the NCHW
-// side's contiguous axis (W), keeps the tile in shared memory, and writes with
-// consecutive threads on the NHWC side's contiguous axis (C). Each axis's
-// sources (pad) or preimages (fold) with their Lagrange weights come from
-// lagrange.h, as in the pad op, listed once per block: interior rows and
-// columns list one entry, the copy.
+// A block covers R (1, 2 or 4) consecutive rows of the destination, kTile
+// channels by kTile columns: it reads the rows and columns it needs with
+// consecutive threads on the NCHW side's contiguous axis (W), keeps the tiles in
+// shared memory, and writes with consecutive threads on the NHWC side's
+// contiguous axis (C). Each axis's sources (pad) or preimages (fold) with their
+// Lagrange weights come from lagrange.h, as in the pad op, listed once per
+// block: interior rows and columns list one entry, the copy.
+//
+// Each thread issues the loads of all the block's rows before it stores any
+// (R * kPer in flight). With one row per block (4 loads per thread between
+// barriers) an H100 ran the pad of 16x64x128x128 fp32 in 115 us against 55 us
+// for cuDNN's own transposes, and running 8 rows per block one row per phase
+// did not help: bytes in flight, not the per-block lists, looked the limit.
+// R > 1 (kRowsWide) is not yet measured: the launch takes it only with
+// LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS=4.
 //
 // The same kernels, with either side in either layout, also serve as plain
 // transposes (padding 0) and as an NCHW-to-NCHW fold.
@@ -42,6 +50,10 @@ namespace diffconv_layout {
 
 constexpr int kTile = 32;      // channels and columns per block (blockDim.x)
 constexpr int kTileRows = 8;   // blockDim.y
+// Destination rows per block when several are loaded together: 4, or 2 for
+// double accumulators (the static shared memory stays under 48 KiB).
+template <typename acc_t>
+constexpr int kRowsWide = sizeof(acc_t) > 4 ? 2 : 4;
 constexpr int kMaxTaps = 32;   // longest list of one axis (host-checked: fits)
 
 // One axis: n image samples, padded = n + 2 * before, extrapolated with
@@ -59,22 +71,24 @@ struct Args {
   scalar_t* dst;
   int64_t N, C;
   Axis h, w;
-  // Tiles of a destination row: along C, and along its columns.
-  int64_t c_tiles, w_tiles;
+  // Tiles of a destination row: along C, and along its columns; groups of R
+  // destination rows per image.
+  int64_t c_tiles, w_tiles, row_groups;
 };
 
-template <typename acc_t>
+template <typename acc_t, int R>
 struct Shared {
-  int row_count;
-  int64_t row_index[kMaxTaps];
-  acc_t row_weight[kMaxTaps];
+  // The list of the block's destination row q at [q].
+  int row_count[R];
+  int64_t row_index[R][kMaxTaps];
+  acc_t row_weight[R][kMaxTaps];
   int col_count[kTile];
   // Entry k of column t at [k][t]: a warp reading entry k of its 32 columns hits 32 banks.
   int64_t col_index[kMaxTaps][kTile];
   acc_t col_weight[kMaxTaps][kTile];
   // [channel][column], one word of padding per row: a warp walks either index
   // without bank conflicts.
-  acc_t tile[kTile][kTile + 1];
+  acc_t tile[R][kTile][kTile + 1];
 };
 
 struct Slot {
@@ -112,33 +126,39 @@ LO_HD int64_t offset(int64_t n, int64_t c, int64_t i, int64_t k, int64_t C, int6
   return kChannelsLast ? ((n * rows + i) * cols + k) * C + c : ((n * C + c) * rows + i) * cols + k;
 }
 
-// Where a block sits: destination row (n, r) and its tiles.
+// Where a block sits: its first destination row (n, r0), how many rows it
+// has (at most R), and its tiles.
 struct BlockPos {
-  int64_t n, r, c0, w0;
+  int64_t n, r0, c0, w0;
+  int rows;
 };
 
-template <bool kAdjoint, typename scalar_t>
+template <bool kAdjoint, int R, typename scalar_t>
 LO_HD BlockPos block_pos(const Args<scalar_t>& a, int64_t block) {
   const int64_t rows = kAdjoint ? a.h.n : a.h.padded;
   const int64_t wt = block % a.w_tiles;
   int64_t t = block / a.w_tiles;
   const int64_t ct = t % a.c_tiles;
   t /= a.c_tiles;
-  return {t / rows, t % rows, ct * kTile, wt * kTile};
+  const int64_t r0 = (t % a.row_groups) * R;
+  const int64_t left = rows - r0;
+  return {t / a.row_groups, r0, ct * kTile, wt * kTile, int(left < R ? left : R)};
 }
 
-// Phase 1: the block's row list (thread (0, 1)) and its column lists (threads (t, 0)).
-template <bool kAdjoint, typename scalar_t, typename acc_t>
-LO_HD void lists(const Slot& s, const Args<scalar_t>& a, Shared<acc_t>& sh) {
-  const BlockPos b = block_pos<kAdjoint>(a, s.block);
-  if (s.ty == 1 && s.tx == 0) {
+// Phase 1: the lists of the block's rows (threads (q, 1)) and its column lists
+// (threads (t, 0)).
+template <bool kAdjoint, typename scalar_t, typename acc_t, int R>
+LO_HD void lists(const Slot& s, const Args<scalar_t>& a, Shared<acc_t, R>& sh) {
+  const BlockPos b = block_pos<kAdjoint, R>(a, s.block);
+  if (s.ty == 1 && s.tx < b.rows) {
+    const int q = s.tx;
     int c = 0;
-    visit<kAdjoint>(a.h, b.r, [&](int64_t i, double wgt) {
-      sh.row_index[c] = i;
-      sh.row_weight[c] = acc_t(wgt);
+    visit<kAdjoint>(a.h, b.r0 + q, [&](int64_t i, double wgt) {
+      sh.row_index[q][c] = i;
+      sh.row_weight[q][c] = acc_t(wgt);
       ++c;
     });
-    sh.row_count = c;
+    sh.row_count[q] = c;
   }
   if (s.ty == 0) {
     const int64_t j = b.w0 + s.tx;
@@ -153,110 +173,127 @@ LO_HD void lists(const Slot& s, const Args<scalar_t>& a, Shared<acc_t>& sh) {
   }
 }
 
-// Phase 2: the tile, read with consecutive threads along the source's
+// Phase 2: the tiles, read with consecutive threads along the source's
 // contiguous axis: columns (NCHW) or channels (NHWC). Each thread holds kPer
-// values. Where every list is the copy (the interior) the kPer loads are
-// issued together, before any is used; the others sum their lists.
+// values of each of the block's rows. Where every list is the copy (the
+// interior) the loads of all the rows are issued together, before any is used;
+// the others sum their lists.
 constexpr int kPer = kTile / kTileRows;
 
-template <bool kAdjoint, bool kSrcChannelsLast, typename scalar_t, typename acc_t>
-LO_HD void gather(const Slot& s, const Args<scalar_t>& a, Shared<acc_t>& sh) {
-  const BlockPos b = block_pos<kAdjoint>(a, s.block);
+template <bool kAdjoint, bool kSrcChannelsLast, typename scalar_t, typename acc_t, int R>
+LO_HD void gather(const Slot& s, const Args<scalar_t>& a, Shared<acc_t, R>& sh) {
+  const BlockPos b = block_pos<kAdjoint, R>(a, s.block);
   const int64_t rows = kAdjoint ? a.h.padded : a.h.n, cols = kAdjoint ? a.w.padded : a.w.n;
-  auto element = [&](int64_t c, int t) {  // channel c, tile column t: the general sum
+  // Row q, channel c, tile column t: the general sum.
+  auto element = [&](int q, int64_t c, int t) {
     acc_t acc = 0;
-    for (int r = 0; r < sh.row_count; ++r) {
+    for (int r = 0; r < sh.row_count[q]; ++r) {
       acc_t line = 0;
       for (int k = 0; k < sh.col_count[t]; ++k)
-        line += sh.col_weight[k][t] *
-                acc_t(a.src[offset<kSrcChannelsLast>(b.n, c, sh.row_index[r], sh.col_index[k][t], a.C, rows, cols)]);
-      acc += sh.row_weight[r] * line;
+        line += sh.col_weight[k][t] * acc_t(a.src[offset<kSrcChannelsLast>(b.n, c, sh.row_index[q][r],
+                                                                             sh.col_index[k][t], a.C, rows, cols)]);
+      acc += sh.row_weight[q][r] * line;
     }
     return acc;
   };
+  scalar_t v[R][kPer];
   if (kSrcChannelsLast) {
     // Thread channel tx; tile columns ty + kTileRows * i.
     const int64_t c = b.c0 + s.tx;
     if (c >= a.C) return;
-    bool copies = sh.row_count == 1;
+    bool cols_copy = true;
     LO_LAYOUT_UNROLL
-    for (int i = 0; i < kPer; ++i) copies = copies && sh.col_count[s.ty + kTileRows * i] == 1;
-    if (copies) {
-      const scalar_t* line = a.src + offset<true>(b.n, c, sh.row_index[0], 0, a.C, rows, cols);
-      scalar_t v[kPer];
-      LO_LAYOUT_UNROLL
-      for (int i = 0; i < kPer; ++i) v[i] = line[sh.col_index[0][s.ty + kTileRows * i] * a.C];
+    for (int i = 0; i < kPer; ++i) cols_copy = cols_copy && sh.col_count[s.ty + kTileRows * i] == 1;
+    LO_LAYOUT_UNROLL
+    for (int q = 0; q < R; ++q) {
+      if (q < b.rows && cols_copy && sh.row_count[q] == 1) {
+        const scalar_t* line = a.src + offset<true>(b.n, c, sh.row_index[q][0], 0, a.C, rows, cols);
+        LO_LAYOUT_UNROLL
+        for (int i = 0; i < kPer; ++i) v[q][i] = line[sh.col_index[0][s.ty + kTileRows * i] * a.C];
+      }
+    }
+    LO_LAYOUT_UNROLL
+    for (int q = 0; q < R; ++q) {
+      if (q >= b.rows) continue;
+      const bool copy = cols_copy && sh.row_count[q] == 1;
       LO_LAYOUT_UNROLL
       for (int i = 0; i < kPer; ++i) {
         const int t = s.ty + kTileRows * i;
-        sh.tile[s.tx][t] = sh.row_weight[0] * sh.col_weight[0][t] * acc_t(v[i]);
+        if (copy)
+          sh.tile[q][s.tx][t] = sh.row_weight[q][0] * sh.col_weight[0][t] * acc_t(v[q][i]);
+        else if (sh.col_count[t] > 0)
+          sh.tile[q][s.tx][t] = element(q, c, t);
       }
-      return;
-    }
-    LO_LAYOUT_UNROLL
-    for (int i = 0; i < kPer; ++i) {
-      const int t = s.ty + kTileRows * i;
-      if (sh.col_count[t] > 0) sh.tile[s.tx][t] = element(c, t);
     }
   } else {
     // Thread column tx; channels c0 + ty + kTileRows * i.
     if (sh.col_count[s.tx] == 0) return;
-    if (sh.row_count == 1 && sh.col_count[s.tx] == 1) {
-      const int64_t plane = rows * cols;
-      const scalar_t* first = a.src + offset<false>(b.n, b.c0 + s.ty, sh.row_index[0], sh.col_index[0][s.tx], a.C,
-                                                    rows, cols);
-      const acc_t weight = sh.row_weight[0] * sh.col_weight[0][s.tx];
-      scalar_t v[kPer];
-      LO_LAYOUT_UNROLL
-      for (int i = 0; i < kPer; ++i)
-        v[i] = b.c0 + s.ty + kTileRows * i < a.C ? first[kTileRows * i * plane] : scalar_t(0);
-      LO_LAYOUT_UNROLL
-      for (int i = 0; i < kPer; ++i)
-        if (b.c0 + s.ty + kTileRows * i < a.C) sh.tile[s.ty + kTileRows * i][s.tx] = weight * acc_t(v[i]);
-      return;
+    const bool col_copy = sh.col_count[s.tx] == 1;
+    const int64_t plane = rows * cols;
+    LO_LAYOUT_UNROLL
+    for (int q = 0; q < R; ++q) {
+      if (q < b.rows && col_copy && sh.row_count[q] == 1) {
+        const scalar_t* first = a.src + offset<false>(b.n, b.c0 + s.ty, sh.row_index[q][0], sh.col_index[0][s.tx],
+                                                      a.C, rows, cols);
+        LO_LAYOUT_UNROLL
+        for (int i = 0; i < kPer; ++i)
+          v[q][i] = b.c0 + s.ty + kTileRows * i < a.C ? first[kTileRows * i * plane] : scalar_t(0);
+      }
     }
     LO_LAYOUT_UNROLL
-    for (int i = 0; i < kPer; ++i) {
-      const int cc = s.ty + kTileRows * i;
-      if (b.c0 + cc < a.C) sh.tile[cc][s.tx] = element(b.c0 + cc, s.tx);
+    for (int q = 0; q < R; ++q) {
+      if (q >= b.rows) continue;
+      const bool copy = col_copy && sh.row_count[q] == 1;
+      const acc_t weight = copy ? sh.row_weight[q][0] * sh.col_weight[0][s.tx] : acc_t(0);
+      LO_LAYOUT_UNROLL
+      for (int i = 0; i < kPer; ++i) {
+        const int cc = s.ty + kTileRows * i;
+        if (b.c0 + cc >= a.C) continue;
+        sh.tile[q][cc][s.tx] = copy ? weight * acc_t(v[q][i]) : element(q, b.c0 + cc, s.tx);
+      }
     }
   }
 }
 
-// Phase 3: the tile, written with consecutive threads along the destination's
-// contiguous axis.
-template <bool kAdjoint, bool kDstChannelsLast, typename scalar_t, typename acc_t>
-LO_HD void store(const Slot& s, const Args<scalar_t>& a, const Shared<acc_t>& sh) {
-  const BlockPos b = block_pos<kAdjoint>(a, s.block);
+// Phase 3: the tiles, row by row, written with consecutive threads along the
+// destination's contiguous axis.
+template <bool kAdjoint, bool kDstChannelsLast, typename scalar_t, typename acc_t, int R>
+LO_HD void store(const Slot& s, const Args<scalar_t>& a, const Shared<acc_t, R>& sh) {
+  const BlockPos b = block_pos<kAdjoint, R>(a, s.block);
   const int64_t rows = kAdjoint ? a.h.n : a.h.padded, cols = kAdjoint ? a.w.n : a.w.padded;
-  if (kDstChannelsLast) {
-    const int64_t c = b.c0 + s.tx;
-    if (c >= a.C) return;
-    LO_LAYOUT_UNROLL
-    for (int i = 0; i < kPer; ++i) {
-      const int t = s.ty + kTileRows * i;
-      const int64_t j = b.w0 + t;
-      if (j < cols)
-        a.dst[offset<true>(b.n, c, b.r, j, a.C, rows, cols)] = static_cast<scalar_t>(sh.tile[s.tx][t]);
-    }
-  } else {
-    const int64_t j = b.w0 + s.tx;
-    if (j >= cols) return;
-    LO_LAYOUT_UNROLL
-    for (int i = 0; i < kPer; ++i) {
-      const int cc = s.ty + kTileRows * i;
-      const int64_t c = b.c0 + cc;
-      if (c < a.C) a.dst[offset<false>(b.n, c, b.r, j, a.C, rows, cols)] = static_cast<scalar_t>(sh.tile[cc][s.tx]);
+  for (int q = 0; q < b.rows; ++q) {
+    const int64_t r = b.r0 + q;
+    if (kDstChannelsLast) {
+      const int64_t c = b.c0 + s.tx;
+      if (c >= a.C) return;
+      LO_LAYOUT_UNROLL
+      for (int i = 0; i < kPer; ++i) {
+        const int t = s.ty + kTileRows * i;
+        const int64_t j = b.w0 + t;
+        if (j < cols)
+          a.dst[offset<true>(b.n, c, r, j, a.C, rows, cols)] = static_cast<scalar_t>(sh.tile[q][s.tx][t]);
+      }
+    } else {
+      const int64_t j = b.w0 + s.tx;
+      if (j >= cols) return;
+      LO_LAYOUT_UNROLL
+      for (int i = 0; i < kPer; ++i) {
+        const int cc = s.ty + kTileRows * i;
+        const int64_t c = b.c0 + cc;
+        if (c < a.C) a.dst[offset<false>(b.n, c, r, j, a.C, rows, cols)] = static_cast<scalar_t>(sh.tile[q][cc][s.tx]);
+      }
     }
   }
 }
 
-// Blocks of a launch: destination rows times channel tiles times column tiles.
-template <bool kAdjoint, typename scalar_t>
+// Blocks of a launch: images times groups of R destination rows times channel
+// tiles times column tiles.
+template <bool kAdjoint, int R, typename scalar_t>
 int64_t plan(Args<scalar_t>& a) {
   a.c_tiles = (a.C + kTile - 1) / kTile;
   a.w_tiles = ((kAdjoint ? a.w.n : a.w.padded) + kTile - 1) / kTile;
-  return a.N * (kAdjoint ? a.h.n : a.h.padded) * a.c_tiles * a.w_tiles;
+  a.row_groups = ((kAdjoint ? a.h.n : a.h.padded) + R - 1) / R;
+  return a.N * a.row_groups * a.c_tiles * a.w_tiles;
 }
 
 }  // namespace diffconv_layout

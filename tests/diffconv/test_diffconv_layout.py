@@ -40,14 +40,14 @@ def from_layout(flat, shape, channels_last):
     return t.view(n, h, w, c).permute(0, 3, 1, 2) if channels_last else t.view(n, c, h, w)
 
 
-def emulate(binary, src, adjoint, src_cl, dst_cl, padding, order, dilation):
+def emulate(binary, src, adjoint, src_cl, dst_cl, padding, order, dilation, precision="f64", rows="narrow"):
     n, c, h, w = src.shape
     ph, pw = padding[0] * dilation[0], padding[1] * dilation[1]
     if adjoint:
         h, w = h - 2 * ph, w - 2 * pw
     dst_shape = (n, c, h + 2 * ph, w + 2 * pw) if not adjoint else (n, c, h, w)
     args = [str(binary), "fold" if adjoint else "pad", "nhwc" if src_cl else "nchw", "nhwc" if dst_cl else "nchw"]
-    args += [str(v) for v in (n, c, h, w, ph, pw, *order, *dilation)]
+    args += [str(v) for v in (n, c, h, w, ph, pw, *order, *dilation)] + [precision, rows]
     data = to_layout(src.double(), src_cl).numpy().tobytes()
     result = subprocess.run(args, input=data, capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
@@ -81,16 +81,33 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("rows", ["narrow", "wide"])
 @pytest.mark.parametrize("adjoint", [False, True])
 @pytest.mark.parametrize("src_cl,dst_cl", [(False, True), (True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("shape,padding,order,dilation", CASES)
-def test_emulated_kernels_equal_the_pad_op(emulator, shape, padding, order, dilation, adjoint, src_cl, dst_cl):
+def test_emulated_kernels_equal_the_pad_op(emulator, shape, padding, order, dilation, adjoint, src_cl, dst_cl, rows):
+    # rows: blocks of one destination row (the default launch) or of kRowsWide
+    # (LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS=4).
     gen = torch.Generator().manual_seed(sum(shape))
     if adjoint:
         shape = (shape[0], shape[1], shape[2] + 2 * padding[0] * dilation[0], shape[3] + 2 * padding[1] * dilation[1])
     src = torch.randn(shape, generator=gen, dtype=torch.float64)
-    got = emulate(emulator, src, adjoint, src_cl, dst_cl, padding, order, dilation)
+    got = emulate(emulator, src, adjoint, src_cl, dst_cl, padding, order, dilation, rows=rows)
     torch.testing.assert_close(got, reference(src, adjoint, padding, order, dilation), atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+@pytest.mark.parametrize("src_cl,dst_cl", [(False, True), (True, False)])
+@pytest.mark.parametrize("shape,padding,order,dilation", [c for c in CASES if max(c[2]) <= 6])
+def test_emulated_float32_kernels_equal_the_pad_op(emulator, shape, padding, order, dilation, adjoint, src_cl, dst_cl):
+    # The float32 instantiation with blocks of kRowsWide<float> rows (4, against 2 for double).
+    gen = torch.Generator().manual_seed(sum(shape) + 1)
+    if adjoint:
+        shape = (shape[0], shape[1], shape[2] + 2 * padding[0] * dilation[0], shape[3] + 2 * padding[1] * dilation[1])
+    src = torch.randn(shape, generator=gen, dtype=torch.float64).float().double()
+    got = emulate(emulator, src, adjoint, src_cl, dst_cl, padding, order, dilation, "f32", "wide")
+    want = reference(src, adjoint, padding, order, dilation)
+    torch.testing.assert_close(got, want, atol=1e-5 * want.abs().max().item(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("adjoint", [False, True])
