@@ -91,13 +91,19 @@ def workloads():
         wd = torch.randn(64, 64, k, k, device=dev, requires_grad=True)
         wdw = torch.randn(64, 1, k, k, device=dev, requires_grad=True)
         for kind, w, grp in (("dense", wd, 1), ("depthwise", wdw, 64)):
-            # CUDA takes the padded path for every layer (ops/diffconv.py _ring_pays).
+            # CUDA takes the padded path for every layer (ops/diffconv.py _ring_pays); dense
+            # layers the channels_last route up to 5x5, NCHW above (cpp/diffconv.cpp).
             padded = lambda w=w, grp=grp: lo.diff_conv2d(xd, w, groups=grp).backward(gd)  # noqa: E731
             yield f"diffconv {kind} K={k} padded fwd+bwd", padded
             if kind == "dense":
                 # NCHW tensors for cuDNN (cpp/diffconv.cpp's channels_last route off).
                 yield f"diffconv {kind} K={k} padded nchw fwd+bwd", _with_env(
                     padded, LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST="0")
+                # The channels_last route with 4-row layout blocks (cuda/diffconv_layout.cuh).
+                yield f"diffconv {kind} K={k} padded cl rows=4 fwd+bwd", _with_env(
+                    padded, LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST="1", LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS="4")
+                yield f"diffconv {kind} K={k} padded cl rows=1 fwd+bwd", _with_env(
+                    padded, LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST="1")
                 # The batch in 2 and 4 chunks (temporaries and cuDNN workspace per chunk).
                 for chunks in ("2", "4"):
                     yield f"diffconv {kind} K={k} padded chunks={chunks} fwd+bwd", _with_env(
