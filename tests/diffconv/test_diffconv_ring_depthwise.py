@@ -272,3 +272,24 @@ def test_cuda_depthwise_k7_runs_our_kernels_only(save_strips):
     want = torch.autograd.grad(want_y, [x64, w64, b64], g.cpu().double())
     for got, expected in zip((y, *grads), (want_y.detach(), *want)):
         torch.testing.assert_close(got.cpu().double(), expected, atol=1e-4 * expected.abs().max().item(), rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "shape_x,kernel_size",
+    [
+        ((5, 3, 16, 18), (7, 7)),  # bands folded in slices of the batch (cpp/diffconv.cpp fold_pieces)
+        ((1, 6, 20, 16), (5, 7)),  # a batch of one: slices of the channels
+        ((2, 2, 128, 128), (3, 3)),  # bands under 6% of the image: one piece
+    ],
+)
+def test_padded_depthwise_route_folds_bands_in_slices(shape_x, kernel_size):
+    # The padded path's depthwise route folds each edge band of the padded gradient in
+    # slices of its leading dimension, to keep the band buffers small; the result must
+    # not depend on it: values and both gradients equal the ring path's.
+    x, w, b = depthwise(shape_x, kernel_size, seed=kernel_size[0])
+    g = torch.randn(shape_x, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    got = padded_path(x, w, b, groups=shape_x[1])
+    want = ring_path(x, w, b, groups=shape_x[1])
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10 * want.abs().max().item())
+    for a, e in zip(torch.autograd.grad(got, (x, w, b), g), torch.autograd.grad(want, (x, w, b), g)):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-10 * e.abs().max().item())
