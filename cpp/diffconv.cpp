@@ -370,7 +370,8 @@ void fold_extrapolated_ring(const at::Tensor& grad_padded, const Setup& s, int64
 // How many slices fold_extrapolated_ring cuts each band into for a layer on our
 // depthwise ops, whose padded path otherwise holds only the output and the
 // padded gradient at its peak: enough that a band's two buffers (its copy and
-// the folded image rows) stay under 6% of the input (at most 8 slices). On an
+// the folded image rows) stay under 6% of the input (at most 4 slices:
+// each adds three kernel launches per band, which small images would feel). On an
 // H100 (16x64x128x128 fp32, session 8) unsliced bands took depthwise K = 7 to
 // 1.12x the peak memory of F.conv2d, K = 5 to 1.08x, K = 3 (5.5%) to 1.05x.
 // Other layers fold in one piece: cuDNN's workspace dominates their peak, and
@@ -386,7 +387,7 @@ int64_t fold_pieces(const Setup& s, int64_t h, int64_t w, bool native) {
     const int64_t band = 2 * nodes <= n ? g.pad + nodes : n + 2 * g.pad, image = 2 * nodes <= n ? nodes : n;
     worst = std::max(worst, double(band + image) / double(n));
   }
-  return std::clamp<int64_t>(int64_t(std::ceil(worst / 0.06)), 1, 8);
+  return std::clamp<int64_t>(int64_t(std::ceil(worst / 0.06)), 1, 4);
 }
 
 at::Tensor call_pad_layout(const at::Tensor& src, std::array<int64_t, 2> padding, at::IntArrayRef order,
