@@ -55,7 +55,6 @@
 #include <array>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -66,6 +65,7 @@
 
 #include "learnable_ops/checks.h"
 #include "learnable_ops/diffconv_layout.h"
+#include "learnable_ops/env_switch.h"
 
 namespace learnable_ops {
 namespace {
@@ -255,8 +255,7 @@ at::Tensor call_pad_layout(const at::Tensor& src, std::array<int64_t, 2> padding
 // both on one build): on CUDA the NCHW padded input comes from diff_conv2d_pad_layout's
 // tiled kernel instead of the pad op's polynomial kernel.
 bool layout_pad_switch(const at::Tensor& input) {
-  const char* flag = std::getenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD");
-  return input.is_cuda() && flag != nullptr && std::strcmp(flag, "1") == 0;
+  return input.is_cuda() && env_override("LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD").value_or(false);
 }
 
 at::Tensor polynomial_pad(const at::Tensor& input, const Setup& s) {
@@ -278,10 +277,7 @@ at::Tensor polynomial_pad(const at::Tensor& input, const Setup& s) {
 // for every kernel size.
 bool dense_dgrad_as_forward(const at::Tensor& grad_output, const at::Tensor& weight) {
   if (!grad_output.is_cuda()) return false;
-  const char* flag = std::getenv("LEARNABLE_OPS_DIFFCONV_DGRAD_FPROP");
-  if (flag != nullptr && std::strcmp(flag, "0") == 0) return false;
-  if (flag != nullptr && std::strcmp(flag, "1") == 0) return true;
-  return weight.size(2) * weight.size(3) > 9;
+  return env_override("LEARNABLE_OPS_DIFFCONV_DGRAD_FPROP").value_or(weight.size(2) * weight.size(3) > 9);
 }
 
 // Gradient of the valid convolution with respect to its (padded) input, of size
@@ -341,8 +337,7 @@ void fold_rows(const at::Tensor& grad, int64_t n, int64_t pad, int64_t order, in
   auto fold_band = [&](int64_t band_begin, int64_t image_len, int64_t before, int64_t after) {
     const at::Tensor band = grad.narrow(2, band_begin, before + image_len + after);
     const int64_t dim = band.size(0) >= pieces ? 0 : 1;
-    const int64_t slices = std::min(pieces, band.size(dim));
-    if (slices <= 1) return fold_slice(band, image_len, before, after);
+    const int64_t slices = std::max<int64_t>(1, std::min(pieces, band.size(dim)));
     for_each_batch_chunk(band.size(dim), slices, [&](int64_t b, int64_t len) {
       fold_slice(band.narrow(dim, b, len), image_len, before, after);
     });
@@ -384,7 +379,8 @@ int64_t fold_pieces(const Setup& s, int64_t h, int64_t w, bool native) {
     const int64_t n = axis == 0 ? h : w;
     if (g.pad == 0 || n == 0) continue;
     const int64_t nodes = (g.order + 1) * g.dilation;
-    const int64_t band = 2 * nodes <= n ? g.pad + nodes : n + 2 * g.pad, image = 2 * nodes <= n ? nodes : n;
+    const bool two_bands = 2 * nodes <= n;  // as fold_rows splits the axis
+    const int64_t band = two_bands ? g.pad + nodes : n + 2 * g.pad, image = two_bands ? nodes : n;
     worst = std::max(worst, double(band + image) / double(n));
   }
   return std::clamp<int64_t>(int64_t(std::ceil(worst / 0.06)), 1, 4);
@@ -423,10 +419,7 @@ at::Tensor relayout(const at::Tensor& t, bool channels_last) {
 // route for every kernel size.
 bool padded_uses_channels_last(const at::Tensor& input, const at::Tensor& weight, const Setup& s) {
   if (!input.is_cuda() || padded_uses_native_depthwise(input, weight, s)) return false;
-  const char* flag = std::getenv("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST");
-  if (flag != nullptr && std::strcmp(flag, "0") == 0) return false;
-  if (flag != nullptr && std::strcmp(flag, "1") == 0) return true;
-  return weight.size(2) * weight.size(3) <= 25;
+  return env_override("LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST").value_or(weight.size(2) * weight.size(3) <= 25);
 }
 
 // LEARNABLE_OPS_DIFFCONV_CHUNKS=k (read at every call; a tuning switch, unset by

@@ -20,8 +20,6 @@
 //   no atomics.
 #include <algorithm>
 #include <array>
-#include <cstdlib>
-#include <cstring>
 #include <type_traits>
 #include <utility>
 
@@ -30,6 +28,7 @@
 #include <torch/library.h>
 
 #include "learnable_ops/checks.h"
+#include "learnable_ops/env_switch.h"
 #include "learnable_ops/cuda_utils.cuh"
 #include "learnable_ops/tap_conv.h"
 #include "depthwise_mma.cuh"
@@ -297,10 +296,8 @@ __global__ void __launch_bounds__(kThreads)
 // LEARNABLE_OPS_DEPTHWISE_MMA (read at every call) overrides: 0 never, 1 for
 // every plane (the tests use it to reach the small-plane kernel).
 bool mma_applies(const at::Tensor& x, const Geo& g, bool dense) {
-  const char* flag = std::getenv("LEARNABLE_OPS_DEPTHWISE_MMA");
-  const bool forced = flag != nullptr && std::strcmp(flag, "1") == 0;
-  if (flag != nullptr && std::strcmp(flag, "0") == 0) return false;
-  if (!forced && g.Ho * g.Wo <= 64) return false;
+  const std::optional<bool> forced = env_override("LEARNABLE_OPS_DEPTHWISE_MMA");
+  if (!forced.value_or(g.Ho * g.Wo > 64)) return false;
   if (!dense || g.sh != 1 || g.sw != 1 || g.kh > depthwise_mma::kMaxKernel || g.kw > depthwise_mma::kMaxKernel)
     return false;
   if (x.scalar_type() != at::kHalf && x.scalar_type() != at::kBFloat16) return false;

@@ -72,8 +72,7 @@ def shift(
     if not input.is_quantized:
         check_floating(input, "input")
     check_floating(shifts, "shifts")
-    if shifts.device != input.device:
-        check_same_device(("input", input), ("shifts", shifts))
+    check_same_device(("input", input), ("shifts", shifts))
     check_shift_args(input, shifts)
     padding_mode = normalize_pad_mode(padding_mode, "padding_mode")
     mode = normalize_shift_mode(mode)
