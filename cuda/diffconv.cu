@@ -26,7 +26,8 @@ using diffconv_layout::kTileRows;
 template <bool kAdjoint, bool kSrcChannelsLast, bool kDstChannelsLast, int R, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kTile * kTileRows) pad_layout_kernel(const Args<scalar_t> a) {
   __shared__ diffconv_layout::Shared<acc_t, R> sh;
-  const diffconv_layout::Slot s{int64_t(blockIdx.x), int(threadIdx.x), int(threadIdx.y)};
+  const diffconv_layout::Slot s =
+      diffconv_layout::make_slot<kAdjoint, R>(a, int64_t(blockIdx.x), int(threadIdx.x), int(threadIdx.y));
   diffconv_layout::lists<kAdjoint>(s, a, sh);
   __syncthreads();
   diffconv_layout::gather<kAdjoint, kSrcChannelsLast>(s, a, sh);
@@ -39,7 +40,8 @@ template <int R, bool kAdjoint, typename scalar_t>
 void launch_rows(Args<scalar_t> a, bool src_cl, bool dst_cl) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t blocks = diffconv_layout::plan<kAdjoint, R>(a);
-  TORCH_CHECK(blocks <= int64_t(INT32_MAX), "diff_conv2d_pad_layout: tensor too large for one launch");
+  TORCH_CHECK(blocks <= int64_t(INT32_MAX) && a.C <= int64_t(INT32_MAX) - kTile,
+              "diff_conv2d_pad_layout: tensor too large for one launch");
   const dim3 grid{unsigned(blocks)}, block{unsigned(kTile), unsigned(kTileRows)};
   auto go = [&](auto kernel) {
     kernel<<<grid, block, 0, current_stream()>>>(a);
@@ -51,14 +53,15 @@ void launch_rows(Args<scalar_t> a, bool src_cl, bool dst_cl) {
   else go(pad_layout_kernel<kAdjoint, false, false, R, scalar_t, acc_t>);
 }
 
-// LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS=4 (read at every call; a tuning switch):
-// blocks of kRowsWide rows whose loads are all in flight together, the
-// candidate fix for the layout kernels' 2x gap to cuDNN's transposes, not yet
-// measured. Unset, blocks of one row (measured: 115 us per 16x64x128x128 fp32
-// pad on an H100).
+// Blocks of kRowsWide rows (4, or 2 for double), whose loads are all in flight
+// together, by default: on an H100 (torch 2.11, 16x64x128x128 fp32, session 9)
+// they ran the channels_last pad in 93 us against 139 us for blocks of one row,
+// and dense K = 3 / 5 fwd+bwd in 1.29x / 1.02x F.conv2d's time against 1.49x /
+// 1.10x (same run). LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS=1 (read at every call; a
+// tuning switch) takes blocks of one row.
 bool wide_layout_rows() {
   const char* flag = std::getenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS");
-  return flag != nullptr && std::strcmp(flag, "4") == 0;
+  return flag == nullptr || std::strcmp(flag, "1") != 0;
 }
 
 template <bool kAdjoint, typename scalar_t>

@@ -23,8 +23,9 @@
 // barriers) an H100 ran the pad of 16x64x128x128 fp32 in 115 us against 55 us
 // for cuDNN's own transposes, and running 8 rows per block one row per phase
 // did not help: bytes in flight, not the per-block lists, looked the limit.
-// R > 1 (kRowsWide) is not yet measured: the launch takes it only with
-// LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS=4.
+// Blocks of kRowsWide rows (16 loads in flight per thread) took it to 93 us
+// (session 9), and are the default launch (LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS=1
+// takes one row).
 //
 // The same kernels, with either side in either layout, also serve as plain
 // transposes (padding 0) and as an NCHW-to-NCHW fold.
@@ -41,8 +42,10 @@
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define LO_LAYOUT_UNROLL _Pragma("unroll")
+#define LO_LAYOUT_NO_UNROLL _Pragma("unroll 1")
 #else
 #define LO_LAYOUT_UNROLL
+#define LO_LAYOUT_NO_UNROLL
 #endif
 
 namespace learnable_ops {
@@ -91,10 +94,6 @@ struct Shared {
   acc_t tile[R][kTile][kTile + 1];
 };
 
-struct Slot {
-  int64_t block;
-  int tx, ty;
-};
 
 // Calls f(index, weight) for the list of destination index j on one axis: its
 // sources (pad) or its preimages (adjoint), in a fixed order.
@@ -133,23 +132,35 @@ struct BlockPos {
   int rows;
 };
 
+// A thread of a launch: its block's position and its (tx, ty) in the block.
+struct Slot {
+  BlockPos b;
+  int tx, ty;
+};
+
+// The position of block `block`, once per thread, in 32-bit divisions: the host
+// keeps a launch under 2^31 blocks. Each phase recomputing it in int64 (three
+// 64-bit divisions, a software routine on the GPU) cost more instructions per
+// thread than its R * kPer elements.
 template <bool kAdjoint, int R, typename scalar_t>
-LO_HD BlockPos block_pos(const Args<scalar_t>& a, int64_t block) {
+LO_HD Slot make_slot(const Args<scalar_t>& a, int64_t block, int tx, int ty) {
   const int64_t rows = kAdjoint ? a.h.n : a.h.padded;
-  const int64_t wt = block % a.w_tiles;
-  int64_t t = block / a.w_tiles;
-  const int64_t ct = t % a.c_tiles;
-  t /= a.c_tiles;
-  const int64_t r0 = (t % a.row_groups) * R;
+  const uint32_t w_tiles = uint32_t(a.w_tiles), c_tiles = uint32_t(a.c_tiles), groups = uint32_t(a.row_groups);
+  uint32_t t = uint32_t(block);
+  const uint32_t wt = t % w_tiles;
+  t /= w_tiles;
+  const uint32_t ct = t % c_tiles;
+  t /= c_tiles;
+  const int64_t r0 = int64_t(t % groups) * R;
   const int64_t left = rows - r0;
-  return {t / a.row_groups, r0, ct * kTile, wt * kTile, int(left < R ? left : R)};
+  return {{int64_t(t / groups), r0, int64_t(ct) * kTile, int64_t(wt) * kTile, int(left < R ? left : R)}, tx, ty};
 }
 
 // Phase 1: the lists of the block's rows (threads (q, 1)) and its column lists
 // (threads (t, 0)).
 template <bool kAdjoint, typename scalar_t, typename acc_t, int R>
 LO_HD void lists(const Slot& s, const Args<scalar_t>& a, Shared<acc_t, R>& sh) {
-  const BlockPos b = block_pos<kAdjoint, R>(a, s.block);
+  const BlockPos& b = s.b;
   if (s.ty == 1 && s.tx < b.rows) {
     const int q = s.tx;
     int c = 0;
@@ -177,53 +188,93 @@ LO_HD void lists(const Slot& s, const Args<scalar_t>& a, Shared<acc_t, R>& sh) {
 // contiguous axis: columns (NCHW) or channels (NHWC). Each thread holds kPer
 // values of each of the block's rows. Where every list is the copy (the
 // interior) the loads of all the rows are issued together, before any is used;
-// the others sum their lists.
+// the others sum their lists (general_row).
 constexpr int kPer = kTile / kTileRows;
+
+// Row q's sums for a thread's kPer elements of a source of (rows, cols) planes:
+// element i, where live, is channel c[i] at tile column t[i]. The loads of one
+// (row, column) entry of all kPer elements are issued together, before any is
+// summed. Summed one element at a time, each entry a round trip to memory, a
+// block with a ring column or row took several times as long as an interior
+// one, and the interior blocks waited behind it (session 9, H100: the K = 3 pad
+// of 16x64x128x128 fp32 ran 98 us against 55 us for the same launch without
+// padding). Each element's sum keeps the lists' order: the columns of a row,
+// then the rows.
+template <bool kSrcChannelsLast, typename scalar_t, typename acc_t, int R>
+LO_HD void general_row(const Args<scalar_t>& a, const Shared<acc_t, R>& sh, const BlockPos& b, int64_t rows,
+                       int64_t cols, int q, const int (&c)[kPer], const int (&t)[kPer], const bool (&live)[kPer],
+                       acc_t (&acc)[kPer]) {
+  int longest = 0;
+  LO_LAYOUT_UNROLL
+  for (int i = 0; i < kPer; ++i) {
+    acc[i] = acc_t(0);
+    if (live[i] && sh.col_count[t[i]] > longest) longest = sh.col_count[t[i]];
+  }
+  for (int r = 0; r < sh.row_count[q]; ++r) {
+    const int64_t row = sh.row_index[q][r];
+    acc_t line[kPer];
+    LO_LAYOUT_UNROLL
+    for (int i = 0; i < kPer; ++i) line[i] = acc_t(0);
+    for (int k = 0; k < longest; ++k) {
+      scalar_t v[kPer];
+      LO_LAYOUT_UNROLL
+      for (int i = 0; i < kPer; ++i)
+        v[i] = live[i] && k < sh.col_count[t[i]]
+                   ? a.src[offset<kSrcChannelsLast>(b.n, c[i], row, sh.col_index[k][t[i]], a.C, rows, cols)]
+                   : scalar_t(0);
+      LO_LAYOUT_UNROLL
+      for (int i = 0; i < kPer; ++i)
+        if (live[i] && k < sh.col_count[t[i]]) line[i] += sh.col_weight[k][t[i]] * acc_t(v[i]);
+    }
+    LO_LAYOUT_UNROLL
+    for (int i = 0; i < kPer; ++i) acc[i] += sh.row_weight[q][r] * line[i];
+  }
+}
 
 template <bool kAdjoint, bool kSrcChannelsLast, typename scalar_t, typename acc_t, int R>
 LO_HD void gather(const Slot& s, const Args<scalar_t>& a, Shared<acc_t, R>& sh) {
-  const BlockPos b = block_pos<kAdjoint, R>(a, s.block);
+  const BlockPos& b = s.b;
   const int64_t rows = kAdjoint ? a.h.padded : a.h.n, cols = kAdjoint ? a.w.padded : a.w.n;
-  // Row q, channel c, tile column t: the general sum.
-  auto element = [&](int q, int64_t c, int t) {
-    acc_t acc = 0;
-    for (int r = 0; r < sh.row_count[q]; ++r) {
-      acc_t line = 0;
-      for (int k = 0; k < sh.col_count[t]; ++k)
-        line += sh.col_weight[k][t] * acc_t(a.src[offset<kSrcChannelsLast>(b.n, c, sh.row_index[q][r],
-                                                                             sh.col_index[k][t], a.C, rows, cols)]);
-      acc += sh.row_weight[q][r] * line;
-    }
-    return acc;
-  };
   scalar_t v[R][kPer];
+  int c[kPer];  // channels (the host keeps C under 2^31)
+  int t[kPer];
+  bool live[kPer];
+  acc_t acc[kPer];
   if (kSrcChannelsLast) {
     // Thread channel tx; tile columns ty + kTileRows * i.
-    const int64_t c = b.c0 + s.tx;
-    if (c >= a.C) return;
+    const int64_t channel = b.c0 + s.tx;
+    if (channel >= a.C) return;
     bool cols_copy = true;
     LO_LAYOUT_UNROLL
-    for (int i = 0; i < kPer; ++i) cols_copy = cols_copy && sh.col_count[s.ty + kTileRows * i] == 1;
+    for (int i = 0; i < kPer; ++i) {
+      c[i] = int(channel);
+      t[i] = s.ty + kTileRows * i;
+      live[i] = sh.col_count[t[i]] > 0;
+      cols_copy = cols_copy && sh.col_count[t[i]] == 1;
+    }
     LO_LAYOUT_UNROLL
     for (int q = 0; q < R; ++q) {
       if (q < b.rows && cols_copy && sh.row_count[q] == 1) {
-        const scalar_t* line = a.src + offset<true>(b.n, c, sh.row_index[q][0], 0, a.C, rows, cols);
+        const scalar_t* line = a.src + offset<true>(b.n, channel, sh.row_index[q][0], 0, a.C, rows, cols);
         LO_LAYOUT_UNROLL
-        for (int i = 0; i < kPer; ++i) v[q][i] = line[sh.col_index[0][s.ty + kTileRows * i] * a.C];
+        for (int i = 0; i < kPer; ++i) v[q][i] = line[sh.col_index[0][t[i]] * a.C];
       }
     }
     LO_LAYOUT_UNROLL
     for (int q = 0; q < R; ++q) {
-      if (q >= b.rows) continue;
-      const bool copy = cols_copy && sh.row_count[q] == 1;
-      LO_LAYOUT_UNROLL
-      for (int i = 0; i < kPer; ++i) {
-        const int t = s.ty + kTileRows * i;
-        if (copy)
-          sh.tile[q][s.tx][t] = sh.row_weight[q][0] * sh.col_weight[0][t] * acc_t(v[q][i]);
-        else if (sh.col_count[t] > 0)
-          sh.tile[q][s.tx][t] = element(q, c, t);
+      if (q < b.rows && cols_copy && sh.row_count[q] == 1) {
+        LO_LAYOUT_UNROLL
+        for (int i = 0; i < kPer; ++i)
+          sh.tile[q][s.tx][t[i]] = sh.row_weight[q][0] * sh.col_weight[0][t[i]] * acc_t(v[q][i]);
       }
+    }
+    LO_LAYOUT_NO_UNROLL
+    for (int q = 0; q < b.rows; ++q) {
+      if (cols_copy && sh.row_count[q] == 1) continue;
+      general_row<true>(a, sh, b, rows, cols, q, c, t, live, acc);
+      LO_LAYOUT_UNROLL
+      for (int i = 0; i < kPer; ++i)
+        if (live[i]) sh.tile[q][s.tx][t[i]] = acc[i];
     }
   } else {
     // Thread column tx; channels c0 + ty + kTileRows * i.
@@ -231,26 +282,36 @@ LO_HD void gather(const Slot& s, const Args<scalar_t>& a, Shared<acc_t, R>& sh) 
     const bool col_copy = sh.col_count[s.tx] == 1;
     const int64_t plane = rows * cols;
     LO_LAYOUT_UNROLL
+    for (int i = 0; i < kPer; ++i) {
+      c[i] = int(b.c0) + s.ty + kTileRows * i;
+      t[i] = s.tx;
+      live[i] = c[i] < a.C;
+    }
+    LO_LAYOUT_UNROLL
     for (int q = 0; q < R; ++q) {
       if (q < b.rows && col_copy && sh.row_count[q] == 1) {
-        const scalar_t* first = a.src + offset<false>(b.n, b.c0 + s.ty, sh.row_index[q][0], sh.col_index[0][s.tx],
+        const scalar_t* first = a.src + offset<false>(b.n, c[0], sh.row_index[q][0], sh.col_index[0][s.tx],
                                                       a.C, rows, cols);
         LO_LAYOUT_UNROLL
-        for (int i = 0; i < kPer; ++i)
-          v[q][i] = b.c0 + s.ty + kTileRows * i < a.C ? first[kTileRows * i * plane] : scalar_t(0);
+        for (int i = 0; i < kPer; ++i) v[q][i] = live[i] ? first[kTileRows * i * plane] : scalar_t(0);
       }
     }
     LO_LAYOUT_UNROLL
     for (int q = 0; q < R; ++q) {
-      if (q >= b.rows) continue;
-      const bool copy = col_copy && sh.row_count[q] == 1;
-      const acc_t weight = copy ? sh.row_weight[q][0] * sh.col_weight[0][s.tx] : acc_t(0);
-      LO_LAYOUT_UNROLL
-      for (int i = 0; i < kPer; ++i) {
-        const int cc = s.ty + kTileRows * i;
-        if (b.c0 + cc >= a.C) continue;
-        sh.tile[q][cc][s.tx] = copy ? weight * acc_t(v[q][i]) : element(q, b.c0 + cc, s.tx);
+      if (q < b.rows && col_copy && sh.row_count[q] == 1) {
+        const acc_t weight = sh.row_weight[q][0] * sh.col_weight[0][s.tx];
+        LO_LAYOUT_UNROLL
+        for (int i = 0; i < kPer; ++i)
+          if (live[i]) sh.tile[q][s.ty + kTileRows * i][s.tx] = weight * acc_t(v[q][i]);
       }
+    }
+    LO_LAYOUT_NO_UNROLL
+    for (int q = 0; q < b.rows; ++q) {
+      if (col_copy && sh.row_count[q] == 1) continue;
+      general_row<false>(a, sh, b, rows, cols, q, c, t, live, acc);
+      LO_LAYOUT_UNROLL
+      for (int i = 0; i < kPer; ++i)
+        if (live[i]) sh.tile[q][s.ty + kTileRows * i][s.tx] = acc[i];
     }
   }
 }
@@ -259,7 +320,7 @@ LO_HD void gather(const Slot& s, const Args<scalar_t>& a, Shared<acc_t, R>& sh) 
 // destination's contiguous axis.
 template <bool kAdjoint, bool kDstChannelsLast, typename scalar_t, typename acc_t, int R>
 LO_HD void store(const Slot& s, const Args<scalar_t>& a, const Shared<acc_t, R>& sh) {
-  const BlockPos b = block_pos<kAdjoint, R>(a, s.block);
+  const BlockPos& b = s.b;
   const int64_t rows = kAdjoint ? a.h.n : a.h.padded, cols = kAdjoint ? a.w.n : a.w.padded;
   for (int q = 0; q < b.rows; ++q) {
     const int64_t r = b.r0 + q;

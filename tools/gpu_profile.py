@@ -103,7 +103,7 @@ def workloads():
                 yield f"diffconv {kind} K={k} padded cl rows=4 fwd+bwd", _with_env(
                     padded, LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST="1", LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS="4")
                 yield f"diffconv {kind} K={k} padded cl rows=1 fwd+bwd", _with_env(
-                    padded, LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST="1")
+                    padded, LEARNABLE_OPS_DIFFCONV_CHANNELS_LAST="1", LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS="1")
                 # The batch in 2 and 4 chunks (temporaries and cuDNN workspace per chunk).
                 for chunks in ("2", "4"):
                     yield f"diffconv {kind} K={k} padded chunks={chunks} fwd+bwd", _with_env(

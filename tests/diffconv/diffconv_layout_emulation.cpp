@@ -29,7 +29,7 @@ void run(const Args<T>& a, int64_t blocks) {
     for (int phase = 0; phase < 3; ++phase)
       for (int ty = 0; ty < kTileRows; ++ty)
         for (int tx = 0; tx < kTile; ++tx) {
-          const Slot s{block, tx, ty};
+          const Slot s = make_slot<kAdjoint, R>(a, block, tx, ty);
           if (phase == 0) lists<kAdjoint>(s, a, *sh);
           if (phase == 1) gather<kAdjoint, kSrcCL>(s, a, *sh);
           if (phase == 2) store<kAdjoint, kDstCL>(s, a, *sh);

@@ -86,8 +86,8 @@ CASES = [
 @pytest.mark.parametrize("src_cl,dst_cl", [(False, True), (True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("shape,padding,order,dilation", CASES)
 def test_emulated_kernels_equal_the_pad_op(emulator, shape, padding, order, dilation, adjoint, src_cl, dst_cl, rows):
-    # rows: blocks of one destination row (the default launch) or of kRowsWide
-    # (LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS=4).
+    # rows: blocks of kRowsWide destination rows (the default launch) or of one
+    # (LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS=1).
     gen = torch.Generator().manual_seed(sum(shape))
     if adjoint:
         shape = (shape[0], shape[1], shape[2] + 2 * padding[0] * dilation[0], shape[3] + 2 * padding[1] * dilation[1])
