@@ -12,7 +12,12 @@ from collections.abc import Sequence
 
 import torch
 
-from learnable_ops.ops._direct_autograd import backward_below_autograd, direct_autograd, wants_direct_autograd
+from learnable_ops.ops._direct_autograd import (
+    backward_below_autograd,
+    direct_autograd,
+    register_autograd,
+    wants_direct_autograd,
+)
 from learnable_ops.ops._validate import check_floating, check_same_device, choice, int_tuple
 
 DCLS_VERSIONS = ("v0", "v1", "max", "gauss")
@@ -181,15 +186,27 @@ def _no_double_backward(ctx, *grads):
     )
 
 
+def _jvp(inputs, tangents):
+    # The kernel is linear in the weights (every version normalises with P and SIG alone). The
+    # derivatives in P and SIG exist only as the backward op's adjoint, with no forward form.
+    weight, P, SIG, dilated_kernel_size, version = inputs
+    return torch.ops.learnable_ops.dcls_construct.default(tangents[0], P, SIG, dilated_kernel_size, version)
+
+
 # Without grad mode (a backward pass without create_graph) the backward op records nothing,
 # so it runs below autograd: its registered autograd (which only refuses a second derivative)
 # would be a second round trip through Python on every step.
-torch.library.register_autograd(
-    "learnable_ops::dcls_construct", backward_below_autograd(_backward), setup_context=_setup_context
+register_autograd(
+    "learnable_ops::dcls_construct",
+    backward_below_autograd(_backward),
+    setup_context=_setup_context,
+    jvp=_jvp,
+    tangent_arguments=("weight",),
 )
 # Differentiating the gradient raises, through the dispatcher, as the registered double backward does.
 _DclsConstructDirect = direct_autograd(torch.ops.learnable_ops.dcls_construct.default, _setup_context, _backward)
-# An explicit error instead of autograd's silent fallthrough (which would drop these terms).
-torch.library.register_autograd(
+# An explicit error instead of autograd's silent fallthrough (which would drop these terms), in
+# reverse and in forward mode.
+register_autograd(
     "learnable_ops::dcls_construct_backward", _no_double_backward, setup_context=lambda ctx, inputs, output: None
 )

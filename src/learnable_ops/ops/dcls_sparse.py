@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import torch
 
-from learnable_ops.ops._direct_autograd import direct_autograd, wants_direct_autograd
+from learnable_ops.ops._direct_autograd import (
+    convolution_tangent,
+    direct_autograd,
+    register_autograd,
+    wants_direct_autograd,
+)
 from learnable_ops.ops._validate import check_floating, check_same_device, choice, int_tuple
 
 SPARSE_VERSIONS = ("v0", "v1")
@@ -142,7 +147,25 @@ def _backward(ctx, grad):
     )
 
 
-torch.library.register_autograd("learnable_ops::dcls_sparse_depthwise", _backward, setup_context=_setup)
+def _jvp(inputs, tangents):
+    # Linear in the input and affine in (weight, bias); the positions' derivative is the backward
+    # op's alone.
+    input, weight, P, bias, *args = inputs
+    t_input, t_weight, _, t_bias = tangents[:4]
+
+    def conv(x, w, b):
+        return torch.ops.learnable_ops.dcls_sparse_depthwise.default(x, w, P, b, *args)
+
+    return convolution_tangent(conv, input, weight, t_input, t_weight, t_bias)
+
+
+register_autograd(
+    "learnable_ops::dcls_sparse_depthwise",
+    _backward,
+    setup_context=_setup,
+    jvp=_jvp,
+    tangent_arguments=("input", "weight", "bias"),
+)
 
 
 def _setup_backward(ctx, inputs, output):
@@ -156,8 +179,6 @@ def _backward_backward(ctx, *grads):
     )
 
 
-torch.library.register_autograd(
-    "learnable_ops::dcls_sparse_depthwise_backward", _backward_backward, setup_context=_setup_backward
-)
+register_autograd("learnable_ops::dcls_sparse_depthwise_backward", _backward_backward, setup_context=_setup_backward)
 
 _SparseDirect = direct_autograd(torch.ops.learnable_ops.dcls_sparse_depthwise.default, _setup, _backward)

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from learnable_ops.ops._direct_autograd import direct_autograd, wants_direct_autograd
+from learnable_ops.ops._direct_autograd import (
+    add_tangents,
+    convolution_tangent,
+    direct_autograd,
+    register_autograd,
+    wants_direct_autograd,
+)
 from learnable_ops.ops._validate import check_floating, check_rank, check_same_device, int_tuple
 
 
@@ -243,12 +249,51 @@ def _backward_backward_weight(ctx, gg_weight, gg_bias):
     return d_go, d_in, None, None, None
 
 
-torch.library.register_autograd("learnable_ops::depthwise_conv2d", _backward, setup_context=_setup)
-torch.library.register_autograd(
-    "learnable_ops::depthwise_conv2d_backward_input", _backward_backward_input, setup_context=_setup_backward_input
+# Forward mode: the three ops are bilinear (the forward affine in (weight, bias)), so each
+# tangent is a sum of the ops applied to one tangent and the other primal.
+def _jvp(inputs, tangents):
+    input, weight, bias, stride, padding = inputs
+
+    def conv(x, w, b):
+        return torch.ops.learnable_ops.depthwise_conv2d.default(x, w, b, stride, padding)
+
+    return convolution_tangent(conv, input, weight, *tangents[:3])
+
+
+def _jvp_backward_input(inputs, tangents):
+    grad_output, weight, input_size, stride, padding = inputs
+    t_grad_output, t_weight = tangents[:2]
+    op = torch.ops.learnable_ops.depthwise_conv2d_backward_input.default
+    return add_tangents(
+        None if t_grad_output is None else op(t_grad_output, weight, input_size, stride, padding),
+        None if t_weight is None else op(grad_output, t_weight, input_size, stride, padding),
+    )
+
+
+def _jvp_backward_weight(inputs, tangents):
+    grad_output, input, kernel_size, stride, padding = inputs
+    t_grad_output, t_input = tangents[:2]
+    op = torch.ops.learnable_ops.depthwise_conv2d_backward_weight.default
+    t_weight = t_bias = None
+    if t_grad_output is not None:
+        t_weight, t_bias = op(t_grad_output, input, kernel_size, stride, padding)
+    if t_input is not None:  # the bias gradient does not depend on the input
+        t_weight = add_tangents(t_weight, op(grad_output, t_input, kernel_size, stride, padding)[0])
+    return t_weight, t_bias
+
+
+register_autograd("learnable_ops::depthwise_conv2d", _backward, setup_context=_setup, jvp=_jvp)
+register_autograd(
+    "learnable_ops::depthwise_conv2d_backward_input",
+    _backward_backward_input,
+    setup_context=_setup_backward_input,
+    jvp=_jvp_backward_input,
 )
-torch.library.register_autograd(
-    "learnable_ops::depthwise_conv2d_backward_weight", _backward_backward_weight, setup_context=_setup_backward_weight
+register_autograd(
+    "learnable_ops::depthwise_conv2d_backward_weight",
+    _backward_backward_weight,
+    setup_context=_setup_backward_weight,
+    jvp=_jvp_backward_weight,
 )
 
 _DepthwiseDirect = direct_autograd(torch.ops.learnable_ops.depthwise_conv2d.default, _setup, _backward)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from learnable_ops.ops._direct_autograd import direct_autograd, wants_direct_autograd
+from learnable_ops.ops._direct_autograd import direct_autograd, register_autograd, wants_direct_autograd
 from learnable_ops.ops._validate import check_floating, check_rank, choice, int_tuple
 
 PAD_MODES = ("zeros", "border", "periodic", "reflect", "symmetric")
@@ -183,8 +183,20 @@ def _pad_backward_backward(ctx, grad_grad_input):
     return torch.ops.learnable_ops.pad.default(grad_grad_input, *ctx.args), None, None, None, None, None
 
 
-torch.library.register_autograd("learnable_ops::pad", _pad_backward, setup_context=_pad_setup_context)
+# Both ops are linear in their tensor argument: each one's tangent is the op applied to it.
+def _pad_jvp(inputs, tangents):
+    return torch.ops.learnable_ops.pad.default(tangents[0], *inputs[1:])
+
+
+def _pad_backward_jvp(inputs, tangents):
+    return torch.ops.learnable_ops.pad_backward.default(tangents[0], *inputs[1:])
+
+
+register_autograd("learnable_ops::pad", _pad_backward, setup_context=_pad_setup_context, jvp=_pad_jvp)
 _PadDirect = direct_autograd(torch.ops.learnable_ops.pad.default, _pad_setup_context, _pad_backward)
-torch.library.register_autograd(
-    "learnable_ops::pad_backward", _pad_backward_backward, setup_context=_pad_backward_setup_context
+register_autograd(
+    "learnable_ops::pad_backward",
+    _pad_backward_backward,
+    setup_context=_pad_backward_setup_context,
+    jvp=_pad_backward_jvp,
 )

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from learnable_ops.ops._direct_autograd import direct_autograd, wants_direct_autograd
+from learnable_ops.ops._direct_autograd import (
+    add_tangents,
+    direct_autograd,
+    register_autograd,
+    skips_autograd,
+    wants_direct_autograd,
+)
 from learnable_ops.ops._validate import check_floating, check_rank, check_same_device, check_tensor, choice
 from learnable_ops.ops.pad import normalize_pad_mode
 
@@ -79,11 +85,11 @@ def shift(
     op = torch.ops.learnable_ops.shift.default
     if not input.is_quantized and wants_direct_autograd(input, shifts):
         return _ShiftDirect.apply(input, shifts, padding_mode, mode)
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if not skips_autograd(input, shifts):
         return op(input, shifts, padding_mode, mode)
-    # Eager without a graph to record: below the Autograd key, as the direct
-    # path does, skipping the registered Python autograd kernel (about half
-    # of a call's host time).
+    # Eager without a graph to record or a tangent to carry: below the Autograd
+    # key, as the direct path does, skipping the registered Python autograd
+    # kernel (about half of a call's host time).
     with torch._C._AutoDispatchBelowAutograd():
         return op(input, shifts, padding_mode, mode)
 
@@ -193,40 +199,68 @@ def _shift_shifts_backward_setup_context(ctx, inputs, output):
     ctx.padding_mode = padding_mode
 
 
-def _shifts_backward_vjp(grad_output, input, shifts, padding_mode, grad_grad_shifts, needs):
-    # G[c, a] = <g_c, D_a(s) x_c>, where D_a is the derivative of the
-    # multilinear interpolation along axis a at the real shift. Interpolation
-    # is linear in s_a within a cell, so D_a(s) = A(s | s_a = floor + 1) - A(s | s_a = floor):
-    # a difference of two active shifts with an integer column a. Hence
-    #   dG/dg = sum_a u_a D_a x,  dG/dx = sum_a D_a^T (u_a g),
-    #   dG_a/ds_b = G_b(s | s_a = floor + 1) - G_b(s | s_a = floor)  (b != a; 0 for b == a).
-    ops = torch.ops.learnable_ops
+# Derivatives in the shifts. Interpolation is linear in s_a within a cell, so the derivative of
+# the active shift A(s) along axis a is D_a(s) = A(s | s_a = floor + 1) - A(s | s_a = floor): a
+# difference of two active shifts with an integer column a (the one-sided derivative from above
+# at an integer, and in sparse mode the documented interpolation derivative). Each helper
+# contracts that derivative with per-channel weights u (C, ndim): a direction of the shifts in
+# forward mode, a cotangent of the shift gradient in reverse mode.
+def _cell_edges(shifts: torch.Tensor):
+    """For each axis a, the shifts with column a at the top and at the bottom of its cell."""
     s = shifts.detach().double()
     lower = torch.floor(s)
+    for a in range(s.shape[1]):
+        yield a, _with_column(s, a, lower[:, a] + 1), _with_column(s, a, lower[:, a])
+
+
+def _channel_weights(u: torch.Tensor, axis: int, like: torch.Tensor) -> torch.Tensor:
+    return u[:, axis].to(like.dtype).view((1, -1) + (1,) * (like.dim() - 2))
+
+
+def _shifts_derivative(input, shifts, u, padding_mode):
+    """sum_a u_a D_a(s) x: the derivative of shift(x, s) in the direction u."""
+    shift = torch.ops.learnable_ops.shift.default
+    return add_tangents(
+        *(
+            _channel_weights(u, a, input) * (shift(input, hi, padding_mode, "active") - shift(input, lo, padding_mode, "active"))
+            for a, hi, lo in _cell_edges(shifts)
+        )
+    )
+
+
+def _shifts_derivative_adjoint(grad_output, shifts, u, padding_mode):
+    """sum_a D_a(s)^T (u_a g): the derivative of shift_input_backward(g, s) in the direction u."""
+    input_backward = torch.ops.learnable_ops.shift_input_backward.default
+    terms = []
+    for a, hi, lo in _cell_edges(shifts):
+        ug = _channel_weights(u, a, grad_output) * grad_output
+        terms.append(input_backward(ug, hi, padding_mode, "active") - input_backward(ug, lo, padding_mode, "active"))
+    return add_tangents(*terms)
+
+
+def _shift_gradient_derivative(grad_output, input, shifts, u, padding_mode):
+    """The derivative of G = shift_shifts_backward(g, x, s), G[c, b] = <g_c, D_b x_c>, in the
+    direction u: dG_b/ds_a = G_b(s | s_a = floor + 1) - G_b(s | s_a = floor) for b != a, 0 for
+    b == a. The matrix is symmetric (a Hessian), so this is also the adjoint applied to u."""
+    shifts_backward = torch.ops.learnable_ops.shift_shifts_backward.default
+    terms = []
+    for a, hi, lo in _cell_edges(shifts):
+        diff = shifts_backward(grad_output, input, hi, padding_mode) - shifts_backward(grad_output, input, lo, padding_mode)
+        diff[:, a] = 0
+        terms.append(u[:, a : a + 1].to(diff.dtype) * diff)
+    return add_tangents(*terms).to(shifts.dtype)
+
+
+def _shifts_backward_vjp(grad_output, input, shifts, padding_mode, grad_grad_shifts, needs):
+    # G[c, a] = <g_c, D_a(s) x_c>: dG/dg = sum_a u_a D_a x, dG/dx = sum_a D_a^T (u_a g), and the
+    # shift derivative as above.
     gg = gx = gs = None
-    ndim = s.shape[1]
-    view = (1, -1) + (1,) * ndim
-    for a in range(ndim):
-        s_hi, s_lo = _with_column(s, a, lower[:, a] + 1), _with_column(s, a, lower[:, a])
-        u = grad_grad_shifts[:, a].to(input.dtype).view(view)
-        if needs[0]:
-            term = u * (ops.shift.default(input, s_hi, padding_mode, "active") - ops.shift.default(input, s_lo, padding_mode, "active"))
-            gg = term if gg is None else gg + term
-        if needs[1]:
-            ug = u * grad_output
-            term = ops.shift_input_backward.default(ug, s_hi, padding_mode, "active") - ops.shift_input_backward.default(
-                ug, s_lo, padding_mode, "active"
-            )
-            gx = term if gx is None else gx + term
-        if needs[2]:
-            diff = ops.shift_shifts_backward.default(grad_output, input, s_hi, padding_mode) - ops.shift_shifts_backward.default(
-                grad_output, input, s_lo, padding_mode
-            )
-            diff[:, a] = 0
-            term = grad_grad_shifts[:, a : a + 1].to(diff.dtype) * diff
-            gs = term if gs is None else gs + term
-    if gs is not None:
-        gs = gs.to(shifts.dtype)
+    if needs[0]:
+        gg = _shifts_derivative(input, shifts, grad_grad_shifts, padding_mode)
+    if needs[1]:
+        gx = _shifts_derivative_adjoint(grad_output, shifts, grad_grad_shifts, padding_mode)
+    if needs[2]:
+        gs = _shift_gradient_derivative(grad_output, input, shifts, grad_grad_shifts, padding_mode)
     return gg, gx, gs
 
 
@@ -245,10 +279,6 @@ def _shift_backward_setup_context(ctx, inputs, output):
     ctx.mode = mode
 
 
-def _add(a, b):
-    return b if a is None else (a if b is None else a + b)
-
-
 def _shift_backward_backward(ctx, grad_grad_input, grad_grad_shifts):
     # shift_backward = (shift_input_backward, shift_shifts_backward): the sum of their VJPs.
     grad_output, input, shifts = ctx.saved_tensors
@@ -260,24 +290,70 @@ def _shift_backward_backward(ctx, grad_grad_input, grad_grad_shifts):
         gg2, gx, gs2 = _shifts_backward_vjp(
             grad_output, input, shifts, ctx.padding_mode, grad_grad_shifts, (go_needed, x_needed, s_needed)
         )
-        gg, gs = _add(gg, gg2), _add(gs, gs2)
+        gg, gs = add_tangents(gg, gg2), add_tangents(gs, gs2)
     return gg, gx, gs, None, None
 
 
-torch.library.register_autograd("learnable_ops::shift", _shift_backward, setup_context=_shift_setup_context)
+# Forward mode: every op is linear in its tensors other than the shifts; the shift tangents go
+# through the derivatives above.
+def _shift_jvp(inputs, tangents):
+    input, shifts, padding_mode, mode = inputs
+    t_input, t_shifts = tangents[:2]
+    return add_tangents(
+        None if t_input is None else torch.ops.learnable_ops.shift.default(t_input, shifts, padding_mode, mode),
+        None if t_shifts is None else _shifts_derivative(input, shifts, t_shifts, padding_mode),
+    )
+
+
+def _shift_input_backward_jvp(inputs, tangents):
+    grad_output, shifts, padding_mode, mode = inputs
+    t_grad_output, t_shifts = tangents[:2]
+    return add_tangents(
+        None
+        if t_grad_output is None
+        else torch.ops.learnable_ops.shift_input_backward.default(t_grad_output, shifts, padding_mode, mode),
+        None if t_shifts is None else _shifts_derivative_adjoint(grad_output, shifts, t_shifts, padding_mode),
+    )
+
+
+def _shift_shifts_backward_jvp(inputs, tangents):
+    grad_output, input, shifts, padding_mode = inputs
+    t_grad_output, t_input, t_shifts = tangents[:3]
+    shifts_backward = torch.ops.learnable_ops.shift_shifts_backward.default
+    return add_tangents(
+        None if t_grad_output is None else shifts_backward(t_grad_output, input, shifts, padding_mode),
+        None if t_input is None else shifts_backward(grad_output, t_input, shifts, padding_mode),
+        None if t_shifts is None else _shift_gradient_derivative(grad_output, input, shifts, t_shifts, padding_mode),
+    )
+
+
+def _shift_backward_jvp(inputs, tangents):
+    # shift_backward = (shift_input_backward, shift_shifts_backward).
+    grad_output, input, shifts, padding_mode, mode = inputs
+    t_grad_output, t_input, t_shifts = tangents[:3]
+    return (
+        _shift_input_backward_jvp((grad_output, shifts, padding_mode, mode), (t_grad_output, t_shifts)),
+        _shift_shifts_backward_jvp((grad_output, input, shifts, padding_mode), (t_grad_output, t_input, t_shifts)),
+    )
+
+
+register_autograd("learnable_ops::shift", _shift_backward, setup_context=_shift_setup_context, jvp=_shift_jvp)
 _ShiftDirect = direct_autograd(torch.ops.learnable_ops.shift.default, _shift_setup_context, _shift_backward)
-torch.library.register_autograd(
+register_autograd(
     "learnable_ops::shift_input_backward",
     _shift_input_backward_backward,
     setup_context=_shift_input_backward_setup_context,
+    jvp=_shift_input_backward_jvp,
 )
-torch.library.register_autograd(
+register_autograd(
     "learnable_ops::shift_shifts_backward",
     _shift_shifts_backward_backward,
     setup_context=_shift_shifts_backward_setup_context,
+    jvp=_shift_shifts_backward_jvp,
 )
-torch.library.register_autograd(
+register_autograd(
     "learnable_ops::shift_backward",
     _shift_backward_backward,
     setup_context=_shift_backward_setup_context,
+    jvp=_shift_backward_jvp,
 )
