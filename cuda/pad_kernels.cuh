@@ -525,109 +525,6 @@ LO_HD void pad_poly_items(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I
   }
 }
 
-// Polynomial forward by rows: a team of kRowTeam consecutive threads (a warp
-// on the GPU) writes one output row (b, d, h) at a time, grid-stride over the
-// rows, its elements kRowChunk per thread with their loads in flight together.
-// The row's position and its D and H sources are found once per row rather
-// than per element, and only the lanes of the ring columns branch off. Taken
-// for rows of at least kRowMinWidth outputs (pad_poly_by_rows): the flat
-// kernel above, with three divisions and a divergent ring branch per element,
-// moved 16x64x128x128 fp32 (K = 3 and 7 pads) at about 1.3 TB/s on an H100
-// (ncu, session 9: issue-bound, 18 of 32 lanes active). Every element gets the
-// flat kernel's value bit for bit: the ring columns of copied rows sum their W
-// taps in the same order, an extrapolated row's copied columns sum D x H taps
-// with the weight products and order of poly_ring_output (whose W weight is 1
-// there), and the corners call poly_ring_output itself.
-constexpr int kRowTeam = 32;
-constexpr int kRowMinWidth = 64;
-
-template <typename scalar_t>
-constexpr int row_chunk() {
-  return sizeof(scalar_t) >= 8 ? 4 : 8;
-}
-
-template <typename scalar_t, typename acc_t, typename I>
-LO_HD bool pad_poly_by_rows(const PolyArgs<scalar_t, acc_t, I>& a) {
-  return a.target[2] >= I(kRowMinWidth);
-}
-
-template <bool kTabled, typename scalar_t, typename acc_t, typename I>
-LO_HD void pad_poly_rows(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I>& a) {
-  constexpr int kChunk = row_chunk<scalar_t>();
-  const int team = s.thread / kRowTeam, lane = s.thread % kRowTeam;
-  const int teams = (s.threads + kRowTeam - 1) / kRowTeam;
-  const int left = s.threads - team * kRowTeam;
-  const I width = I(left < kRowTeam ? left : kRowTeam);  // the last team may be short
-  const I tD = a.target[0], tH = a.target[1], tW = a.target[2];
-  const I sD = a.source[0], sH = a.source[1], sW = a.source[2];
-  const I rows = a.total / tW;
-  for (I row = I(s.block) * I(teams) + I(team); row < rows; row += I(s.grid) * I(teams)) {
-    const I plane = a.target_h.div(row);
-    const I oh = row - plane * tH;
-    const I b = a.target_d.div(plane);
-    const I od = plane - b * tD;
-    const AxisSources<I> sd = output_sources<0>(a, od), sh = output_sources<1>(a, oh);
-    const scalar_t* batch_x = a.src + b * sD * sH * sW;
-    scalar_t* dst_row = a.dst + row * tW;
-    const bool copied_row = sd.count == 1 && sh.count == 1;
-    for (I base = I(lane); base < tW; base += width * I(kChunk)) {
-      scalar_t v[kChunk];
-      unsigned ring = 0;  // bit k: element k is a ring column
-      if (copied_row) {
-        const scalar_t* row_x = batch_x + (sd.first * sH + sh.first) * sW;
-        LO_PAD_UNROLL
-        for (int k = 0; k < kChunk; ++k) {
-          const I ow = base + I(k) * width, rw = ow - a.copy_lo[2];
-          const bool copy = ow < tW && inside(rw, a.copy_len[2]);
-          if (ow < tW && !copy) ring |= 1u << k;
-          v[k] = copy ? row_x[a.copy_source[2] + rw] : scalar_t(0);
-        }
-        LO_PAD_NO_UNROLL
-        for (int k = 0; ring >> k != 0u; ++k) {
-          if (!(ring >> k & 1u)) continue;
-          const AxisSources<I> sw = output_sources<2>(a, base + I(k) * width);
-          acc_t value = acc_t(0);
-          LO_PAD_UNROLL_TAPS
-          for (I kw = 0; kw < sw.count; ++kw)
-            value += poly_weight<kTabled, 2>(s, a, kw, sw.m) * static_cast<acc_t>(row_x[sw.index(kw)]);
-          v[k] = static_cast<scalar_t>(value);
-        }
-      } else {
-        acc_t column[kChunk];
-        I at[kChunk];
-        LO_PAD_UNROLL
-        for (int k = 0; k < kChunk; ++k) {
-          const I ow = base + I(k) * width, rw = ow - a.copy_lo[2];
-          const bool copy = ow < tW && inside(rw, a.copy_len[2]);
-          if (ow < tW && !copy) ring |= 1u << k;
-          column[k] = acc_t(0);
-          at[k] = copy ? a.copy_source[2] + rw : I(-1);
-        }
-        LO_PAD_NO_UNROLL
-        for (I kd = 0; kd < sd.count; ++kd) {
-          const acc_t wd = poly_weight<kTabled, 0>(s, a, kd, sd.m);
-          LO_PAD_NO_UNROLL
-          for (I kh = 0; kh < sh.count; ++kh) {
-            const acc_t w = wd * poly_weight<kTabled, 1>(s, a, kh, sh.m);
-            const scalar_t* row_x = batch_x + (sd.index(kd) * sH + sh.index(kh)) * sW;
-            LO_PAD_UNROLL
-            for (int k = 0; k < kChunk; ++k)
-              if (at[k] >= 0) column[k] += w * static_cast<acc_t>(row_x[at[k]]);
-          }
-        }
-        LO_PAD_UNROLL
-        for (int k = 0; k < kChunk; ++k) v[k] = static_cast<scalar_t>(column[k]);
-        LO_PAD_NO_UNROLL
-        for (int k = 0; ring >> k != 0u; ++k)
-          if (ring >> k & 1u) v[k] = poly_ring_output<kTabled>(s, a, row * tW + base + I(k) * width);
-      }
-      LO_PAD_UNROLL
-      for (int k = 0; k < kChunk; ++k)
-        if (base + I(k) * width < tW) dst_row[base + I(k) * width] = v[k];
-    }
-  }
-}
-
 #if defined(__CUDACC__) || defined(__HIPCC__)
 __device__ inline ThreadSlot this_thread_slot() {
   extern __shared__ __align__(16) unsigned char pad_tables[];
@@ -650,16 +547,6 @@ __global__ void pad_poly_kernel(const PolyArgs<scalar_t, acc_t, I> a) {
     __syncthreads();
   }
   pad_poly_items<kForward, kTabled>(s, a);
-}
-
-template <bool kTabled, typename scalar_t, typename acc_t, typename I>
-__global__ void pad_poly_rows_kernel(const PolyArgs<scalar_t, acc_t, I> a) {
-  const ThreadSlot s = this_thread_slot();
-  if constexpr (kTabled) {
-    pad_poly_tables(s, a);
-    __syncthreads();
-  }
-  pad_poly_rows<kTabled>(s, a);
 }
 
 template <PadMode M, typename acc_t, typename scalar_t, typename I>

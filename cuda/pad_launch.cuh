@@ -102,24 +102,6 @@ void launch_poly(const at::Tensor& src, at::Tensor& dst, const PadPlan& plan, bo
   };
   auto with_tables = [&](auto direction) {
     constexpr bool kForward = decltype(direction)::value;
-    if (kForward && pad_kernels::pad_poly_by_rows(a)) {
-      // One team of pad_kernels::kRowTeam threads per output row.
-      const int64_t threads = int64_t(a.total / a.target[2]) * pad_kernels::kRowTeam;
-      auto go = [&](auto kernel, int per_sm) {
-        kernel<<<one_wave(per_sm, threads), kThreads, shared, current_stream()>>>(a);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      };
-      if (pad_kernels::poly_tabled(a)) {
-        auto kernel = pad_kernels::pad_poly_rows_kernel<true, scalar_t, acc_t, I>;
-        static const int per_sm = blocks_per_sm(kernel);
-        go(kernel, per_sm);
-      } else {
-        auto kernel = pad_kernels::pad_poly_rows_kernel<false, scalar_t, acc_t, I>;
-        static const int per_sm = blocks_per_sm(kernel);
-        go(kernel, per_sm);
-      }
-      return;
-    }
     if (pad_kernels::poly_tabled(a)) {
       auto kernel = pad_kernels::pad_poly_kernel<kForward, true, scalar_t, acc_t, I>;
       static const int per_sm = blocks_per_sm(kernel);

@@ -3,7 +3,7 @@
 // every thread through the item phase (the __syncthreads between them), with
 // the launch planning pad.cu uses. Driven by test_pad_cuda_emulation.py.
 //
-// argv: direction(forward|forward_rows|forward_flat|backward|runs) mode(0..5) index_bits(32|64)
+// argv: direction(forward|backward|runs) mode(0..5) index_bits(32|64)
 //       table_budget_bytes blocks threads misalign batch
 //       in[3] out[3] before[3] order[3] step[3]      (D, H, W)
 //       [dtype: float64 (default) | float32]
@@ -13,9 +13,6 @@
 // listed inline, as the host plans it (the fast path of the fallback).
 // dtype float32 runs the polynomial kernel in float with float weights (its
 // acc_t for float, half and bfloat16), rounding the source first.
-// The polynomial forward takes the kernel the launch would (pad_launch.cuh:
-// by rows for wide rows, flat otherwise); forward_rows and forward_flat force
-// one, for any width.
 //
 // argv: divider d n_first n_count: checks Divider<int32_t>(d) against the
 // division for n_first .. n_first + n_count - 1 and for n near 2^31 and near
@@ -55,7 +52,6 @@ void emulate(const Launch& l, Tables&& tables, Items&& items) {
 
 struct Job {
   bool forward;
-  int kernel;  // polynomial forward: 0 as the launch picks, 1 by rows, 2 flat
   bool float32;
   PadMode mode;
   size_t budget;
@@ -83,12 +79,7 @@ void run_poly(const Job& job, const PadAxis<I> (&axes)[3], const double* src, do
   const Launch launch{job.blocks, job.threads, shared};
   auto tables = [&](const ThreadSlot& s) { pad_poly_tables(s, a); };
   auto no_tables = [](const ThreadSlot&) {};
-  const bool by_rows = job.kernel == 1 || (job.kernel == 0 && pad_poly_by_rows(a));
-  if (job.forward && by_rows && poly_tabled(a))
-    emulate(launch, tables, [&](const ThreadSlot& s) { pad_poly_rows<true>(s, a); });
-  else if (job.forward && by_rows)
-    emulate(launch, no_tables, [&](const ThreadSlot& s) { pad_poly_rows<false>(s, a); });
-  else if (job.forward && poly_tabled(a))
+  if (job.forward && poly_tabled(a))
     emulate(launch, tables, [&](const ThreadSlot& s) { pad_poly_items<true, true>(s, a); });
   else if (job.forward)
     emulate(launch, no_tables, [&](const ThreadSlot& s) { pad_poly_items<true, false>(s, a); });
@@ -173,9 +164,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   Job job{};
-  const std::string direction = argv[1];
-  job.forward = direction.rfind("forward", 0) == 0;
-  job.kernel = direction == "forward_rows" ? 1 : direction == "forward_flat" ? 2 : 0;
+  job.forward = std::string(argv[1]) == "forward";
   job.float32 = argc == 9 + 16 && std::string(argv[24]) == "float32";
   job.mode = static_cast<PadMode>(std::atoi(argv[2]));
   const int bits = std::atoi(argv[3]);

@@ -55,14 +55,13 @@ def per_axis(values, nsp, default):
     return full
 
 
-def emulate(binary, src, shape, pad, mode, *, forward, order=None, dilation=None, bits=32, budget=16384, blocks=5, threads=64, misalign=0, dtype="float64", kernel=""):
+def emulate(binary, src, shape, pad, mode, *, forward, order=None, dilation=None, bits=32, budget=16384, blocks=5, threads=64, misalign=0, dtype="float64"):
     nsp = len(shape) - 2
     size_in, size_out, before = geometry(shape, pad)
     orders = per_axis(order or [0], nsp, 0)
     steps = per_axis(dilation or [1], nsp, 1)
     batch = int(np.prod(shape[:2]))
-    # kernel: "" as the launch picks, "_rows" or "_flat" to force the polynomial forward's kernel.
-    args = [("forward" + kernel) if forward else "backward", MODE_IDS[mode], bits, budget, blocks, threads, misalign, batch]
+    args = ["forward" if forward else "backward", MODE_IDS[mode], bits, budget, blocks, threads, misalign, batch]
     args += size_in + size_out + before + orders + steps + [dtype]
     result = subprocess.run([str(binary)] + [str(a) for a in args], input=src.contiguous().numpy().tobytes(), capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
@@ -272,33 +271,3 @@ def test_polynomial_float32(emulator):
                 got = emulate(emulator, src.double(), shape, pad, "polynomial", forward=forward, order=order, dilation=dilation, budget=budget, bits=32 if trial % 2 else 64, dtype="float32")
                 error = (got - truth).abs().max().item()
                 assert error <= bound, (forward, shape, pad, order, dilation, budget, error, cpu_error)
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("bits", [32, 64])
-def test_polynomial_rows_kernel_equals_flat(emulator, bits, dtype):
-    # The forward by rows (pad_poly_rows, the launch's choice for rows of 64
-    # outputs or more) gives the flat kernel's result bit for bit, for any
-    # width, team layout (thread counts that are not multiples of 32, short
-    # last teams, grids smaller than the rows) and weight source; and equals
-    # the CPU op. Wide rows (the DiffConv2d shapes) take it by default.
-    rng = np.random.default_rng(80 + bits)
-    gen = torch.Generator().manual_seed(80 + bits)
-    cases = polynomial_cases(rng) + [((2, 2, 9, 64), [1] * 4, [2], None), ((1, 2, 12, 70), [3] * 4, [6], None),
-                                     ((1, 1, 6, 61), [3, 0, 2, 5], [2, 3], [1, 2]), ((1, 1, 2, 5, 66), [2] * 6, [1], None)]
-    launches = [dict(), dict(budget=0, blocks=3, threads=32), dict(budget=64, blocks=2, threads=96, misalign=1),
-                dict(blocks=1, threads=40), dict(blocks=7, threads=33)]
-    for trial, (shape, pad, order, dilation) in enumerate(cases):
-        x = torch.randn(shape, dtype=torch.float64, generator=gen)
-        if dtype == "float32":
-            x = x.float().double()
-        launch = launches[trial % len(launches)]
-        kw = dict(forward=True, order=order, dilation=dilation, bits=bits, dtype=dtype, **launch)
-        rows = emulate(emulator, x, shape, pad, "polynomial", kernel="_rows", **kw)
-        flat = emulate(emulator, x, shape, pad, "polynomial", kernel="_flat", **kw)
-        assert torch.equal(rows, flat), (shape, pad, order, dilation, launch)
-        if dtype == "float64":
-            want = lo.pad(x, pad, "polynomial", order=order, dilation=dilation)
-            torch.testing.assert_close(rows, want, atol=1e-10, rtol=1e-10)
-        if shape[-1] + pad[0] + pad[1] >= 64:
-            assert torch.equal(emulate(emulator, x, shape, pad, "polynomial", **kw), rows)
