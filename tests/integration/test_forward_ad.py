@@ -32,13 +32,6 @@ from shift_reference import reference_shift  # noqa: E402
 ops = torch.ops.learnable_ops
 f64 = dict(dtype=torch.float64)
 
-# ops/diffconv.py registers its autograd with torch.library.register_autograd, which drops
-# tangents; these cases pass once it uses ops/_direct_autograd.register_autograd.
-DIFFCONV_PENDING = pytest.mark.xfail(
-    strict=True, reason="ops/diffconv.py does not register its autograd through _direct_autograd.register_autograd yet"
-)
-
-
 MODES = ("forward_ad", "forward_ad with graph", "func.jvp")
 
 
@@ -49,7 +42,6 @@ class Case:
     tangent_inputs: tuple[int, ...]
     raises: str | None = None  # the op that refuses the tangent
     surrogate: bool = False  # the documented derivative is not the forward's: compare with reverse mode
-    pending: tuple[str, ...] = ()  # the modes that fail until ops/diffconv.py's change
 
 
 def _shifts(channels, ndim):
@@ -142,31 +134,27 @@ FUNCTIONAL = {
         (2,),
         raises="learnable_ops::dcls_sparse_depthwise",
     ),
-    "diff_conv2d": Case(lambda x, w, b: lo.diff_conv2d(x, w, b), _diffconv_inputs, (0, 1, 2), pending=MODES),
+    "diff_conv2d": Case(lambda x, w, b: lo.diff_conv2d(x, w, b), _diffconv_inputs, (0, 1, 2)),
     "diff_conv2d-depthwise": Case(
         lambda x, w: lo.diff_conv2d(x, w, groups=2),
         lambda: _diffconv_inputs(groups=2)[:2],
         (0,),
-        pending=MODES,
     ),
     "diff_conv2d-stride-edge": Case(
         lambda x, w, b, ew, eb: lo.diff_conv2d(x, w, b, stride=2, edge_weight=ew, edge_bias=eb, order=1),
         _edge_inputs,
         (0, 1, 2, 3, 4),
-        pending=MODES,
     ),
     "diff_conv2d-edge-bias-only": Case(
         lambda x, w, b, ew, eb: lo.diff_conv2d(x, w, b, edge_weight=ew, edge_bias=eb),
         _edge_inputs,
         (2,),
-        pending=MODES,
     ),
     "diff_conv2d-keep-false": Case(
         lambda x, w: lo.diff_conv2d(x, w, keep_img_grad_at_invalid=False),
         lambda: (torch.randn(1, 1, 5, 4, **f64), torch.randn(1, 1, 3, 3, **f64)),
         (0, 1),
         surrogate=True,
-        pending=MODES,
     ),
 }
 
@@ -240,53 +228,38 @@ RAW = {
         lambda x, w, b: ops.diff_conv2d(x, w, b, None, None, [1, 2], [1, 1], 1, [2, 1], True),
         _diffconv_inputs,
         (0, 1, 2),
-        pending=MODES,
     ),
     "diff_conv2d_backward": Case(
         lambda g, x, w: ops.diff_conv2d_backward(g, x, w, None, False, [1, 1], [1, 1], 1, [2, 2], True, [True] * 5),
         _diffconv_backward_inputs,
         (0,),
         raises="learnable_ops::diff_conv2d_backward",
-        pending=MODES,
     ),
     "diff_conv2d_padded_backward": Case(
         lambda g, x, w: ops.diff_conv2d_padded_backward(g, x, w, [1, 1], [1, 1], 1, [2, 2], [True] * 3),
         _diffconv_backward_inputs,
         (0,),
         raises="learnable_ops::diff_conv2d_padded_backward",
-        pending=MODES,
     ),
-    # An internal op of the CUDA padded path without an Autograd kernel of its own: in eager mode on
-    # the CPU its kernel's pad and pad_backward carry the tangents, under torch.func nothing does.
     "diff_conv2d_pad_layout": Case(
         lambda x: ops.diff_conv2d_pad_layout(x, [2, 1], [2, 1], [1, 2], False, True),
         _pad_inputs,
         (0,),
-        pending=("func.jvp",),
     ),
     "diff_conv2d_ring": Case(
-        lambda x, w, b: ops.diff_conv2d_ring(x, w, b, [1, 1], 1, [2, 2], False)[0], _diffconv_inputs, (0, 1, 2), pending=MODES
+        lambda x, w, b: ops.diff_conv2d_ring(x, w, b, [1, 1], 1, [2, 2], False)[0], _diffconv_inputs, (0, 1, 2)
     ),
     "diff_conv2d_ring_backward": Case(
         lambda g, x, w: ops.diff_conv2d_ring_backward(g, x, w, None, None, [1, 1], 1, [2, 2], [True] * 3),
         _diffconv_backward_inputs,
         (0,),
         raises="learnable_ops::diff_conv2d_ring_backward",
-        pending=MODES,
     ),
 }
 
 
-def _marks(case, mode):
-    return DIFFCONV_PENDING if mode in case.pending else ()
-
-
 def _params(cases):
-    return [
-        pytest.param(name, mode, marks=_marks(case, mode), id=f"{name}-{mode}")
-        for name, case in cases.items()
-        for mode in MODES
-    ]
+    return [pytest.param(name, mode, id=f"{name}-{mode}") for name in cases for mode in MODES]
 
 
 def _as_tuple(out):
@@ -391,7 +364,7 @@ def test_raw_op(name, mode):
 @pytest.mark.parametrize(
     "cases, name",
     [
-        pytest.param(cases, name, marks=_marks(case, "forward_ad"), id=f"{label}-{name}")
+        pytest.param(cases, name, id=f"{label}-{name}")
         for label, cases in (("functional", FUNCTIONAL), ("raw", RAW))
         for name, case in cases.items()
         if not case.raises
@@ -429,7 +402,7 @@ JACFWD = [
 ]
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=_marks(FUNCTIONAL[name], "func.jvp")) for name in JACFWD])
+@pytest.mark.parametrize("name", JACFWD)
 def test_jacfwd(name):
     """torch.func.jacfwd (vmap over jvp, through the ops' batching fallback) gives the Jacobian
     that reverse mode gives."""
@@ -510,7 +483,7 @@ def _modules():
     return {"Shift2d": shift, **{f"Dcls2d-{m}": layer for m, layer in dcls.items()}, "DiffConv2d": diffconv}
 
 
-MODULES = ["Shift2d", "Dcls2d-construct", "Dcls2d-dense", "Dcls2d-sparse", pytest.param("DiffConv2d", marks=DIFFCONV_PENDING)]
+MODULES = ["Shift2d", "Dcls2d-construct", "Dcls2d-dense", "Dcls2d-sparse", "DiffConv2d"]
 
 
 @pytest.mark.parametrize("name", MODULES)

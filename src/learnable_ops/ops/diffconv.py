@@ -8,7 +8,13 @@ import warnings
 
 import torch
 
-from learnable_ops.ops._direct_autograd import direct_autograd, wants_direct_autograd
+from learnable_ops.ops._direct_autograd import (
+    add_tangents,
+    convolution_tangent,
+    direct_autograd,
+    register_autograd,
+    wants_direct_autograd,
+)
 from learnable_ops.ops._validate import check_floating, check_rank, check_same_device, check_tensor, int_tuple
 
 _warned_half_precision = False
@@ -381,16 +387,69 @@ def _double_backward(ctx, *grads):
     )
 
 
-torch.library.register_autograd("learnable_ops::diff_conv2d", _backward, setup_context=_setup_context)
-torch.library.register_autograd(
-    "learnable_ops::diff_conv2d_backward", _double_backward, setup_context=_backward_setup_context
-)
-torch.library.register_autograd(
-    "learnable_ops::diff_conv2d_padded_backward", _double_backward, setup_context=_backward_setup_context
-)
-torch.library.register_autograd("learnable_ops::diff_conv2d_ring", _ring_backward, setup_context=_ring_setup_context)
-torch.library.register_autograd(
-    "learnable_ops::diff_conv2d_ring_backward", _double_backward, setup_context=_backward_setup_context
+# Forward mode: both convolutions are linear in the input and affine in the weights and biases
+# together. With keep_img_grad_at_invalid=False the input's gradient leaves the boundary outputs
+# out, and so does its tangent (a zero boundary kernel): forward and reverse mode give the same
+# derivative.
+def _jvp(inputs, tangents):
+    input, weight, bias, edge_weight, edge_bias, *args = inputs
+    t_input, t_weight, t_bias, t_edge_weight, t_edge_bias = tangents[:5]
+    keep_img_grad_at_invalid = args[-1]
+    op = torch.ops.learnable_ops.diff_conv2d.default
+    through_input = through_weights = None
+    if t_input is not None:
+        boundary_weight = edge_weight if keep_img_grad_at_invalid else torch.zeros_like(weight)
+        through_input = op(t_input, weight, None, boundary_weight, None, *args)
+    if any(t is not None for t in (t_weight, t_bias, t_edge_weight, t_edge_bias)):
+        if edge_weight is not None and t_edge_weight is None:
+            t_edge_weight = torch.zeros_like(edge_weight)
+        if edge_bias is not None and t_edge_bias is None:
+            t_edge_bias = torch.zeros_like(edge_bias)
+        t_weight = torch.zeros_like(weight) if t_weight is None else t_weight
+        through_weights = op(input, t_weight, t_bias, t_edge_weight, t_edge_bias, *args)
+    return add_tangents(through_input, through_weights)
+
+
+def _ring_jvp(inputs, tangents):
+    input, weight, bias, dilation, groups, order, save_strips, native_depthwise = inputs
+    ring = torch.ops.learnable_ops.diff_conv2d_ring.default
+
+    def conv(x, w, b):
+        return ring(x, w, b, dilation, groups, order, False, native_depthwise)[0]
+
+    return convolution_tangent(conv, input, weight, *tangents[:3]), None, None
+
+
+def _pad_layout_setup_context(ctx, inputs, output):
+    _, ctx.padding, ctx.order, ctx.dilation, ctx.adjoint, _ = inputs
+
+
+def _pad_layout_backward(ctx, grad_output):
+    # The op is the polynomial pad, or with adjoint its adjoint (the fold), in a memory format;
+    # the gradient of each is the other one.
+    grad = torch.ops.learnable_ops.diff_conv2d_pad_layout.default(
+        grad_output, ctx.padding, ctx.order, ctx.dilation, not ctx.adjoint, False
+    )
+    return grad, None, None, None, None, None
+
+
+def _pad_layout_jvp(inputs, tangents):
+    return torch.ops.learnable_ops.diff_conv2d_pad_layout.default(tangents[0], *inputs[1:])
+
+
+# The backward ops have no double backward and no forward-mode rule: both raise.
+register_autograd("learnable_ops::diff_conv2d", _backward, setup_context=_setup_context, jvp=_jvp)
+register_autograd("learnable_ops::diff_conv2d_backward", _double_backward, setup_context=_backward_setup_context)
+register_autograd("learnable_ops::diff_conv2d_padded_backward", _double_backward, setup_context=_backward_setup_context)
+register_autograd("learnable_ops::diff_conv2d_ring", _ring_backward, setup_context=_ring_setup_context, jvp=_ring_jvp)
+register_autograd("learnable_ops::diff_conv2d_ring_backward", _double_backward, setup_context=_backward_setup_context)
+# An internal op of the CUDA padded path (called below autograd there); registered so that a
+# direct call is differentiable in both modes on every device.
+register_autograd(
+    "learnable_ops::diff_conv2d_pad_layout",
+    _pad_layout_backward,
+    setup_context=_pad_layout_setup_context,
+    jvp=_pad_layout_jvp,
 )
 
 _RingDirect = direct_autograd(torch.ops.learnable_ops.diff_conv2d_ring.default, _ring_setup_context, _ring_backward)
