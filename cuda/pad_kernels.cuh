@@ -525,6 +525,107 @@ LO_HD void pad_poly_items(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I
   }
 }
 
+// Polynomial forward in two launches (pad_launch.cuh, behind the tuning switch
+// LEARNABLE_OPS_PAD_POLY_SPLIT=1; not yet measured): the copy box alone, then
+// the ring alone. The flat kernel above checks every element for the ring and
+// branches for the few that are: ncu on an H100 (session 9, the K = 3 pad of
+// 16x64x128x128 fp32, 100 us, 1.3 TB/s) found it issuing at 18 of 32 active
+// lanes. Here the box kernel's warps do nothing but copy (every element of the
+// box has its single source), and the ring kernel's every thread sums. Applies
+// when every D target is a copy (2D and 1D pads; 3D pads whose D axis is not
+// padded). Each ring element is poly_ring_output's, so the result is the flat
+// kernel's bit for bit.
+template <typename I>
+struct PolySplit {
+  I box_items;   // batch * tD * copy_len[1] * copy_len[2]
+  Divider<I> box_w, box_h, box_d;  // by copy_len[2], copy_len[1], tD
+  I ring_items;  // batch * tD * per_plane
+  // Ring elements of one (b, d) plane: `top` in the rows above the box (every
+  // column), `middle` in the box's rows (`side` columns each, left and right of
+  // the box), then the rows below it.
+  I per_plane, top, middle, side;
+  Divider<I> ring_plane, ring_w, ring_side;  // by per_plane, tW, side (1 when side is 0)
+};
+
+template <typename scalar_t, typename acc_t, typename I>
+bool poly_split_applies(const PolyArgs<scalar_t, acc_t, I>& a) {
+  return a.copy_lo[0] == 0 && a.copy_len[0] == a.target[0];
+}
+
+template <typename scalar_t, typename acc_t, typename I>
+PolySplit<I> plan_poly_split(const PolyArgs<scalar_t, acc_t, I>& a) {
+  PolySplit<I> p{};
+  const I tD = a.target[0], tH = a.target[1], tW = a.target[2];
+  const I planes = a.total / std::max<I>(1, tH * tW);  // batch * tD
+  p.box_items = planes * a.copy_len[1] * a.copy_len[2];
+  p.box_w = Divider<I>(std::max<I>(1, a.copy_len[2]));
+  p.box_h = Divider<I>(std::max<I>(1, a.copy_len[1]));
+  p.box_d = Divider<I>(std::max<I>(1, tD));
+  p.side = tW - a.copy_len[2];
+  p.top = a.copy_lo[1] * tW;
+  p.middle = a.copy_len[1] * p.side;
+  p.per_plane = tH * tW - a.copy_len[1] * a.copy_len[2];
+  p.ring_items = planes * p.per_plane;
+  p.ring_plane = Divider<I>(std::max<I>(1, p.per_plane));
+  p.ring_w = Divider<I>(std::max<I>(1, tW));
+  p.ring_side = Divider<I>(std::max<I>(1, p.side));
+  return p;
+}
+
+// The box: item i is element (plane, rh, rw) of the copy box, plane = b * tD + d;
+// kUnroll items per thread with their loads in flight together.
+template <typename scalar_t, typename acc_t, typename I>
+LO_HD void pad_poly_box_items(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I>& a, const PolySplit<I>& p) {
+  constexpr int kUnroll = poly_unroll<scalar_t>();
+  const I threads = I(s.threads), pass = threads * kUnroll;
+  const I tD = a.target[0], tH = a.target[1], tW = a.target[2];
+  const I sD = a.source[0], sH = a.source[1], sW = a.source[2];
+  for (I first = I(s.block) * pass + I(s.thread); first < p.box_items; first += I(s.grid) * pass) {
+    scalar_t v[kUnroll];
+    I at[kUnroll];
+    LO_PAD_UNROLL
+    for (int k = 0; k < kUnroll; ++k) {
+      const I i = first + I(k) * threads;
+      const I row = p.box_w.div(i), rw = i - row * a.copy_len[2];
+      const I plane = p.box_h.div(row), rh = row - plane * a.copy_len[1];
+      const I b = p.box_d.div(plane), d = plane - b * tD;
+      const bool live = i < p.box_items;
+      at[k] = live ? (plane * tH + a.copy_lo[1] + rh) * tW + a.copy_lo[2] + rw : I(-1);
+      v[k] = live ? a.src[((b * sD + a.copy_source[0] + d) * sH + a.copy_source[1] + rh) * sW + a.copy_source[2] + rw]
+                  : scalar_t(0);
+    }
+    LO_PAD_UNROLL
+    for (int k = 0; k < kUnroll; ++k)
+      if (at[k] >= 0) a.dst[at[k]] = v[k];
+  }
+}
+
+// The ring: item r is the r-th ring element of the planes, in row-major order
+// within each plane.
+template <bool kTabled, typename scalar_t, typename acc_t, typename I>
+LO_HD void pad_poly_ring_items(const ThreadSlot& s, const PolyArgs<scalar_t, acc_t, I>& a, const PolySplit<I>& p) {
+  const I tH = a.target[1], tW = a.target[2];
+  for (I r = I(s.block) * I(s.threads) + I(s.thread); r < p.ring_items; r += I(s.grid) * I(s.threads)) {
+    const I plane = p.ring_plane.div(r);
+    I q = r - plane * p.per_plane, h, w;
+    if (q < p.top) {
+      h = p.ring_w.div(q);
+      w = q - h * tW;
+    } else if ((q -= p.top) < p.middle) {
+      const I row = p.ring_side.div(q), c = q - row * p.side;
+      h = a.copy_lo[1] + row;
+      w = c < a.copy_lo[2] ? c : c + a.copy_len[2];
+    } else {
+      q -= p.middle;
+      const I row = p.ring_w.div(q);
+      h = a.copy_lo[1] + a.copy_len[1] + row;
+      w = q - row * tW;
+    }
+    const I e = (plane * tH + h) * tW + w;
+    a.dst[e] = poly_ring_output<kTabled>(s, a, e);
+  }
+}
+
 #if defined(__CUDACC__) || defined(__HIPCC__)
 __device__ inline ThreadSlot this_thread_slot() {
   extern __shared__ __align__(16) unsigned char pad_tables[];
@@ -547,6 +648,21 @@ __global__ void pad_poly_kernel(const PolyArgs<scalar_t, acc_t, I> a) {
     __syncthreads();
   }
   pad_poly_items<kForward, kTabled>(s, a);
+}
+
+template <typename scalar_t, typename acc_t, typename I>
+__global__ void pad_poly_box_kernel(const PolyArgs<scalar_t, acc_t, I> a, const PolySplit<I> p) {
+  pad_poly_box_items(this_thread_slot(), a, p);
+}
+
+template <bool kTabled, typename scalar_t, typename acc_t, typename I>
+__global__ void pad_poly_ring_kernel(const PolyArgs<scalar_t, acc_t, I> a, const PolySplit<I> p) {
+  const ThreadSlot s = this_thread_slot();
+  if constexpr (kTabled) {
+    pad_poly_tables(s, a);
+    __syncthreads();
+  }
+  pad_poly_ring_items<kTabled>(s, a, p);
 }
 
 template <PadMode M, typename acc_t, typename scalar_t, typename I>

@@ -15,6 +15,7 @@
 
 #include "learnable_ops/checks.h"
 #include "learnable_ops/cuda_utils.cuh"
+#include "learnable_ops/env_switch.h"
 #include "learnable_ops/pad_plan.h"
 #include "pad_kernels.cuh"
 
@@ -100,6 +101,35 @@ void launch_poly(const at::Tensor& src, at::Tensor& dst, const PadPlan& plan, bo
     kernel<<<one_wave(per_sm, passes * kThreads), kThreads, shared, current_stream()>>>(a);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   };
+  // LEARNABLE_OPS_PAD_POLY_SPLIT=1 (a tuning switch, read at every call; off
+  // unless set): the forward as the copy box, then the ring (pad_kernels.cuh).
+  if (forward && env_override("LEARNABLE_OPS_PAD_POLY_SPLIT").value_or(false) && pad_kernels::poly_split_applies(a)) {
+    const pad_kernels::PolySplit<I> p = pad_kernels::plan_poly_split(a);
+    const int64_t box_passes =
+        (int64_t(p.box_items) + per_block - 1) / per_block;  // kUnroll items per thread, as the flat kernel
+    if (p.box_items > 0) {
+      auto box = pad_kernels::pad_poly_box_kernel<scalar_t, acc_t, I>;
+      static const int box_per_sm = blocks_per_sm(box);
+      box<<<one_wave(box_per_sm, box_passes * kThreads), kThreads, 0, current_stream()>>>(a, p);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    if (p.ring_items > 0) {
+      auto go = [&](auto ring, int per_sm) {
+        ring<<<one_wave(per_sm, int64_t(p.ring_items)), kThreads, shared, current_stream()>>>(a, p);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      };
+      if (pad_kernels::poly_tabled(a)) {
+        auto ring = pad_kernels::pad_poly_ring_kernel<true, scalar_t, acc_t, I>;
+        static const int per_sm = blocks_per_sm(ring);
+        go(ring, per_sm);
+      } else {
+        auto ring = pad_kernels::pad_poly_ring_kernel<false, scalar_t, acc_t, I>;
+        static const int per_sm = blocks_per_sm(ring);
+        go(ring, per_sm);
+      }
+    }
+    return;
+  }
   auto with_tables = [&](auto direction) {
     constexpr bool kForward = decltype(direction)::value;
     if (pad_kernels::poly_tabled(a)) {

@@ -17,6 +17,7 @@ import os
 import torch
 
 import learnable_ops as lo
+from gpu_profile import _with_env  # tools/ is the script's directory, so on sys.path
 
 
 def passes(n: int, c: int, h: int, w: int, k: int):
@@ -40,6 +41,17 @@ def passes(n: int, c: int, h: int, w: int, k: int):
     yield f"pad K={k} NCHW (pad op)", lambda: lo.pad(x, (p, p, p, p), mode="polynomial", order=k - 1), (
         nbytes + pbytes)
     yield f"zero pad K={k} NCHW (F.pad)", lambda: torch.nn.functional.pad(x, (p, p, p, p)), nbytes + pbytes
+    yield f"pad K={k} NCHW (pad op, box + ring kernels)", _with_env(
+        lambda: lo.pad(x, (p, p, p, p), mode="polynomial", order=k - 1), LEARNABLE_OPS_PAD_POLY_SPLIT="1"), (
+        nbytes + pbytes)
+    # The pad's interior alone, as torch's strided copy into a view of a preallocated output:
+    # how fast a padded-interior copy can run, without a ring.
+    out = torch.empty_like(xp)
+    yield f"interior copy K={k} (copy_ into a view)", lambda: out[:, :, p:-p, p:-p].copy_(x), 2 * nbytes
+    # The same pad with rows a multiple of 32 floats (input W - 2p): row alignment's share.
+    xa = x[..., : w - 2 * p].contiguous()
+    yield f"pad K={k} NCHW (pad op), aligned rows", lambda: lo.pad(xa, (p, p, p, p), mode="polynomial", order=k - 1), (
+        2 * xa.numel() * xa.element_size())
 
 
 def time_ms(fn, reps: int = 50) -> float:

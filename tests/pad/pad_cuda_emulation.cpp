@@ -3,7 +3,7 @@
 // every thread through the item phase (the __syncthreads between them), with
 // the launch planning pad.cu uses. Driven by test_pad_cuda_emulation.py.
 //
-// argv: direction(forward|backward|runs) mode(0..5) index_bits(32|64)
+// argv: direction(forward|forward_split|backward|runs) mode(0..5) index_bits(32|64)
 //       table_budget_bytes blocks threads misalign batch
 //       in[3] out[3] before[3] order[3] step[3]      (D, H, W)
 //       [dtype: float64 (default) | float32]
@@ -13,6 +13,8 @@
 // listed inline, as the host plans it (the fast path of the fallback).
 // dtype float32 runs the polynomial kernel in float with float weights (its
 // acc_t for float, half and bfloat16), rounding the source first.
+// forward_split runs the polynomial forward as the copy box and then the ring
+// (the launch under LEARNABLE_OPS_PAD_POLY_SPLIT=1), where it applies.
 //
 // argv: divider d n_first n_count: checks Divider<int32_t>(d) against the
 // division for n_first .. n_first + n_count - 1 and for n near 2^31 and near
@@ -52,6 +54,7 @@ void emulate(const Launch& l, Tables&& tables, Items&& items) {
 
 struct Job {
   bool forward;
+  bool split;  // polynomial forward: the box and ring kernels
   bool float32;
   PadMode mode;
   size_t budget;
@@ -79,7 +82,14 @@ void run_poly(const Job& job, const PadAxis<I> (&axes)[3], const double* src, do
   const Launch launch{job.blocks, job.threads, shared};
   auto tables = [&](const ThreadSlot& s) { pad_poly_tables(s, a); };
   auto no_tables = [](const ThreadSlot&) {};
-  if (job.forward && poly_tabled(a))
+  if (job.forward && job.split && poly_split_applies(a)) {
+    const PolySplit<I> p = plan_poly_split(a);
+    emulate(Launch{job.blocks, job.threads, 0}, no_tables, [&](const ThreadSlot& s) { pad_poly_box_items(s, a, p); });
+    if (poly_tabled(a))
+      emulate(launch, tables, [&](const ThreadSlot& s) { pad_poly_ring_items<true>(s, a, p); });
+    else
+      emulate(launch, no_tables, [&](const ThreadSlot& s) { pad_poly_ring_items<false>(s, a, p); });
+  } else if (job.forward && poly_tabled(a))
     emulate(launch, tables, [&](const ThreadSlot& s) { pad_poly_items<true, true>(s, a); });
   else if (job.forward)
     emulate(launch, no_tables, [&](const ThreadSlot& s) { pad_poly_items<true, false>(s, a); });
@@ -164,7 +174,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   Job job{};
-  job.forward = std::string(argv[1]) == "forward";
+  job.forward = std::string(argv[1]) == "forward" || std::string(argv[1]) == "forward_split";
+  job.split = std::string(argv[1]) == "forward_split";
   job.float32 = argc == 9 + 16 && std::string(argv[24]) == "float32";
   job.mode = static_cast<PadMode>(std::atoi(argv[2]));
   const int bits = std::atoi(argv[3]);

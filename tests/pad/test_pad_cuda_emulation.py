@@ -55,13 +55,15 @@ def per_axis(values, nsp, default):
     return full
 
 
-def emulate(binary, src, shape, pad, mode, *, forward, order=None, dilation=None, bits=32, budget=16384, blocks=5, threads=64, misalign=0, dtype="float64"):
+def emulate(binary, src, shape, pad, mode, *, forward, order=None, dilation=None, bits=32, budget=16384, blocks=5, threads=64, misalign=0, dtype="float64", split=False):
     nsp = len(shape) - 2
     size_in, size_out, before = geometry(shape, pad)
     orders = per_axis(order or [0], nsp, 0)
     steps = per_axis(dilation or [1], nsp, 1)
     batch = int(np.prod(shape[:2]))
-    args = ["forward" if forward else "backward", MODE_IDS[mode], bits, budget, blocks, threads, misalign, batch]
+    # split: the polynomial forward as the copy box, then the ring (LEARNABLE_OPS_PAD_POLY_SPLIT=1).
+    direction = ("forward_split" if split else "forward") if forward else "backward"
+    args = [direction, MODE_IDS[mode], bits, budget, blocks, threads, misalign, batch]
     args += size_in + size_out + before + orders + steps + [dtype]
     result = subprocess.run([str(binary)] + [str(a) for a in args], input=src.contiguous().numpy().tobytes(), capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
@@ -271,3 +273,31 @@ def test_polynomial_float32(emulator):
                 got = emulate(emulator, src.double(), shape, pad, "polynomial", forward=forward, order=order, dilation=dilation, budget=budget, bits=32 if trial % 2 else 64, dtype="float32")
                 error = (got - truth).abs().max().item()
                 assert error <= bound, (forward, shape, pad, order, dilation, budget, error, cpu_error)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("bits", [32, 64])
+def test_polynomial_split_kernels_equal_flat(emulator, bits, dtype):
+    # The forward as the copy box and then the ring (LEARNABLE_OPS_PAD_POLY_SPLIT=1) gives
+    # the flat kernel's result bit for bit: 1D and 2D pads, crops, dilation, pads wider
+    # than the input, 3D pads with an unpadded D axis (the split's condition; the others
+    # take the flat kernel), every launch shape and weight source; and equals the CPU op.
+    rng = np.random.default_rng(90 + bits)
+    gen = torch.Generator().manual_seed(90 + bits)
+    cases = polynomial_cases(rng) + [((2, 2, 9, 64), [1] * 4, [2], None), ((1, 2, 12, 70), [3] * 4, [6], None),
+                                     ((1, 1, 3, 5, 20), [2, 1, 3, 0, 0, 0], [1, 2, 0], None),
+                                     ((1, 1, 6, 9), [-2, 3, 0, 0], [2], None), ((1, 1, 6, 9), [0, 0, 2, 2], [1], None)]
+    launches = [dict(), dict(budget=0, blocks=3, threads=32), dict(budget=64, blocks=2, threads=96, misalign=1),
+                dict(blocks=1, threads=40), dict(blocks=7, threads=33)]
+    for trial, (shape, pad, order, dilation) in enumerate(cases):
+        x = torch.randn(shape, dtype=torch.float64, generator=gen)
+        if dtype == "float32":
+            x = x.float().double()
+        launch = launches[trial % len(launches)]
+        kw = dict(forward=True, order=order, dilation=dilation, bits=bits, dtype=dtype, **launch)
+        split = emulate(emulator, x, shape, pad, "polynomial", split=True, **kw)
+        flat = emulate(emulator, x, shape, pad, "polynomial", **kw)
+        assert torch.equal(split, flat), (shape, pad, order, dilation, launch)
+        if dtype == "float64":
+            want = lo.pad(x, pad, "polynomial", order=order, dilation=dilation)
+            torch.testing.assert_close(split, want, atol=1e-10, rtol=1e-10)

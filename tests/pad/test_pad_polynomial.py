@@ -249,6 +249,26 @@ def test_cuda_equals_cpu(nsp):
 
 @pytest.mark.cuda
 @testing.requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cuda_split_forward_equals_flat(monkeypatch, dtype):
+    # LEARNABLE_OPS_PAD_POLY_SPLIT=1 (the copy box, then the ring) gives the flat kernel's
+    # result bit for bit on the device: DiffConv2d's shapes (K = 3 and 7), crops, dilation,
+    # 1D and 3D pads (an unpadded D axis takes the split, a padded one the flat kernel).
+    gen = torch.Generator().manual_seed(7)
+    cases = [((2, 3, 40, 70), [1, 1, 1, 1], [2], None), ((2, 3, 40, 70), [3, 3, 3, 3], [6], None),
+             ((1, 2, 17, 33), [-2, 5, 4, 0], [2, 1], [1, 2]), ((3, 2, 50), [4, 7], [3], [2]),
+             ((1, 2, 3, 9, 12), [2, 2, 1, 1, 0, 0], [1, 2, 0], None), ((1, 2, 4, 9, 12), [1] * 6, [1], None)]
+    for shape, pad, order, dilation in cases:
+        x = torch.randn(shape, generator=gen, dtype=torch.float64).to(device="cuda", dtype=dtype)
+        monkeypatch.setenv("LEARNABLE_OPS_PAD_POLY_SPLIT", "1")
+        split = lo.pad(x, pad, "polynomial", order=order, dilation=dilation)
+        monkeypatch.setenv("LEARNABLE_OPS_PAD_POLY_SPLIT", "0")
+        flat = lo.pad(x, pad, "polynomial", order=order, dilation=dilation)
+        assert torch.equal(split, flat), (shape, pad, order, dilation)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
 def test_cuda_opcheck_and_gradcheck():
     x = torch.randn(2, 3, 6, 7, dtype=torch.float64, device="cuda", requires_grad=True)
     testing.check_opcheck(torch.ops.learnable_ops.pad.default, (x, [2, 3, -1, 4], "polynomial", [2, 1], [1, 2]))
