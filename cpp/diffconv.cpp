@@ -60,6 +60,8 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
@@ -356,8 +358,22 @@ void fold_rows(const at::Tensor& grad, int64_t n, int64_t pad, int64_t order, in
 // (over every padded row), then the rows (over the image columns). Columns are
 // folded as the rows of the transposed view, so that the pad op's backward
 // runs along lines of H + 2 * pad_h values rather than thin rows of a few.
+//
+// By default the fold runs in place (learnable_ops/diffconv_fold.h): two passes
+// over the node lines only, no band buffers. LEARNABLE_OPS_DIFFCONV_FOLD_INPLACE=0
+// (read at every call; a tuning switch) takes the band fold below, with `pieces`.
 void fold_extrapolated_ring(const at::Tensor& grad_padded, const Setup& s, int64_t h, int64_t w, int64_t pieces) {
   const AxisGeometry &gh = s.axes[0], &gw = s.axes[1];
+  if (env_override("LEARNABLE_OPS_DIFFCONV_FOLD_INPLACE").value_or(true)) {
+    TORCH_CHECK(grad_padded.is_contiguous(), "diff_conv2d: the fold needs a contiguous padded gradient");
+    const diffconv_fold::Geometry geo{grad_padded.size(0) * grad_padded.size(1),
+                                      {h, gh.pad, gh.order, gh.dilation},
+                                      {w, gw.pad, gw.order, gw.dilation}};
+#ifdef LEARNABLE_OPS_WITH_CUDA
+    if (grad_padded.is_cuda()) return diff_conv2d_fold_cuda(grad_padded, geo);
+#endif
+    return diff_conv2d_fold_cpu(grad_padded, geo);
+  }
   fold_rows(grad_padded.transpose(2, 3), w, gw.pad, gw.order, gw.dilation, pieces);
   fold_rows(grad_padded.narrow(3, gw.pad, w), h, gh.pad, gh.order, gh.dilation, pieces);
 }
@@ -1122,6 +1138,21 @@ at::Tensor diff_conv2d_pad_layout_cpu(const at::Tensor& input, at::IntArrayRef p
 }
 
 }  // namespace
+
+// Each pass's elements are independent and each sums in a fixed order, so the
+// result does not depend on the number of threads.
+void diff_conv2d_fold_cpu(const at::Tensor& grad_padded, const diffconv_fold::Geometry& geo) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_padded.scalar_type(), "diff_conv2d_fold_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    scalar_t* g = grad_padded.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, geo.column_items(), 2048, [&](int64_t begin, int64_t end) {
+      for (int64_t e = begin; e < end; ++e) diffconv_fold::fold_column_item<scalar_t, acc_t>(g, geo, e);
+    });
+    at::parallel_for(0, geo.row_items(), 2048, [&](int64_t begin, int64_t end) {
+      for (int64_t e = begin; e < end; ++e) diffconv_fold::fold_row_item<scalar_t, acc_t>(g, geo, e);
+    });
+  });
+}
 
 at::Tensor pad_layout_composed(const at::Tensor& src, const PadLayoutPlan& p, bool adjoint, bool channels_last) {
   const at::MemoryFormat format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;

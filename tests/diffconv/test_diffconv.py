@@ -296,6 +296,36 @@ def test_opcheck():
     testing.check_opcheck(padded_back, (g[:, :, ::2], x, w, [2, 1], [1, 2], 2, [1, 2], [True, False, True]))
 
 
+@pytest.mark.parametrize(
+    "shape_x,shape_w,stride,dilation,groups,order",
+    PADDED_PATH_CASES
+    + [
+        ((2, 3, 9, 11), (3, 1, 7, 7), (1, 1), (1, 1), 3, None),  # the two edges' nodes overlap on both axes
+        ((1, 2, 12, 40), (2, 2, 5, 3), (1, 1), (2, 3), 1, (4, 1)),  # dilated nodes, residue classes
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_padded_path_fold_in_place_equals_band_fold(monkeypatch, shape_x, shape_w, stride, dilation, groups, order,
+                                                     dtype):
+    """The padded path's fold in place (learnable_ops/diffconv_fold.h, the default) gives the
+    band fold's input gradient (LEARNABLE_OPS_DIFFCONV_FOLD_INPLACE=0): the same sums in the
+    same order, so float64 to rounding and float32/bfloat16 to a few ulps."""
+    x, w = make(shape_x, shape_w, groups=groups, seed=shape_x[3])
+    x, w = x.detach().to(dtype), w.detach().to(dtype)
+    kh, kw = shape_w[2:]
+    order = list(order or (kh - 1, kw - 1))
+    out = lo.diff_conv2d(x.double(), w.double(), None, stride, dilation, groups, order=order)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64).to(dtype)
+    back = torch.ops.learnable_ops.diff_conv2d_padded_backward.default
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_FOLD_INPLACE", "0")
+    want = back(g, x, w, list(stride), list(dilation), groups, order, [True, False, False])[0]
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_FOLD_INPLACE", "1")
+    got = back(g, x, w, list(stride), list(dilation), groups, order, [True, False, False])[0]
+    scale = want.double().abs().max().item()
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2}[dtype]
+    torch.testing.assert_close(got.double(), want.double(), rtol=tol, atol=tol * scale)
+
+
 @pytest.mark.parametrize("chunks", ["2", "3", "7"])
 def test_padded_path_in_batch_chunks(monkeypatch, chunks):
     """LEARNABLE_OPS_DIFFCONV_CHUNKS (a tuning switch of the padded path): the batch in chunks

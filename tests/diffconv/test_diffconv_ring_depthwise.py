@@ -282,10 +282,13 @@ def test_cuda_depthwise_k7_runs_our_kernels_only(save_strips):
         ((2, 2, 128, 128), (3, 3)),  # bands under 6% of the image: one piece
     ],
 )
-def test_padded_depthwise_route_folds_bands_in_slices(shape_x, kernel_size):
-    # The padded path's depthwise route folds each edge band of the padded gradient in
-    # slices of its leading dimension, to keep the band buffers small; the result must
-    # not depend on it: values and both gradients equal the ring path's.
+@pytest.mark.parametrize("in_place", ["0", "1"])
+def test_padded_depthwise_route_folds_bands_in_slices(monkeypatch, shape_x, kernel_size, in_place):
+    # The padded path's band fold (LEARNABLE_OPS_DIFFCONV_FOLD_INPLACE=0) folds each edge
+    # band of the padded gradient in slices of its leading dimension for the depthwise
+    # route, to keep the band buffers small; neither that nor the fold in place (the
+    # default) may change the result: values and both gradients equal the ring path's.
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_FOLD_INPLACE", in_place)
     x, w, b = depthwise(shape_x, kernel_size, seed=kernel_size[0])
     g = torch.randn(shape_x, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     got = padded_path(x, w, b, groups=shape_x[1])

@@ -11,6 +11,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "learnable_ops/checks.h"
+#include "learnable_ops/diffconv_fold.h"
 
 namespace learnable_ops {
 
@@ -61,6 +62,13 @@ inline PadLayoutPlan plan_pad_layout(const at::Tensor& src, at::IntArrayRef padd
 // The op by composition: the pad op (or its backward) on the NCHW tensor, then
 // the layout copy. The CPU op, and the CUDA op where its kernels do not apply.
 at::Tensor pad_layout_composed(const at::Tensor& src, const PadLayoutPlan& p, bool adjoint, bool channels_last);
+
+// The fold in place (learnable_ops/diffconv_fold.h) of a contiguous NCHW padded
+// gradient: the CPU loops (cpp/diffconv.cpp) and the CUDA kernels (cuda/diffconv.cu).
+void diff_conv2d_fold_cpu(const at::Tensor& grad_padded, const diffconv_fold::Geometry& geo);
+#ifdef LEARNABLE_OPS_WITH_CUDA
+void diff_conv2d_fold_cuda(const at::Tensor& grad_padded, const diffconv_fold::Geometry& geo);
+#endif
 
 // Whether the tensor is laid out channels_last (and not also NCHW-contiguous).
 inline bool strictly_channels_last(const at::Tensor& t) {
