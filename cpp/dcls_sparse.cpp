@@ -122,7 +122,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dcls_sparse_depthwise
   const at::Tensor w_acc = weight.to(acc);
   const at::Tensor go = as_4d(grad_output), x = as_4d(input);
 
-  auto [corr, gbias] = be.correlation(go, x, taps.offsets, plan.g);
+  auto [corr, gbias] = be.correlation(go, x, taps.offsets, plan.g, true);
   const at::Tensor corr3 = corr.view({C, Kc, corners});
   const at::Tensor grad_weight = (corr3 * taps.corner.view({C, Kc, corners})).sum(-1);
   const at::Tensor grad_P =

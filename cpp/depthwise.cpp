@@ -383,7 +383,8 @@ at::Tensor tap_conv_backward_input_cpu(const at::Tensor& grad_out, const at::Ten
 }
 
 std::tuple<at::Tensor, at::Tensor> tap_conv_correlation_cpu(const at::Tensor& grad_out, const at::Tensor& x,
-                                                            const at::Tensor& offsets, const TapConvGeometry& g) {
+                                                            const at::Tensor& offsets, const TapConvGeometry& g,
+                                                            bool /*bias: summed anyway*/) {
   const auto acc_dtype = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor corr = at::zeros({g.C, offsets.size(1)}, x.options().dtype(acc_dtype));
   at::Tensor gbias = at::zeros({g.C}, x.options().dtype(acc_dtype));
@@ -538,7 +539,7 @@ std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight_impl(const a
                                                                          const at::Tensor& input,
                                                                          at::IntArrayRef kernel_size,
                                                                          at::IntArrayRef stride,
-                                                                         at::IntArrayRef padding,
+                                                                         at::IntArrayRef padding, bool bias_grad,
                                                                          const TapConvBackend& be) {
   check_floating(grad_output, "grad_output");
   check_floating(input, "input");
@@ -549,10 +550,11 @@ std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight_impl(const a
                     at::IntArrayRef({g.N, g.C, g.Ho, g.Wo}), ", got ", grad_output.sizes());
   const TapCrop crop = reachable_taps(g);
   const TapConvGeometry gc = cropped_geometry(g, crop);
-  auto [corr, gbias] = be.correlation(grad_output, input, dense_offsets(gc.kh, gc.kw), gc);
+  auto [corr, gbias] = be.correlation(grad_output, input, dense_offsets(gc.kh, gc.kw), gc, bias_grad);
   at::Tensor gw = corr.view({g.C, gc.kh, gc.kw}).to(input.scalar_type());
   if (crop.crops(g)) gw = at::constant_pad_nd(gw, {crop.v0, g.kw - 1 - crop.v1, crop.u0, g.kh - 1 - crop.u1});
-  return {gw, gbias.to(input.scalar_type())};
+  // Without bias_grad the second result is empty (shape (0,)): no bias sum is run.
+  return {gw, bias_grad ? gbias.to(input.scalar_type()) : at::empty({0}, input.options())};
 }
 
 TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
@@ -562,7 +564,7 @@ TORCH_LIBRARY_FRAGMENT(learnable_ops, m) {
       "int[4] padding) -> Tensor");
   m.def(
       "depthwise_conv2d_backward_weight(Tensor grad_output, Tensor input, int[2] kernel_size, int[2] stride, "
-      "int[4] padding) -> (Tensor, Tensor)");
+      "int[4] padding, bool bias_grad=True) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(learnable_ops, CPU, m) { TapConvOps<kCpuTapConv>::register_depthwise(m); }

@@ -239,7 +239,8 @@ at::Tensor call_depthwise_backward_input(const at::Tensor& grad_output, const at
                                          at::IntArrayRef stride);
 std::tuple<at::Tensor, at::Tensor> call_depthwise_backward_weight(const at::Tensor& grad_output,
                                                                   const at::Tensor& input, at::IntArrayRef kernel_size,
-                                                                  at::IntArrayRef padding, at::IntArrayRef stride);
+                                                                  at::IntArrayRef padding, at::IntArrayRef stride,
+                                                                  bool bias_grad);
 
 // Whether the padded path's valid convolution (forward, and both gradients)
 // runs on our depthwise ops rather than ATen's: for depthwise layers within
@@ -637,8 +638,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> padded_backward(const at::Tensor&
   if (need_weight && native) {
     // The bias gradient comes with the weight's (the channel sums).
     at::Tensor g3;
-    std::tie(g3, grad_bias) = call_depthwise_backward_weight(grad_output, polynomial_pad(input, s),
-                                                             {weight.size(2), weight.size(3)}, {0, 0, 0, 0}, s.stride);
+    std::tie(g3, grad_bias) = call_depthwise_backward_weight(
+        grad_output, polynomial_pad(input, s), {weight.size(2), weight.size(3)}, {0, 0, 0, 0}, s.stride, need_bias);
     grad_weight = g3.unsqueeze(1);
     if (!need_bias) grad_bias.reset();
   } else if (need_weight) {
@@ -787,12 +788,13 @@ at::Tensor call_depthwise_backward_input(const at::Tensor& grad_output, const at
 
 std::tuple<at::Tensor, at::Tensor> call_depthwise_backward_weight(const at::Tensor& grad_output,
                                                                   const at::Tensor& input, at::IntArrayRef kernel_size,
-                                                                  at::IntArrayRef padding, at::IntArrayRef stride) {
+                                                                  at::IntArrayRef padding, at::IntArrayRef stride,
+                                                                  bool bias_grad) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("learnable_ops::depthwise_conv2d_backward_weight", "")
-                       .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                                 at::IntArrayRef, at::IntArrayRef, at::IntArrayRef)>();
-  return op.call(grad_output, input, kernel_size, stride, padding);
+                       .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, at::IntArrayRef,
+                                                                 at::IntArrayRef, at::IntArrayRef, bool)>();
+  return op.call(grad_output, input, kernel_size, stride, padding, bias_grad);
 }
 
 // The ops' padding (top, bottom, left, right) of a symmetric (rows, columns) one.
@@ -824,8 +826,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ring_conv_backward(
     if (output_mask[1]) {
       at::Tensor g3;
       // The bias gradient comes with it (the channel sums of grad_output).
-      std::tie(g3, grad_bias) =
-          call_depthwise_backward_weight(grad_output, input, {weight.size(2), weight.size(3)}, pad, {1, 1});
+      std::tie(g3, grad_bias) = call_depthwise_backward_weight(grad_output, input, {weight.size(2), weight.size(3)},
+                                                               pad, {1, 1}, output_mask[2]);
       grad_weight = g3.unsqueeze(1);
     }
     if (!output_mask[2]) grad_bias.reset();

@@ -129,6 +129,26 @@ def test_opcheck_forward_and_backward_ops():
     w3 = w.detach().squeeze(1).requires_grad_()
     testing.check_opcheck(ops.depthwise_conv2d_backward_input.default, (go, w3, [2, 3, 7, 8], [1, 2], [1, 1, 2, 2]))
     testing.check_opcheck(ops.depthwise_conv2d_backward_weight.default, (go, x, [3, 5], [1, 2], [1, 1, 2, 2]))
+    testing.check_opcheck(ops.depthwise_conv2d_backward_weight.default, (go, x, [3, 5], [1, 2], [1, 1, 2, 2], False))
+
+
+def test_weight_gradient_without_the_bias_sum():
+    # bias_grad=False (the layers without a bias, or whose bias needs no gradient): the same
+    # weight gradient, an empty bias result, and gradients through it to second order.
+    x, w, _ = make(2, 3, 7, 8, 3, 5)
+    go = torch.randn(2, 3, 7, 4, dtype=torch.float64, requires_grad=True)
+    op = torch.ops.learnable_ops.depthwise_conv2d_backward_weight.default
+    gw, gb = op(go, x, [3, 5], [1, 2], [1, 1, 2, 2])
+    gw_only, empty = op(go, x, [3, 5], [1, 2], [1, 1, 2, 2], False)
+    assert empty.shape == (0,) and gb.shape == (3,)
+    torch.testing.assert_close(gw_only, gw, rtol=0, atol=0)
+    testing.check_gradcheck(lambda go, x: op(go, x, [3, 5], [1, 2], [1, 1, 2, 2], False)[0], [go, x], gradgrad=True)
+    # A layer without a bias asks for no bias sum; with one, it gets the sum.
+    for bias in (None, torch.randn(3, dtype=torch.float64, requires_grad=True)):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+            lo.depthwise_conv2d(x, w, bias, (1, 2), (1, 1, 2, 2)).sum().backward()
+        calls = [e for e in prof.events() if e.name == "learnable_ops::depthwise_conv2d_backward_weight"]
+        assert calls and all(e.concrete_inputs and e.concrete_inputs[-1] is (bias is not None) for e in calls), calls
 
 
 def test_compile_fullgraph():
@@ -279,3 +299,20 @@ def test_cuda_opcheck_and_gradcheck():
     x, w, b = (t.detach().cuda().requires_grad_() for t in make(2, 3, 9, 10, 5, 4))
     testing.check_opcheck(torch.ops.learnable_ops.depthwise_conv2d.default, (x, w.squeeze(1), b, [1, 1], [2, 2, 1, 2]))
     testing.check_gradcheck(lambda x, w, b: lo.depthwise_conv2d(x, w, b, 2, 1), [x, w, b])
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+def test_cuda_weight_gradient_without_the_bias_sum():
+    # bias_grad=False on CUDA skips the bias kernels: the same weight gradient as with them
+    # and as the CPU's, an empty bias result.
+    x, _, _ = make(2, 3, 9, 10, 5, 4)
+    go = torch.randn(2, 3, 9, 10, dtype=torch.float64)
+    op = torch.ops.learnable_ops.depthwise_conv2d_backward_weight.default
+    args = ([5, 4], [1, 1], [2, 2, 1, 2])
+    gw, gb = op(go.cuda(), x.detach().cuda(), *args)
+    gw_only, empty = op(go.cuda(), x.detach().cuda(), *args, False)
+    assert empty.shape == (0,) and empty.is_cuda and gb.shape == (3,)
+    torch.testing.assert_close(gw_only, gw, rtol=0, atol=0)
+    torch.testing.assert_close(gw_only.cpu(), op(go, x.detach(), *args, False)[0], rtol=1e-10, atol=1e-10)
+    testing.check_opcheck(op, (go.cuda(), x.detach().cuda(), *args, False))

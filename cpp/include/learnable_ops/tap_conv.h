@@ -68,10 +68,12 @@ at::Tensor tap_conv_backward_input_cpu(const at::Tensor& grad_out, const at::Ten
 // corr[c, t] = sum_{n,i,j} grad_out[n,c,i,j] * x[n, c, i*sh - pt + u_t, j*sw - pl + v_t]
 // (the gradient of the tap weights) and gbias[c] = sum grad_out[:, c]; both in
 // the opmath dtype, each channel summed in a fixed order (thread-count independent).
+// With bias false gbias may be left zero: the CUDA backend then skips its bias
+// kernels; the CPU one sums it anyway, in the pass that converts grad_out.
 std::tuple<at::Tensor, at::Tensor> tap_conv_correlation_cpu(const at::Tensor& grad_out,
                                                             const at::Tensor& x,
                                                             const at::Tensor& offsets,
-                                                            const TapConvGeometry& g);
+                                                            const TapConvGeometry& g, bool bias);
 
 // One device's implementation of the three tap-conv primitives, so the op
 // logic (checks, tap construction, chain rule) is written once and registered
@@ -81,7 +83,7 @@ struct TapConvBackend {
                         const TapConvGeometry&);
   at::Tensor (*backward_input)(const at::Tensor&, const at::Tensor&, const at::Tensor&, const TapConvGeometry&);
   std::tuple<at::Tensor, at::Tensor> (*correlation)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                                    const TapConvGeometry&);
+                                                    const TapConvGeometry&, bool);
 };
 
 #ifdef LEARNABLE_OPS_WITH_CUDA
@@ -90,7 +92,8 @@ at::Tensor tap_conv_forward_cuda(const at::Tensor& x, const at::Tensor& offsets,
 at::Tensor tap_conv_backward_input_cuda(const at::Tensor& grad_out, const at::Tensor& offsets,
                                         const at::Tensor& weights, const TapConvGeometry& g);
 std::tuple<at::Tensor, at::Tensor> tap_conv_correlation_cuda(const at::Tensor& grad_out, const at::Tensor& x,
-                                                             const at::Tensor& offsets, const TapConvGeometry& g);
+                                                             const at::Tensor& offsets, const TapConvGeometry& g,
+                                                             bool bias);
 #endif
 
 // The ops, device-independent (defined in cpp/depthwise.cpp and cpp/dcls_sparse.cpp).
@@ -104,7 +107,7 @@ std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight_impl(const a
                                                                          const at::Tensor& input,
                                                                          at::IntArrayRef kernel_size,
                                                                          at::IntArrayRef stride,
-                                                                         at::IntArrayRef padding,
+                                                                         at::IntArrayRef padding, bool bias_grad,
                                                                          const TapConvBackend& be);
 at::Tensor dcls_sparse_depthwise_impl(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& P,
                                       const std::optional<at::Tensor>& bias, at::IntArrayRef dilated_kernel_size,
@@ -133,8 +136,8 @@ struct TapConvOps {
                                                                              const at::Tensor& input,
                                                                              at::IntArrayRef kernel_size,
                                                                              at::IntArrayRef stride,
-                                                                             at::IntArrayRef padding) {
-    return depthwise_conv2d_backward_weight_impl(grad_output, input, kernel_size, stride, padding, B);
+                                                                             at::IntArrayRef padding, bool bias_grad) {
+    return depthwise_conv2d_backward_weight_impl(grad_output, input, kernel_size, stride, padding, bias_grad, B);
   }
   static at::Tensor dcls_sparse_depthwise(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& P,
                                           const std::optional<at::Tensor>& bias, at::IntArrayRef dilated_kernel_size,

@@ -183,9 +183,10 @@ def _fake_backward_input(grad_output, weight, input_size, stride, padding):
 
 
 @torch.library.register_fake("learnable_ops::depthwise_conv2d_backward_weight")
-def _fake_backward_weight(grad_output, input, kernel_size, stride, padding):
+def _fake_backward_weight(grad_output, input, kernel_size, stride, padding, bias_grad=True):
+    # Without bias_grad the bias gradient is not computed: an empty (0,) tensor.
     c = input.shape[1]
-    return input.new_empty((c, kernel_size[0], kernel_size[1])), input.new_empty((c,))
+    return input.new_empty((c, kernel_size[0], kernel_size[1])), input.new_empty((c if bias_grad else 0,))
 
 
 def _setup(ctx, inputs, output):
@@ -202,11 +203,12 @@ def _backward(ctx, grad):
         gi = torch.ops.learnable_ops.depthwise_conv2d_backward_input.default(
             grad, weight, list(input.shape), ctx.stride, ctx.padding
         )
-    if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
+    bias_grad = ctx.has_bias and ctx.needs_input_grad[2]
+    if ctx.needs_input_grad[1] or bias_grad:
         gw, gb = torch.ops.learnable_ops.depthwise_conv2d_backward_weight.default(
-            grad, input, list(weight.shape[1:]), ctx.stride, ctx.padding
+            grad, input, list(weight.shape[1:]), ctx.stride, ctx.padding, bias_grad
         )
-        if not ctx.has_bias:
+        if not bias_grad:
             gb = None
     return gi, gw, gb, None, None
 
@@ -226,19 +228,22 @@ def _backward_backward_input(ctx, gg):
         d_go = torch.ops.learnable_ops.depthwise_conv2d.default(gg, weight, None, ctx.stride, ctx.padding)
     if ctx.needs_input_grad[1]:
         d_w, _ = torch.ops.learnable_ops.depthwise_conv2d_backward_weight.default(
-            grad_output, gg, list(weight.shape[1:]), ctx.stride, ctx.padding
+            grad_output, gg, list(weight.shape[1:]), ctx.stride, ctx.padding, False
         )
     return d_go, d_w, None, None, None
 
 
 def _setup_backward_weight(ctx, inputs, output):
-    grad_output, input, kernel_size, stride, padding = inputs
+    grad_output, input, kernel_size, stride, padding, *bias_grad = inputs
     ctx.save_for_backward(grad_output, input)
     ctx.stride, ctx.padding = stride, padding
+    ctx.bias_grad = bias_grad[0] if bias_grad else True
 
 
 def _backward_backward_weight(ctx, gg_weight, gg_bias):
     grad_output, input = ctx.saved_tensors
+    if not ctx.bias_grad:
+        gg_bias = None  # the (0,) placeholder result has no gradient to pass on
     d_go = d_in = None
     if ctx.needs_input_grad[0]:
         d_go = torch.ops.learnable_ops.depthwise_conv2d.default(input, gg_weight, gg_bias, ctx.stride, ctx.padding)
@@ -246,7 +251,7 @@ def _backward_backward_weight(ctx, gg_weight, gg_bias):
         d_in = torch.ops.learnable_ops.depthwise_conv2d_backward_input.default(
             grad_output, gg_weight, list(input.shape), ctx.stride, ctx.padding
         )
-    return d_go, d_in, None, None, None
+    return d_go, d_in, None, None, None, None
 
 
 # Forward mode: the three ops are bilinear (the forward affine in (weight, bias)), so each
@@ -271,14 +276,15 @@ def _jvp_backward_input(inputs, tangents):
 
 
 def _jvp_backward_weight(inputs, tangents):
-    grad_output, input, kernel_size, stride, padding = inputs
+    grad_output, input, kernel_size, stride, padding, *rest = inputs
+    bias_grad = rest[0] if rest else True
     t_grad_output, t_input = tangents[:2]
     op = torch.ops.learnable_ops.depthwise_conv2d_backward_weight.default
     t_weight = t_bias = None
     if t_grad_output is not None:
-        t_weight, t_bias = op(t_grad_output, input, kernel_size, stride, padding)
+        t_weight, t_bias = op(t_grad_output, input, kernel_size, stride, padding, bias_grad)
     if t_input is not None:  # the bias gradient does not depend on the input
-        t_weight = add_tangents(t_weight, op(grad_output, t_input, kernel_size, stride, padding)[0])
+        t_weight = add_tangents(t_weight, op(grad_output, t_input, kernel_size, stride, padding, False)[0])
     return t_weight, t_bias
 
 
