@@ -192,14 +192,18 @@ LO_HD void lists(const Slot& s, const Args<scalar_t>& a, Shared<acc_t, R>& sh) {
 constexpr int kPer = kTile / kTileRows;
 
 // Row q's sums for a thread's kPer elements of a source of (rows, cols) planes:
-// element i, where live, is channel c[i] at tile column t[i]. The loads of one
-// (row, column) entry of all kPer elements are issued together, before any is
-// summed. Summed one element at a time, each entry a round trip to memory, a
+// element i, where live, is channel c[i] at tile column t[i]. The loads of
+// kEntries (row, column) entries of all kPer elements are issued together,
+// before any is summed. Summed one element at a time, each entry a round trip to memory, a
 // block with a ring column or row took several times as long as an interior
 // one, and the interior blocks waited behind it (session 9, H100: the K = 3 pad
 // of 16x64x128x128 fp32 ran 98 us against 55 us for the same launch without
 // padding). Each element's sum keeps the lists' order: the columns of a row,
 // then the rows.
+// List entries whose loads general_row issues together (times kPer elements):
+// a K = 3 ring column's three in one round trip rather than three.
+constexpr int kEntries = 4;
+
 template <bool kSrcChannelsLast, typename scalar_t, typename acc_t, int R>
 LO_HD void general_row(const Args<scalar_t>& a, const Shared<acc_t, R>& sh, const BlockPos& b, int64_t rows,
                        int64_t cols, int q, const int (&c)[kPer], const int (&t)[kPer], const bool (&live)[kPer],
@@ -215,16 +219,24 @@ LO_HD void general_row(const Args<scalar_t>& a, const Shared<acc_t, R>& sh, cons
     acc_t line[kPer];
     LO_LAYOUT_UNROLL
     for (int i = 0; i < kPer; ++i) line[i] = acc_t(0);
-    for (int k = 0; k < longest; ++k) {
-      scalar_t v[kPer];
+    for (int k0 = 0; k0 < longest; k0 += kEntries) {
+      scalar_t v[kEntries][kPer];
       LO_LAYOUT_UNROLL
-      for (int i = 0; i < kPer; ++i)
-        v[i] = live[i] && k < sh.col_count[t[i]]
-                   ? a.src[offset<kSrcChannelsLast>(b.n, c[i], row, sh.col_index[k][t[i]], a.C, rows, cols)]
-                   : scalar_t(0);
+      for (int kk = 0; kk < kEntries; ++kk) {
+        const int k = k0 + kk;
+        LO_LAYOUT_UNROLL
+        for (int i = 0; i < kPer; ++i)
+          v[kk][i] = live[i] && k < sh.col_count[t[i]]
+                         ? a.src[offset<kSrcChannelsLast>(b.n, c[i], row, sh.col_index[k][t[i]], a.C, rows, cols)]
+                         : scalar_t(0);
+      }
       LO_LAYOUT_UNROLL
-      for (int i = 0; i < kPer; ++i)
-        if (live[i] && k < sh.col_count[t[i]]) line[i] += sh.col_weight[k][t[i]] * acc_t(v[i]);
+      for (int kk = 0; kk < kEntries; ++kk) {
+        const int k = k0 + kk;
+        LO_LAYOUT_UNROLL
+        for (int i = 0; i < kPer; ++i)
+          if (live[i] && k < sh.col_count[t[i]]) line[i] += sh.col_weight[k][t[i]] * acc_t(v[kk][i]);
+      }
     }
     LO_LAYOUT_UNROLL
     for (int i = 0; i < kPer; ++i) acc[i] += sh.row_weight[q][r] * line[i];
