@@ -95,6 +95,12 @@ def workloads():
             # layers the channels_last route up to 5x5, NCHW above (cpp/diffconv.cpp).
             padded = lambda w=w, grp=grp: lo.diff_conv2d(xd, w, groups=grp).backward(gd)  # noqa: E731
             yield f"diffconv {kind} K={k} padded fwd+bwd", padded
+            # The band fold that the in-place fold replaced, and the pad op's forward as a copy
+            # box plus a ring kernel (both tuning switches; the NCHW route's fold and pads).
+            yield f"diffconv {kind} K={k} padded band fold fwd+bwd", _with_env(
+                padded, LEARNABLE_OPS_DIFFCONV_FOLD_INPLACE="0")
+            yield f"diffconv {kind} K={k} padded split pad fwd+bwd", _with_env(
+                padded, LEARNABLE_OPS_PAD_POLY_SPLIT="1")
             if kind == "dense":
                 # NCHW tensors for cuDNN (cpp/diffconv.cpp's channels_last route off).
                 yield f"diffconv {kind} K={k} padded nchw fwd+bwd", _with_env(
