@@ -355,31 +355,7 @@ void fold_rows(const at::Tensor& grad, int64_t n, int64_t pad, int64_t order, in
   }
 }
 
-// The pad extends rows first, then columns, so its adjoint folds the columns
-// (over every padded row), then the rows (over the image columns). Columns are
-// folded as the rows of the transposed view, so that the pad op's backward
-// runs along lines of H + 2 * pad_h values rather than thin rows of a few.
-//
-// By default the fold runs in place (learnable_ops/diffconv_fold.h): two passes
-// over the node lines only, no band buffers. LEARNABLE_OPS_DIFFCONV_FOLD_INPLACE=0
-// (read at every call; a tuning switch) takes the band fold below, with `pieces`.
-void fold_extrapolated_ring(const at::Tensor& grad_padded, const Setup& s, int64_t h, int64_t w, int64_t pieces) {
-  const AxisGeometry &gh = s.axes[0], &gw = s.axes[1];
-  if (env_override("LEARNABLE_OPS_DIFFCONV_FOLD_INPLACE").value_or(true)) {
-    TORCH_CHECK(grad_padded.is_contiguous(), "diff_conv2d: the fold needs a contiguous padded gradient");
-    const diffconv_fold::Geometry geo{grad_padded.size(0) * grad_padded.size(1),
-                                      {h, gh.pad, gh.order, gh.dilation},
-                                      {w, gw.pad, gw.order, gw.dilation}};
-#ifdef LEARNABLE_OPS_WITH_CUDA
-    if (grad_padded.is_cuda()) return diff_conv2d_fold_cuda(grad_padded, geo);
-#endif
-    return diff_conv2d_fold_cpu(grad_padded, geo);
-  }
-  fold_rows(grad_padded.transpose(2, 3), w, gw.pad, gw.order, gw.dilation, pieces);
-  fold_rows(grad_padded.narrow(3, gw.pad, w), h, gh.pad, gh.order, gh.dilation, pieces);
-}
-
-// How many slices fold_extrapolated_ring cuts each band into for a layer on our
+// How many slices the band fold cuts each band into for a layer on our
 // depthwise ops, whose padded path otherwise holds only the output and the
 // padded gradient at its peak: enough that a band's two buffers (its copy and
 // the folded image rows) stay under 6% of the input (at most 4 slices:
@@ -401,6 +377,32 @@ int64_t fold_pieces(const Setup& s, int64_t h, int64_t w, bool native) {
     worst = std::max(worst, double(band + image) / double(n));
   }
   return std::clamp<int64_t>(int64_t(std::ceil(worst / 0.06)), 1, 4);
+}
+
+// The pad extends rows first, then columns, so its adjoint folds the columns
+// (over every padded row), then the rows (over the image columns). Columns are
+// folded as the rows of the transposed view, so that the pad op's backward
+// runs along lines of H + 2 * pad_h values rather than thin rows of a few.
+//
+// By default the fold runs in place (learnable_ops/diffconv_fold.h): two passes
+// over the node lines only, no band buffers. LEARNABLE_OPS_DIFFCONV_FOLD_INPLACE=0
+// (read at every call; a tuning switch) takes the band fold (fold_rows), in
+// fold_pieces slices for layers on our depthwise ops (`native`).
+void fold_extrapolated_ring(const at::Tensor& grad_padded, const Setup& s, int64_t h, int64_t w, bool native) {
+  const AxisGeometry &gh = s.axes[0], &gw = s.axes[1];
+  if (env_override("LEARNABLE_OPS_DIFFCONV_FOLD_INPLACE").value_or(true)) {
+    TORCH_CHECK(grad_padded.is_contiguous(), "diff_conv2d: the fold needs a contiguous padded gradient");
+    const diffconv_fold::Geometry geo{grad_padded.size(0) * grad_padded.size(1),
+                                      {h, gh.pad, gh.order, gh.dilation},
+                                      {w, gw.pad, gw.order, gw.dilation}};
+#ifdef LEARNABLE_OPS_WITH_CUDA
+    if (grad_padded.is_cuda()) return diff_conv2d_fold_cuda(grad_padded, geo);
+#endif
+    return diff_conv2d_fold_cpu(grad_padded, geo);
+  }
+  const int64_t pieces = fold_pieces(s, h, w, native);
+  fold_rows(grad_padded.transpose(2, 3), w, gw.pad, gw.order, gw.dilation, pieces);
+  fold_rows(grad_padded.narrow(3, gw.pad, w), h, gh.pad, gh.order, gh.dilation, pieces);
 }
 
 at::Tensor call_pad_layout(const at::Tensor& src, std::array<int64_t, 2> padding, at::IntArrayRef order,
@@ -665,10 +667,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> padded_backward(const at::Tensor&
       // The fold, from channels_last into a new NCHW input gradient, in one pass.
       grad_input = call_pad_layout(grad_padded, s.padding, s.order, s.dilation, true, false);
     } else {
-      // The fold in place, band by band; the input gradient is the image part, a
-      // view, so that no second input-sized buffer is allocated.
+      // The fold in place; the input gradient is the image part, a view, so that
+      // no second input-sized buffer is allocated.
       grad_padded = grad_padded.contiguous();
-      fold_extrapolated_ring(grad_padded, s, h, w, fold_pieces(s, h, w, native));
+      fold_extrapolated_ring(grad_padded, s, h, w, native);
       grad_input = grad_padded.narrow(2, s.padding[0], h).narrow(3, s.padding[1], w);
     }
   }

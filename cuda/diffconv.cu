@@ -7,12 +7,10 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
-#include <cstdlib>
-#include <cstring>
-
 #include "diffconv_layout.cuh"
 #include "learnable_ops/cuda_utils.cuh"
 #include "learnable_ops/diffconv_layout.h"
+#include "learnable_ops/env_switch.h"
 
 namespace learnable_ops {
 namespace {
@@ -59,10 +57,7 @@ void launch_rows(Args<scalar_t> a, bool src_cl, bool dst_cl) {
 // and dense K = 3 / 5 fwd+bwd in 1.29x / 1.02x F.conv2d's time against 1.49x /
 // 1.10x (same run). LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS=1 (read at every call; a
 // tuning switch) takes blocks of one row.
-bool wide_layout_rows() {
-  const char* flag = std::getenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS");
-  return flag == nullptr || std::strcmp(flag, "1") != 0;
-}
+bool wide_layout_rows() { return !env_override("LEARNABLE_OPS_DIFFCONV_LAYOUT_ROWS").value_or(false); }
 
 template <bool kAdjoint, typename scalar_t>
 void launch(Args<scalar_t> a, bool src_cl, bool dst_cl) {

@@ -191,19 +191,19 @@ LO_HD void lists(const Slot& s, const Args<scalar_t>& a, Shared<acc_t, R>& sh) {
 // the others sum their lists (general_row).
 constexpr int kPer = kTile / kTileRows;
 
-// Row q's sums for a thread's kPer elements of a source of (rows, cols) planes:
-// element i, where live, is channel c[i] at tile column t[i]. The loads of
-// kEntries (row, column) entries of all kPer elements are issued together,
-// before any is summed. Summed one element at a time, each entry a round trip to memory, a
-// block with a ring column or row took several times as long as an interior
-// one, and the interior blocks waited behind it (session 9, H100: the K = 3 pad
-// of 16x64x128x128 fp32 ran 98 us against 55 us for the same launch without
-// padding). Each element's sum keeps the lists' order: the columns of a row,
-// then the rows.
 // List entries whose loads general_row issues together (times kPer elements):
 // a K = 3 ring column's three in one round trip rather than three.
 constexpr int kEntries = 4;
 
+// Row q's sums for a thread's kPer elements of a source of (rows, cols) planes:
+// element i, where live, is channel c[i] at tile column t[i]. The loads of
+// kEntries (row, column) entries of all kPer elements are issued together,
+// before any is summed. Summed one element at a time, each entry a round trip
+// to memory, a block with a ring column or row took several times as long as
+// an interior one, and the interior blocks waited behind it (session 9, H100:
+// the K = 3 pad of 16x64x128x128 fp32 ran 98 us against 55 us for the same
+// launch without padding). Each element's sum keeps the lists' order: the
+// columns of a row, then the rows.
 template <bool kSrcChannelsLast, typename scalar_t, typename acc_t, int R>
 LO_HD void general_row(const Args<scalar_t>& a, const Shared<acc_t, R>& sh, const BlockPos& b, int64_t rows,
                        int64_t cols, int q, const int (&c)[kPer], const int (&t)[kPer], const bool (&live)[kPer],
@@ -247,51 +247,37 @@ template <bool kAdjoint, bool kSrcChannelsLast, typename scalar_t, typename acc_
 LO_HD void gather(const Slot& s, const Args<scalar_t>& a, Shared<acc_t, R>& sh) {
   const BlockPos& b = s.b;
   const int64_t rows = kAdjoint ? a.h.padded : a.h.n, cols = kAdjoint ? a.w.padded : a.w.n;
+  // Element i of a thread: channel c[i] at tile column t[i], staged at
+  // tile[q][c[i] - c0][t[i]]; `lines_copy` when every column list of the thread
+  // is the copy, so that rows whose list is the copy too load together into v.
   scalar_t v[R][kPer];
   int c[kPer];  // channels (the host keeps C under 2^31)
   int t[kPer];
   bool live[kPer];
-  acc_t acc[kPer];
+  bool lines_copy = true;
   if (kSrcChannelsLast) {
     // Thread channel tx; tile columns ty + kTileRows * i.
     const int64_t channel = b.c0 + s.tx;
     if (channel >= a.C) return;
-    bool cols_copy = true;
     LO_LAYOUT_UNROLL
     for (int i = 0; i < kPer; ++i) {
       c[i] = int(channel);
       t[i] = s.ty + kTileRows * i;
       live[i] = sh.col_count[t[i]] > 0;
-      cols_copy = cols_copy && sh.col_count[t[i]] == 1;
+      lines_copy = lines_copy && sh.col_count[t[i]] == 1;
     }
     LO_LAYOUT_UNROLL
     for (int q = 0; q < R; ++q) {
-      if (q < b.rows && cols_copy && sh.row_count[q] == 1) {
+      if (q < b.rows && lines_copy && sh.row_count[q] == 1) {
         const scalar_t* line = a.src + offset<true>(b.n, channel, sh.row_index[q][0], 0, a.C, rows, cols);
         LO_LAYOUT_UNROLL
         for (int i = 0; i < kPer; ++i) v[q][i] = line[sh.col_index[0][t[i]] * a.C];
       }
     }
-    LO_LAYOUT_UNROLL
-    for (int q = 0; q < R; ++q) {
-      if (q < b.rows && cols_copy && sh.row_count[q] == 1) {
-        LO_LAYOUT_UNROLL
-        for (int i = 0; i < kPer; ++i)
-          sh.tile[q][s.tx][t[i]] = sh.row_weight[q][0] * sh.col_weight[0][t[i]] * acc_t(v[q][i]);
-      }
-    }
-    LO_LAYOUT_NO_UNROLL
-    for (int q = 0; q < b.rows; ++q) {
-      if (cols_copy && sh.row_count[q] == 1) continue;
-      general_row<true>(a, sh, b, rows, cols, q, c, t, live, acc);
-      LO_LAYOUT_UNROLL
-      for (int i = 0; i < kPer; ++i)
-        if (live[i]) sh.tile[q][s.tx][t[i]] = acc[i];
-    }
   } else {
     // Thread column tx; channels c0 + ty + kTileRows * i.
     if (sh.col_count[s.tx] == 0) return;
-    const bool col_copy = sh.col_count[s.tx] == 1;
+    lines_copy = sh.col_count[s.tx] == 1;
     const int64_t plane = rows * cols;
     LO_LAYOUT_UNROLL
     for (int i = 0; i < kPer; ++i) {
@@ -301,30 +287,31 @@ LO_HD void gather(const Slot& s, const Args<scalar_t>& a, Shared<acc_t, R>& sh) 
     }
     LO_LAYOUT_UNROLL
     for (int q = 0; q < R; ++q) {
-      if (q < b.rows && col_copy && sh.row_count[q] == 1) {
+      if (q < b.rows && lines_copy && sh.row_count[q] == 1) {
         const scalar_t* first = a.src + offset<false>(b.n, c[0], sh.row_index[q][0], sh.col_index[0][s.tx],
                                                       a.C, rows, cols);
         LO_LAYOUT_UNROLL
         for (int i = 0; i < kPer; ++i) v[q][i] = live[i] ? first[kTileRows * i * plane] : scalar_t(0);
       }
     }
-    LO_LAYOUT_UNROLL
-    for (int q = 0; q < R; ++q) {
-      if (q < b.rows && col_copy && sh.row_count[q] == 1) {
-        const acc_t weight = sh.row_weight[q][0] * sh.col_weight[0][s.tx];
-        LO_LAYOUT_UNROLL
-        for (int i = 0; i < kPer; ++i)
-          if (live[i]) sh.tile[q][s.ty + kTileRows * i][s.tx] = weight * acc_t(v[q][i]);
-      }
-    }
-    LO_LAYOUT_NO_UNROLL
-    for (int q = 0; q < b.rows; ++q) {
-      if (col_copy && sh.row_count[q] == 1) continue;
-      general_row<false>(a, sh, b, rows, cols, q, c, t, live, acc);
+  }
+  const int c0 = int(b.c0);
+  LO_LAYOUT_UNROLL
+  for (int q = 0; q < R; ++q) {
+    if (q < b.rows && lines_copy && sh.row_count[q] == 1) {
       LO_LAYOUT_UNROLL
       for (int i = 0; i < kPer; ++i)
-        if (live[i]) sh.tile[q][s.ty + kTileRows * i][s.tx] = acc[i];
+        if (live[i]) sh.tile[q][c[i] - c0][t[i]] = sh.row_weight[q][0] * sh.col_weight[0][t[i]] * acc_t(v[q][i]);
     }
+  }
+  acc_t acc[kPer];
+  LO_LAYOUT_NO_UNROLL
+  for (int q = 0; q < b.rows; ++q) {
+    if (lines_copy && sh.row_count[q] == 1) continue;
+    general_row<kSrcChannelsLast>(a, sh, b, rows, cols, q, c, t, live, acc);
+    LO_LAYOUT_UNROLL
+    for (int i = 0; i < kPer; ++i)
+      if (live[i]) sh.tile[q][c[i] - c0][t[i]] = acc[i];
   }
 }
 
