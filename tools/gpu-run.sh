@@ -28,6 +28,14 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   grep -E "learnable_ops: |warning" "$OUT/build.log" | grep -v "torch/include" | sort -u | head -20
 fi
 cd /tmp && python3 -m learnable_ops info; cd - > /dev/null
+# A few-second CUDA-against-CPU check of the recently changed ops, before the long steps, so that
+# a call cut at its limit (or a short one: SMOKE_ONLY=1) still says whether they are right.
+if [ -z "${SKIP_SMOKE:-}" ]; then
+  # Its lines go to timing.txt (the tool returns at most 8 files).
+  (cd /tmp && timeout 60 python3 "$repo/tools/smoke_cuda.py" 2>&1 | tee -a "$OUT/timing.txt" | grep -E "BAD|SMOKE|Error")
+  echo "== smoke: $(( $(date +%s) - start ))s" | tee -a "$OUT/timing.txt"
+  [ -n "${SMOKE_ONLY:-}" ] && exit 0
+fi
 [ -n "${DIAG:-}" ] && bash tools/gpu-diag.sh 2>&1 | tee "$OUT/diag.log"
 # Run tests against the installed package (not the source tree, which has no _C).
 mkdir -p /tmp/t && cp -r tests /tmp/t/ && cp pyproject.toml /tmp/t/ && cp -r docs README.md /tmp/t/ 2>/dev/null
@@ -42,7 +50,7 @@ fi
 # Benchmark tables and JSON go to /tmp/bench, packed into $OUT/bench.tgz (the tool returns 8 files at most).
 mkdir -p /tmp/bench
 for fam in ${2:-}; do
-  (cd /tmp && timeout ${BENCH_TIMEOUT:-200} python3 -m learnable_ops bench --family "$fam" --device cuda --out /tmp/bench --min-run-time ${MIN_RUN:-0.3} 2>&1 | grep -E "^\| $fam|Traceback|Error" | head -40)
+  (cd /tmp && timeout ${BENCH_TIMEOUT:-200} python3 -m learnable_ops bench --family "$fam" --device cuda --out /tmp/bench --min-run-time ${MIN_RUN:-0.3} 2>&1 | grep --line-buffered -E "^\| $fam|Traceback|Error" | head -40)
   echo "== bench $fam: $(( $(date +%s) - start ))s" | tee -a "$OUT/timing.txt"
   # Packed after every family, so that a command cut at its limit still returns the finished ones.
   # BENCH_TAG names the tarball (bench-<tag>.tgz), so that a second call in the same command (for
