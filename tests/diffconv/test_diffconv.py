@@ -398,6 +398,33 @@ def test_thread_count_independent(groups):
     assert ((gw1 - gw2).abs() <= 1e-5 * magnitude).all()
 
 
+@pytest.mark.parametrize("groups", [1, 8])
+@pytest.mark.parametrize("stride, keep", [((1, 2), True), ((1, 1), False)])
+def test_padded_path_thread_count_independent(groups, stride, keep):
+    # Stride 2 or keep_img_grad_at_invalid=False: the padded path, whose input gradient is
+    # folded in place (learnable_ops/diffconv_fold.h). Output and input gradient are
+    # bit-identical on 1 and 2 threads; the weight gradient as above.
+    x, w = make((2, 8, 23, 19), (8, 8 // groups, 5, 5))
+    x, w = x.detach().float(), w.detach().float()
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+            y = lo.diff_conv2d(xr, wr, stride=stride, groups=groups, keep_img_grad_at_invalid=keep)
+            g = torch.randn(y.shape, generator=torch.Generator().manual_seed(3))
+            results.append((y.detach(), *torch.autograd.grad(y, [xr, wr], g)))
+    finally:
+        torch.set_num_threads(before)
+    (y1, gx1, gw1), (y2, gx2, gw2) = results
+    assert torch.equal(y1, y2)
+    assert torch.equal(gx1, gx2)
+    assert gx1.abs().sum() > 0
+    scale = gw1.abs().max()
+    assert ((gw1 - gw2).abs() <= 1e-4 * scale).all()
+
+
 def test_layouts_and_empty_batch():
     x, w = make((2, 4, 9, 10), (3, 4, 3, 3))
     ref = lo.diff_conv2d(x, w)
