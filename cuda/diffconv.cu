@@ -7,6 +7,8 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include <type_traits>
+
 #include "diffconv_layout.cuh"
 #include "learnable_ops/cuda_utils.cuh"
 #include "learnable_ops/diffconv_layout.h"
@@ -68,17 +70,15 @@ void launch(Args<scalar_t> a, bool src_cl, bool dst_cl) {
 }
 
 // The fold in place (learnable_ops/diffconv_fold.h): one thread per element of
-// a pass, columns first, then rows (two launches on the stream).
-template <typename scalar_t, typename acc_t>
-__global__ void fold_columns_kernel(scalar_t* g, const diffconv_fold::Geometry geo, int64_t items) {
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < items; e += int64_t(gridDim.x) * blockDim.x)
-    diffconv_fold::fold_column_item<scalar_t, acc_t>(g, geo, e);
-}
-
-template <typename scalar_t, typename acc_t>
-__global__ void fold_rows_kernel(scalar_t* g, const diffconv_fold::Geometry geo, int64_t items) {
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < items; e += int64_t(gridDim.x) * blockDim.x)
-    diffconv_fold::fold_row_item<scalar_t, acc_t>(g, geo, e);
+// a pass; the columns pass, then the rows pass (two launches on the stream).
+template <bool kColumns, typename scalar_t, typename acc_t>
+__global__ void fold_kernel(scalar_t* g, const diffconv_fold::Geometry geo, int64_t items) {
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < items; e += int64_t(gridDim.x) * blockDim.x) {
+    if constexpr (kColumns)
+      diffconv_fold::fold_column_item<scalar_t, acc_t>(g, geo, e);
+    else
+      diffconv_fold::fold_row_item<scalar_t, acc_t>(g, geo, e);
+  }
 }
 
 }  // namespace
@@ -89,16 +89,16 @@ void diff_conv2d_fold_cuda(const at::Tensor& grad_padded, const diffconv_fold::G
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_padded.scalar_type(), "diff_conv2d_fold_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     scalar_t* g = grad_padded.mutable_data_ptr<scalar_t>();
-    if (const int64_t items = geo.column_items(); items > 0) {
-      fold_columns_kernel<scalar_t, acc_t><<<grid_stride_blocks(items, kThreads), kThreads, 0, current_stream()>>>(
+    auto pass = [&](auto columns) {
+      constexpr bool kColumns = decltype(columns)::value;
+      const int64_t items = kColumns ? geo.column_items() : geo.row_items();
+      if (items == 0) return;
+      fold_kernel<kColumns, scalar_t, acc_t><<<grid_stride_blocks(items, kThreads), kThreads, 0, current_stream()>>>(
           g, geo, items);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-    if (const int64_t items = geo.row_items(); items > 0) {
-      fold_rows_kernel<scalar_t, acc_t><<<grid_stride_blocks(items, kThreads), kThreads, 0, current_stream()>>>(
-          g, geo, items);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
+    };
+    pass(std::true_type());
+    pass(std::false_type());
   });
 }
 

@@ -94,7 +94,6 @@ struct Shared {
   acc_t tile[R][kTile][kTile + 1];
 };
 
-
 // Calls f(index, weight) for the list of destination index j on one axis: its
 // sources (pad) or its preimages (adjoint), in a fixed order.
 template <bool kAdjoint, typename F>
