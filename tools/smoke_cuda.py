@@ -8,6 +8,9 @@ import torch
 import learnable_ops as lo
 
 torch.manual_seed(0)
+# cuDNN runs float32 convolutions in TF32 by default (10-bit mantissa), which the boundary
+# extrapolation amplifies far past the float32 tolerance below: compare in full float32.
+torch.backends.cudnn.allow_tf32 = False
 bad = 0
 
 
