@@ -33,6 +33,7 @@ import torch.autograd.forward_ad as forward_ad
 from torch._library.autograd import Info, make_autograd_impl
 from torch._library.utils import fill_defaults, lookup_op
 
+
 def has_forward_tangent(*tensors: torch.Tensor | None) -> bool:
     """Whether some tensor carries a forward-mode tangent. Tangents exist only inside a dual
     level (``torch.func.jvp`` and ``jacfwd`` open one too); outside, this reads one global."""
