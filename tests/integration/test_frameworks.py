@@ -147,3 +147,15 @@ def test_autocast_bf16_cpu(config, name):
     assert torch.isfinite(x.grad).all()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize("config,name", CASES)
+def test_meta_device_forward(config, name):
+    """A converted model on the meta device (shape inference, deferred initialisation) runs its
+    forward to the same output shape as on the CPU; the autocast check of Dcls and DiffConv2d
+    used to raise on meta tensors."""
+    model, x = converted(config, name, dtype=torch.float32)
+    expected = model(x).shape
+    model.to("meta")
+    out = model(x.to("meta"))
+    assert out.device.type == "meta" and out.shape == expected

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import learnable_ops
-from learnable_ops.ops._validate import choice, int_tuple
+from learnable_ops.ops._validate import autocast_dtype, choice, int_tuple
 from learnable_ops.ops.dcls_dispatch import choose_method
 from learnable_ops.ops.dcls_sparse import SPARSE_VERSIONS
 from learnable_ops.ops.dcls import DCLS_VERSIONS, normalize_dcls_version
@@ -356,10 +356,7 @@ class _DclsBase(nn.Module):
         that dtype (accumulating in float32); the kernel is still constructed in the parameters'
         dtype, and the sparse path reads the positions in it too.
         """
-        device_type = input.device.type
-        if not torch.is_autocast_enabled(device_type):
-            return None
-        return torch.get_autocast_dtype(device_type)
+        return autocast_dtype(input.device.type)
 
     def _pad_for_fast_path(self, input: torch.Tensor, symmetric: bool):
         """Applies non-zero padding modes (and, if ``symmetric``, uneven zero padding)

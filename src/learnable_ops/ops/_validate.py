@@ -24,6 +24,14 @@ def check_floating(x: torch.Tensor, name: str) -> None:
         )
 
 
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast runs convolutions in on ``device_type``, or None outside autocast and on
+    device types autocast does not know (``meta``: ``torch.is_autocast_enabled`` raises there)."""
+    if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(device_type):
+        return None
+    return torch.get_autocast_dtype(device_type)
+
+
 def check_rank(x: torch.Tensor, name: str, ranks: Sequence[int], what: str) -> None:
     if x.dim() not in ranks:
         raise ValueError(f"{name} must be {what}, got a tensor of shape {tuple(x.shape)}")

@@ -15,7 +15,14 @@ from learnable_ops.ops._direct_autograd import (
     register_autograd,
     wants_direct_autograd,
 )
-from learnable_ops.ops._validate import check_floating, check_rank, check_same_device, check_tensor, int_tuple
+from learnable_ops.ops._validate import (
+    autocast_dtype,
+    check_floating,
+    check_rank,
+    check_same_device,
+    check_tensor,
+    int_tuple,
+)
 
 _warned_half_precision = False
 
@@ -110,9 +117,9 @@ def diff_conv2d(
             shape mismatch (``edge_weight``, ``bias``, groups).
     """
     check_floating(input, "input")
-    if torch.is_autocast_enabled(input.device.type):
+    dtype = autocast_dtype(input.device.type)
+    if dtype is not None:
         # Like F.conv2d under autocast: every floating argument in the autocast dtype.
-        dtype = torch.get_autocast_dtype(input.device.type)
         input, weight, bias, edge_weight, edge_bias = (
             t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
             for t in (input, weight, bias, edge_weight, edge_bias)
