@@ -16,11 +16,23 @@ exactly the registered ones.
 Forward mode. ``torch.library`` has no forward-mode registration, and the Autograd kernel that
 ``register_autograd`` builds looks at ``requires_grad`` only: a dual tensor
 (``forward_ad.make_dual``, ``torch.func.jvp``, ``torch.func.jacfwd``) went through every op and
-came out without a tangent, silently. :func:`register_autograd` registers that same kernel plus
+came out without a tangent, silently. :func:`register_autograd` registers such a kernel plus
 the op's forward-mode rule (``jvp``), applied to calls whose arguments carry a tangent; an op
 without one, or a tangent of an argument it does not cover, raises ``NotImplementedError``
 naming the op and the argument. The eager wrappers leave such calls to the dispatcher
 (:func:`wants_direct_autograd`).
+
+``torch.func``. ``torch.func.grad``, ``vjp``, ``jacrev`` and ``hessian`` refuse the kernel that
+``torch.library.register_autograd`` builds, for every op ("it must override the setup_context
+staticmethod"): it applies an old-style ``autograd.Function``, which functorch diverts to
+``custom_function_call``. :func:`register_autograd` registers its own kernel instead
+(:func:`_autograd_kernel`): the same Function, with the registered ``setup_context`` and backward,
+applied past that diversion so that it records on the transform level whose Autograd key is
+running, as a built-in op's autograd kernel does. Nested (``grad`` of ``grad``, ``vmap`` of
+``grad``, ``hessian``) or compiled (``torch.compile`` of a ``torch.func.grad``), the transforms
+give what eager autograd gives, and a second derivative raises where an op has none, as in eager
+mode. Inside a transform the eager wrappers take the dispatcher (:func:`wants_direct_autograd`),
+so that the calls reach this kernel.
 """
 
 from __future__ import annotations
@@ -30,8 +42,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.autograd.forward_ad as forward_ad
-from torch._library.autograd import Info, make_autograd_impl
-from torch._library.utils import fill_defaults, lookup_op
+from torch._functorch.utils import enable_single_level_autograd_function
+from torch._library.utils import fill_defaults, is_tensorlist_like_type, lookup_op
 
 
 def has_forward_tangent(*tensors: torch.Tensor | None) -> bool:
@@ -100,6 +112,82 @@ def direct_autograd(op, setup_context: Callable, backward: Callable) -> type[tor
     return DirectAutograd
 
 
+class _Redispatch:
+    """The dispatch key set of a call, passed to the ``autograd.Function`` as its last argument
+    (not a tensor, so autograd gives it no gradient)."""
+
+    __slots__ = ("keyset",)
+
+    def __init__(self, keyset: torch._C.DispatchKeySet):
+        self.keyset = keyset
+
+
+def _autograd_kernel(op, backward: Callable, setup_context: Callable) -> Callable:
+    """The Autograd kernel of ``op`` (called with its dispatch key set): the one ``torch.library``
+    builds (``torch._library.autograd.make_autograd_impl``), made to work under ``torch.func``.
+
+    Torch's kernel applies an old-style ``autograd.Function`` (``forward(ctx, ...)``); under a
+    functorch transform ``Function.apply`` diverts to ``custom_function_call``, which refuses such
+    a Function (and could not be entered from inside the Autograd key anyway). Here, under a
+    transform, the Function is applied through ``torch._C._FunctionBase.apply`` with single-level
+    Functions allowed: it records on the level whose Autograd key is running, where the arguments
+    are already unwrapped, as an op's generated autograd kernel does; the levels below see the
+    redispatched call, and must see grad and forward-grad mode on, as around any other op's
+    kernels: otherwise they record nothing, and ``grad(grad(f))`` or ``hessian`` answer zeros,
+    silently. ``apply`` runs ``forward`` with both off, and :func:`register_autograd`'s forward-mode
+    wrapper calls this kernel with forward grad off (so that ``apply`` looks for no forward
+    formula): under a transform they are switched on again around the redispatch, with a graph
+    or without (without, ``jacfwd(jacfwd(f))`` lost the outer level's tangents). Outside the
+    transforms this is torch's kernel; the check costs one C call.
+    """
+    after_autograd = torch._C._after_autograd_keyset
+
+    def forward(ctx, *args):
+        *args, redispatch = args
+        if torch._C._are_functorch_transforms_active():
+            with torch.enable_grad(), forward_ad._set_fwd_grad_enabled(True), torch._C._AutoDispatchBelowAutograd():
+                output = op.redispatch(redispatch.keyset & after_autograd, *args)
+        else:
+            with torch._C._AutoDispatchBelowAutograd():
+                output = op.redispatch(redispatch.keyset & after_autograd, *args)
+        # The dispatcher drops arguments equal to their defaults; setup_context sees them all.
+        inputs, _ = fill_defaults(op._schema, tuple(args), {})
+        setup_context(ctx=ctx, inputs=inputs, output=output)
+        return output
+
+    def backward_with_keyset(ctx, *grads):
+        # The formulas index needs_input_grad by argument: hide the key set's entry.
+        needs_input_grad = ctx.needs_input_grad
+        ctx.needs_input_grad = needs_input_grad[:-1]
+        try:
+            result = backward(ctx, *grads)
+        finally:
+            ctx.needs_input_grad = needs_input_grad
+        return (*result, None) if isinstance(result, tuple) else (result, None)
+
+    Generated = type(
+        f"GeneratedBackwardFor_{op._namespace}_{op._opname}_{op._overloadname}",
+        (torch.autograd.Function,),
+        {"forward": staticmethod(forward), "backward": staticmethod(backward_with_keyset)},
+    )
+    apply_in_transform = super(torch.autograd.Function, Generated).apply
+
+    def kernel(keyset, *args):
+        in_transform = torch._C._are_functorch_transforms_active()
+        if not (torch.is_grad_enabled() and torch._C._any_requires_grad(*args)):
+            if in_transform:
+                with forward_ad._set_fwd_grad_enabled(True), torch._C._AutoDispatchBelowAutograd():
+                    return op.redispatch(keyset & after_autograd, *args)
+            with torch._C._AutoDispatchBelowAutograd():
+                return op.redispatch(keyset & after_autograd, *args)
+        if in_transform:
+            with enable_single_level_autograd_function():
+                return apply_in_transform(*args, _Redispatch(keyset))
+        return Generated.apply(*args, _Redispatch(keyset))
+
+    return kernel
+
+
 Jvp = Callable[[tuple, tuple], "torch.Tensor | tuple[torch.Tensor | None, ...] | None"]
 """``jvp(inputs, tangents)``: the tangent of an op's output (a tuple for several outputs, None
 for an output without one) from its inputs (all arguments, primal values) and one tangent per
@@ -119,18 +207,29 @@ def register_autograd(
 ) -> None:
     """``torch.library.register_autograd(qualname, backward, setup_context=...)`` with forward mode.
 
-    A call without forward-mode tangents runs exactly the kernel that ``torch.library`` builds.
-    A call with them runs that kernel on the same arguments with forward mode off (so a graph is
-    recorded as usual where inputs require grad, and the backward sees the inputs' tangents:
-    forward over reverse), then ``jvp`` for the output's tangent. ``jvp`` None, or a tangent of an
-    argument outside ``tangent_arguments`` (default: all), raises ``NotImplementedError``.
+    A call without forward-mode tangents runs the kernel that ``torch.library`` builds, rebuilt so
+    that ``torch.func`` transforms go through it too (:func:`_autograd_kernel`). A call with them
+    runs that kernel on the same arguments with forward mode off (so a graph is recorded as usual
+    where inputs require grad, and the backward sees the inputs' tangents: forward over reverse),
+    then ``jvp`` for the output's tangent. ``jvp`` None, or a tangent of an argument outside
+    ``tangent_arguments`` (default: all), raises ``NotImplementedError``. Ops that mutate, or take
+    keyword-only or ``Tensor[]`` arguments, or return ``Tensor[]``, are refused (none of ours does).
     """
     op = lookup_op(qualname)
-    names = [argument.name for argument in op._schema.arguments]
+    schema = op._schema
+    names = [argument.name for argument in schema.arguments]
     supported = set(names if tangent_arguments is None else tangent_arguments)
     if not supported <= set(names):
         raise ValueError(f"{qualname}: tangent_arguments {sorted(supported - set(names))} are not arguments of the op")
-    registered = make_autograd_impl(op, Info(backward, setup_context))
+    if schema.is_mutable or any(
+        argument.kwarg_only or is_tensorlist_like_type(argument.type)
+        for argument in (*schema.arguments, *schema.returns)
+    ):
+        raise NotImplementedError(
+            f"{qualname}: register_autograd supports functional ops with positional arguments only "
+            f"(no mutated, keyword-only or Tensor[] arguments, no Tensor[] returns): {schema}"
+        )
+    registered = _autograd_kernel(op, backward, setup_context)
 
     def kernel(keyset, *args):
         if forward_ad._current_level < 0:

@@ -206,9 +206,12 @@ def _shift_shifts_backward_setup_context(ctx, inputs, output):
 # contracts that derivative with per-channel weights u (C, ndim): a direction of the shifts in
 # forward mode, a cotangent of the shift gradient in reverse mode.
 def _cell_edges(shifts: torch.Tensor):
-    """For each axis a, the shifts with column a at the top and at the bottom of its cell."""
-    s = shifts.detach().double()
-    lower = torch.floor(s)
+    """For each axis a, the shifts with column a at the top and at the bottom of its cell. The other
+    columns stay differentiable: a derivative of these rules in the shifts (a second derivative
+    taken by forward mode, ``jacfwd`` of ``jacfwd`` or of ``jacrev``) has the mixed terms
+    d2/ds_a ds_b from them; column a is piecewise constant."""
+    s = shifts.double()
+    lower = torch.floor(s.detach())
     for a in range(s.shape[1]):
         yield a, _with_column(s, a, lower[:, a] + 1), _with_column(s, a, lower[:, a])
 
