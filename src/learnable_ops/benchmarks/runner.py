@@ -61,7 +61,9 @@ def device_description(device: str) -> str:
 
 def _time_ms(fn: Callable[[], object], min_run_time: float) -> float:
     fn()  # warm-up: lazy init, autotuning, allocator
-    timer = tbench.Timer(stmt="fn()", globals={"fn": fn})
+    # Timer runs its statement on ONE thread unless told otherwise (num_threads defaults to 1):
+    # time on the threads the results report (device_description, "threads").
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
