@@ -16,34 +16,17 @@
 #include <torch/library.h>
 
 #include "learnable_ops/checks.h"
+#include "learnable_ops/cpu_vec.h"
 #include "learnable_ops/macros.h"
 #include "learnable_ops/tap_conv.h"
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define LO_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define LO_CPU_CLONES
-#endif
-#if defined(__GNUC__)
-#define LO_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define LO_ALWAYS_INLINE inline
-#endif
 
 namespace learnable_ops {
 namespace {
 
-// GCC vector types: 32-byte vectors (AVX2 ymm; two xmm on the x86-64-v2
-// baseline), loaded unaligned. Output columns are computed in blocks of 1, 2
-// or 4 vectors (by plane width), 8, 4 or 2 rows at a time, so 8 independent
-// accumulator chains stay in registers across all taps and hide the FMA
-// latency. The phase buffers are padded to kBlock = 4 vectors.
-template <typename T>
-struct Vec {
-  typedef T type __attribute__((vector_size(32)));
-  typedef T unaligned __attribute__((vector_size(32), aligned(alignof(T)), may_alias));
-};
-template <typename acc_t> constexpr int64_t kLanes = 32 / sizeof(acc_t);
+// Vectors (learnable_ops/cpu_vec.h): output columns are computed in blocks of
+// 1, 2 or 4 vectors (by plane width), 8, 4 or 2 rows at a time, so 8
+// independent accumulator chains stay in registers across all taps and hide
+// the FMA latency. The phase buffers are padded to kBlock = 4 vectors.
 template <typename acc_t> constexpr int64_t kBlock = 4 * kLanes<acc_t>;
 
 // A plane padded into the opmath dtype, columns split by phase:
@@ -518,6 +501,8 @@ at::Tensor depthwise_conv2d_impl(const at::Tensor& input, const at::Tensor& weig
   }
   const TapCrop crop = reachable_taps(g);
   const TapConvGeometry gc = cropped_geometry(g, crop);
+  if (be.forward_channels_last && strictly_channels_last(input))
+    return be.forward_channels_last(input, opmath_weights(crop_weight(weight, crop)), bias, gc);
   return be.forward(input, dense_offsets(gc.kh, gc.kw), opmath_weights(crop_weight(weight, crop)), bias, gc);
 }
 
@@ -532,7 +517,16 @@ at::Tensor depthwise_conv2d_backward_input_impl(const at::Tensor& grad_output, c
                     at::IntArrayRef({g.N, g.C, g.Ho, g.Wo}), ", got ", grad_output.sizes());
   const TapCrop crop = reachable_taps(g);
   const TapConvGeometry gc = cropped_geometry(g, crop);
-  return be.backward_input(grad_output, dense_offsets(gc.kh, gc.kw), opmath_weights(crop_weight(weight, crop)), gc);
+  const at::Tensor w = opmath_weights(crop_weight(weight, crop));
+  if (be.forward_channels_last && strictly_channels_last(grad_output)) {
+    // channels_last in, channels_last out, as the forward: the flipped kernel's conv where the
+    // adjoint is one (stride 1), else the NCHW adjoint laid out channels_last.
+    if (adjoint_is_flipped_conv(gc))
+      return be.forward_channels_last(grad_output, w.flip(1), std::nullopt, flipped_geometry(gc));
+    return be.backward_input(grad_output, dense_offsets(gc.kh, gc.kw), w, gc)
+        .contiguous(at::MemoryFormat::ChannelsLast);
+  }
+  return be.backward_input(grad_output, dense_offsets(gc.kh, gc.kw), w, gc);
 }
 
 std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight_impl(const at::Tensor& grad_output,

@@ -464,7 +464,7 @@ at::Tensor padded_forward(const at::Tensor& input, const at::Tensor& weight, con
     return strictly_channels_last(out) ? relayout(out, false) : out.contiguous();
   }
   if (padded_uses_native_depthwise(input, weight, s))
-    return call_depthwise(polynomial_pad(input, s), weight.select(1, 0), bias, {0, 0, 0, 0}, s.stride);
+    return call_depthwise(polynomial_pad(input, s), weight.select(1, 0), bias, {0, 0, 0, 0}, s.stride).contiguous();
   at::Tensor out =
       at::convolution(polynomial_pad(input, s), weight, bias, s.stride, {0, 0}, s.dilation, false, {0, 0}, groups);
   return out.contiguous();
@@ -810,7 +810,9 @@ std::array<int64_t, 4> depthwise_padding(std::array<int64_t, 2> padding) {
 at::Tensor ring_conv(const RingPlan& r, const at::Tensor& input, const at::Tensor& weight,
                      const std::optional<at::Tensor>& bias, std::array<int64_t, 2> padding,
                      at::IntArrayRef dilation, int64_t groups) {
-  if (r.native_depthwise) return call_depthwise(input, weight.select(1, 0), bias, depthwise_padding(padding), {1, 1});
+  // Our ops keep a channels_last input's layout on the CPU; the path's tensors are contiguous.
+  if (r.native_depthwise)
+    return call_depthwise(input, weight.select(1, 0), bias, depthwise_padding(padding), {1, 1}).contiguous();
   return at::convolution(input, weight, bias, {1, 1}, padding, dilation, false, {0, 0}, groups).contiguous();
 }
 
@@ -824,7 +826,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ring_conv_backward(
   if (r.native_depthwise) {
     const at::Tensor weight3 = weight.select(1, 0);
     const std::array<int64_t, 4> pad = depthwise_padding(padding);
-    if (output_mask[0]) grad_input = call_depthwise_backward_input(grad_output, weight3, input.sizes(), pad, {1, 1});
+    if (output_mask[0])
+      grad_input = call_depthwise_backward_input(grad_output, weight3, input.sizes(), pad, {1, 1}).contiguous();
     if (output_mask[1]) {
       at::Tensor g3;
       // The bias gradient comes with it (the channel sums of grad_output).
@@ -854,7 +857,8 @@ at::Tensor ring_conv_input_gradient(const RingPlan& r, const at::Tensor& grad_ou
                                     at::IntArrayRef dilation, int64_t groups) {
   if (r.native_depthwise)
     return call_depthwise_backward_input(grad_output, weight.select(1, 0), strip_size, depthwise_padding(padding),
-                                         {1, 1});
+                                         {1, 1})
+        .contiguous();
   Setup frame{};
   frame.stride = {1, 1};
   frame.dilation = {dilation[0], dilation[1]};

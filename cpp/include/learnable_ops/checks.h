@@ -38,6 +38,11 @@ inline void check_device(const at::Tensor& t, const char* name, c10::DeviceType 
                     " tensor, got one on ", t.device());
 }
 
+// Whether the tensor is laid out channels_last (and not also NCHW-contiguous).
+inline bool strictly_channels_last(const at::Tensor& t) {
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
 // Parses a padding-mode name. The valid names are listed in the message.
 inline PadMode parse_pad_mode(const std::string& mode, const char* name = "mode") {
   if (mode == "zeros" || mode == "constant") return PadMode::Zeros;

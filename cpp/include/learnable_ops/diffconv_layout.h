@@ -70,9 +70,4 @@ void diff_conv2d_fold_cpu(const at::Tensor& grad_padded, const diffconv_fold::Ge
 void diff_conv2d_fold_cuda(const at::Tensor& grad_padded, const diffconv_fold::Geometry& geo);
 #endif
 
-// Whether the tensor is laid out channels_last (and not also NCHW-contiguous).
-inline bool strictly_channels_last(const at::Tensor& t) {
-  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
-}
-
 }  // namespace learnable_ops

@@ -62,6 +62,10 @@ inline at::Tensor flip_offsets(const at::Tensor& offsets, const TapConvGeometry&
 at::Tensor tap_conv_forward_cpu(const at::Tensor& x, const at::Tensor& offsets,
                                 const at::Tensor& weights, const std::optional<at::Tensor>& bias,
                                 const TapConvGeometry& g);
+// The dense depthwise conv on channels_last x (cpp/depthwise_nhwc.cpp): vectorised over channels,
+// each output over the taps that read inside the image; the output channels_last.
+at::Tensor depthwise_forward_nhwc_cpu(const at::Tensor& x, const at::Tensor& weights,
+                                      const std::optional<at::Tensor>& bias, const TapConvGeometry& g);
 // The adjoint with respect to x: (N, C, H, W) in grad_out's dtype.
 at::Tensor tap_conv_backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& offsets,
                                        const at::Tensor& weights, const TapConvGeometry& g);
@@ -84,6 +88,11 @@ struct TapConvBackend {
   at::Tensor (*backward_input)(const at::Tensor&, const at::Tensor&, const at::Tensor&, const TapConvGeometry&);
   std::tuple<at::Tensor, at::Tensor> (*correlation)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                     const TapConvGeometry&, bool);
+  // The dense depthwise conv of a strictly channels_last input (x, weights (C, kh * kw) in the
+  // opmath dtype, bias, g) with a channels_last output, or nullptr: such input then takes
+  // `forward` (which reads it as NCHW, through a copy) and gives an NCHW output.
+  at::Tensor (*forward_channels_last)(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                      const TapConvGeometry&) = nullptr;
 };
 
 #ifdef LEARNABLE_OPS_WITH_CUDA
@@ -163,7 +172,7 @@ struct TapConvOps {
 };
 
 inline constexpr TapConvBackend kCpuTapConv{&tap_conv_forward_cpu, &tap_conv_backward_input_cpu,
-                                            &tap_conv_correlation_cpu};
+                                            &tap_conv_correlation_cpu, &depthwise_forward_nhwc_cpu};
 #ifdef LEARNABLE_OPS_WITH_CUDA
 inline constexpr TapConvBackend kCudaTapConv{&tap_conv_forward_cuda, &tap_conv_backward_input_cuda,
                                              &tap_conv_correlation_cuda};

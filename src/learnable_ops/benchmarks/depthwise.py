@@ -5,8 +5,9 @@ forward+backward, ours at 17x17 against cuDNN at 17x17 (target <= 0.5x) and at
 7x7 (target <= 1.0x), our 7x7 against cuDNN 7x7, and the sparse DCLS path
 (v0, 34 taps in 17x17) against cuDNN 7x7.
 CPU: the issue's target shape 32x96x56x56 at 17x17 (target <= 0.5x torch's
-own), plus smaller batches at every stage shape; ``size='small'`` runs in well
-under a minute.
+own), plus smaller batches at every stage shape, and channels_last input against
+torch's channels_last (oneDNN) kernels; ``size='small'`` runs in well under a
+minute.
 """
 
 from __future__ import annotations
@@ -31,26 +32,32 @@ def _fwd_bwd(fn, leaves, grad):
     return run
 
 
-def _conv_cases(shape, k, device, dtype, baselines, with_bwd=True):
+def _conv_cases(shape, k, device, dtype, baselines, with_bwd=True, channels_last=False):
+    """Ours at k x k against the framework at each (baseline kernel, target); with
+    ``channels_last`` both read a channels_last input (and gradient), as ConvNeXt's blocks
+    hand their depthwise convs."""
     n, c, h, w = shape
-    x = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(shape, device=device, dtype=dtype).to(memory_format=fmt).requires_grad_()
     ours_w = torch.randn(c, 1, k, k, device=device, dtype=dtype, requires_grad=True)
-    grad = torch.randn(shape, device=device, dtype=dtype)
+    grad = torch.randn(shape, device=device, dtype=dtype).to(memory_format=fmt)
+    layout = " channels_last" if channels_last else ""
     cases = []
     for bk, target in baselines:
         base_w = torch.randn(c, 1, bk, bk, device=device, dtype=dtype, requires_grad=True)
         name = "cuDNN" if device.startswith("cuda") else "torch"
         base = f"{name} dw {bk}x{bk}"
-        extra = {"kernel": k, "baseline_kernel": bk, "dtype": str(dtype).replace("torch.", "")}
+        extra = {"kernel": k, "baseline_kernel": bk, "dtype": str(dtype).replace("torch.", ""),
+                 "channels_last": channels_last}
         cases.append(
-            Case("depthwise", f"dw {k}x{k} fwd", str(tuple(shape)),
+            Case("depthwise", f"dw {k}x{k}{layout} fwd", str(tuple(shape)),
                  lambda: lo.depthwise_conv2d(x.detach(), ours_w.detach()),
                  lambda bw=base_w, bk=bk: F.conv2d(x.detach(), bw.detach(), padding=bk // 2, groups=c),
                  base, target=target, extra=extra)
         )
         if with_bwd:
             cases.append(
-                Case("depthwise", f"dw {k}x{k} fwd+bwd", str(tuple(shape)),
+                Case("depthwise", f"dw {k}x{k}{layout} fwd+bwd", str(tuple(shape)),
                      _fwd_bwd(lambda: lo.depthwise_conv2d(x, ours_w), [x, ours_w], grad),
                      _fwd_bwd(lambda bw=base_w, bk=bk: F.conv2d(x, bw, padding=bk // 2, groups=c), [x, base_w], grad),
                      base, target=target, extra=extra)
@@ -103,6 +110,7 @@ def cases(device: str, size: str = "full") -> list[Case]:
         out += _conv_cases((2, 96, 56, 56), 17, device, dtype, [(17, 0.5)])
         out += _conv_cases((2, 96, 56, 56), 7, device, dtype, [(7, None)], with_bwd=False)
         out += _sparse_cases((2, 96, 56, 56), device, dtype, against_ours=True)
+        out += _conv_cases((2, 96, 56, 56), 7, device, dtype, [(7, None)], channels_last=True)
         return out
     out += _conv_cases((32, 96, 56, 56), 17, device, dtype, [(17, 0.5)])
     for k in (3, 5, 7):
@@ -111,4 +119,9 @@ def cases(device: str, size: str = "full") -> list[Case]:
         out += _conv_cases((8, c, hw, hw), 17, device, dtype, [(17, 0.5)])
     for kc in (34, 72):
         out += _sparse_cases((8, 96, 56, 56), device, dtype, kernel_count=kc, against_ours=True)
+    # channels_last input (cpp/depthwise_nhwc.cpp against oneDNN's channels_last kernels).
+    for k in (3, 7, 17):
+        out += _conv_cases((8, 96, 56, 56), k, device, dtype, [(k, None)], channels_last=True)
+    for c, hw in STAGES[2:]:
+        out += _conv_cases((8, c, hw, hw), 17, device, dtype, [(17, None)], channels_last=True)
     return out

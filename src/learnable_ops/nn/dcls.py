@@ -332,7 +332,9 @@ class _DclsBase(nn.Module):
         'auto' asks :func:`learnable_ops.ops.dcls_dispatch.choose_method` for depthwise
         layers, for the dtype the convolution runs in (:meth:`_autocast_dtype`), and keeps
         'construct' when the input's dtype differs from the parameters' outside autocast
-        (``F.conv`` casts; the native paths need one dtype).
+        (``F.conv`` casts; the native paths need one dtype). It passes whether the input is
+        channels_last and whether the call records a graph (oneDNN's channels_last forward wins
+        on the CPU without one).
         """
         if self.method != "auto":
             return self.method
@@ -343,9 +345,15 @@ class _DclsBase(nn.Module):
             if input.dtype != self.weight.dtype:
                 return "construct"
             dtype = input.dtype
+        needs_grad = torch.is_grad_enabled() and (
+            input.requires_grad or any(p.requires_grad for p in (self.weight, self.P, self.SIG, self.bias) if p is not None)
+        )
+        channels_last = input.dim() == 4 and not input.is_contiguous() and input.is_contiguous(
+            memory_format=torch.channels_last
+        )
         return choose_method(
             self.kernel_count, self.dilated_kernel_size, self.in_channels, self.out_channels, self.groups,
-            self.version, input.device, dtype, input.shape[2:],
+            self.version, input.device, dtype, input.shape[2:], channels_last=channels_last, needs_grad=needs_grad,
         )
 
     @staticmethod

@@ -63,6 +63,15 @@ kernels under 7x7 were not measured, so they stay on cuDNN.
 """
 
 
+CPU_CHANNELS_LAST_INFERENCE = "construct"
+"""The path of a dense depthwise layer on the CPU for channels_last input without a gradient.
+oneDNN's channels_last depthwise forward beat ours (cpp/depthwise_nhwc.cpp) at every shape
+measured (2 threads, torch 2.13, 8 images, float32, 'same'): 3x3 to 17x17 at 96x56x56 by
+1.3-3.3x, 17x17 at 384x14x14 and 768x7x7 by 1.9-2.6x; its NCHW forward is 8-15x slower than
+ours at 17x17, and its backward (either layout) 1.6-7x slower than ours from 7x7 on, so NCHW
+input and training keep 'dense'."""
+
+
 def is_depthwise(in_channels: int, out_channels: int, groups: int) -> bool:
     """``groups == in_channels == out_channels``."""
     return groups == in_channels == out_channels
@@ -78,6 +87,8 @@ def choose_method(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     spatial_size=None,
+    channels_last: bool = False,
+    needs_grad: bool = True,
 ) -> str:
     """The fastest correct path for a DCLS layer: ``'sparse'``, ``'dense'`` or ``'construct'``.
 
@@ -93,6 +104,10 @@ def choose_method(
             float16/bfloat16; it does not change the choice today).
         spatial_size: the input's spatial size; the sparse path needs a plane of
             at least :data:`SPARSE_MIN_PLANE` pixels (it loses on small planes on CUDA).
+        channels_last: whether the input is channels_last (and not NCHW-contiguous).
+        needs_grad: whether the call records a graph (training). On the CPU a dense
+            layer on channels_last input without one takes
+            :data:`CPU_CHANNELS_LAST_INFERENCE`.
 
     Returns:
         ``'sparse'`` for a depthwise v0/v1 layer with few enough corner taps,
@@ -119,5 +134,7 @@ def choose_method(
     if version in ("v0", "v1") and big_plane and kernel_count * 2**n <= SPARSE_TAP_RATIO[kind] * area:
         return "sparse"
     if area >= MIN_DENSE_AREA[kind]:
+        if kind == "cpu" and channels_last and not needs_grad:
+            return CPU_CHANNELS_LAST_INFERENCE
         return "dense"
     return "construct"

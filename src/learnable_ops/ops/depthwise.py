@@ -95,8 +95,10 @@ def depthwise_conv2d(
             ``(top, bottom, left, right)``; zeros.
 
     Returns:
-        ``(N, C, Ho, Wo)``, contiguous, with ``Ho = (H + top + bottom - kh) // sh + 1``
-        and likewise for ``Wo``.
+        ``(N, C, Ho, Wo)`` with ``Ho = (H + top + bottom - kh) // sh + 1`` and likewise for
+        ``Wo``: channels_last for a channels_last ``input`` on the CPU (as ``F.conv2d``; the
+        kernel is vectorised over channels there), contiguous otherwise (CUDA reads
+        channels_last input through an NCHW copy).
     """
     check_floating(input, "input")
     check_rank(input, "input", (4,), "a 4D tensor (N, C, H, W)")
@@ -168,18 +170,35 @@ def _out_size(size, k, s, before, after):
     return (size + before + after - k) // s + 1
 
 
+def _keeps_channels_last(t: torch.Tensor) -> bool:
+    """Whether the CPU kernels take ``t`` as channels_last and give a channels_last result
+    (``strictly_channels_last`` of cpp/include/learnable_ops/checks.h); CUDA's give NCHW."""
+    return (
+        t.device.type == "cpu"
+        and t.dim() == 4
+        and not t.is_contiguous()
+        and t.is_contiguous(memory_format=torch.channels_last)
+    )
+
+
+def _empty_like_layout(like: torch.Tensor, shape) -> torch.Tensor:
+    fmt = torch.channels_last if _keeps_channels_last(like) else torch.contiguous_format
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt)
+
+
 @torch.library.register_fake("learnable_ops::depthwise_conv2d")
 def _fake(input, weight, bias, stride, padding):
     n, c, h, w = input.shape
     kh, kw = weight.shape[1:]
-    return input.new_empty(
-        (n, c, _out_size(h, kh, stride[0], padding[0], padding[1]), _out_size(w, kw, stride[1], padding[2], padding[3]))
+    return _empty_like_layout(
+        input,
+        (n, c, _out_size(h, kh, stride[0], padding[0], padding[1]), _out_size(w, kw, stride[1], padding[2], padding[3])),
     )
 
 
 @torch.library.register_fake("learnable_ops::depthwise_conv2d_backward_input")
 def _fake_backward_input(grad_output, weight, input_size, stride, padding):
-    return grad_output.new_empty(input_size)
+    return _empty_like_layout(grad_output, input_size)
 
 
 @torch.library.register_fake("learnable_ops::depthwise_conv2d_backward_weight")
