@@ -53,10 +53,11 @@ kernel). CPU: the ratio held from 7x7 to 56x56 planes.
 MIN_DENSE_AREA = {"cpu": 1, "cuda": 49}
 """Below this kernel area a depthwise layer uses ``'construct'`` (the framework conv).
 
-CPU: ours is faster forward+backward at every size measured (2 shared threads,
-8x96x56x56, ratio ours/torch: 3x3 0.45x, 5x5 0.25x, 7x7 0.17x; 17x17 0.1-0.2x at
-32x96x56x56), because ATen's depthwise backward is slow; oneDNN's forward alone
-is on par from 3x3 to 7x7. So 'dense' always.
+CPU: ours is faster forward+backward from 5x5 on (8x96x56x56, ratio ours/torch on
+2 threads, session 11: 3x3 1.07x, 5x5 0.21x, 7x7 0.19x; 17x17 0.10x at 32x96x56x56;
+timed on one thread before, 3x3 read 0.45x), because ATen's depthwise backward is
+slow; oneDNN's forward alone is 1.3x faster than ours at 5x5 and 7x7 (NCHW). So
+'dense' always, 3x3 being a tie.
 CUDA (H100, torch 2.11, fwd+bwd, 64 images): our 7x7 is 0.54-0.65x cuDNN's 7x7
 and our 17x17 0.35-0.50x cuDNN's 17x17 at the four ConvNeXt-T stage shapes;
 kernels under 7x7 were not measured, so they stay on cuDNN.
