@@ -21,6 +21,7 @@
 // plane). The output is channels_last, as F.conv2d gives for channels_last
 // input.
 #include <algorithm>
+#include <vector>
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -144,6 +145,140 @@ LO_CPU_CLONES void nhwc_rows_f32(const NhwcConv<float>& a, int64_t begin, int64_
 void nhwc_rows_any(const NhwcConv<float>& a, int64_t begin, int64_t end) { nhwc_rows_f32(a, begin, end); }
 void nhwc_rows_any(const NhwcConv<double>& a, int64_t begin, int64_t end) { nhwc_rows<double>(a, begin, end); }
 
+// ---------------------------------------------------------------------------
+// Weight gradient: corr[c, (u, v)] = sum over n, oy, ox of
+// go[n, oy, ox, c] * x[n, oy * sh - pt + u, ox * sw - pl + v, c] (terms inside the
+// image), and gbias[c] = the sum of go[., c]. A task is one block of 16 channels;
+// for each image, KT taps of a kernel row at a time keep KT accumulators (one
+// vector each: a lane is a channel, so no horizontal sums) over the image's
+// outputs, and the image's partial sums are added to the task's totals in image
+// order: a fixed order per channel, whatever the number of threads.
+
+template <typename acc_t>
+struct NhwcCorr {
+  const acc_t* go;  // (N, Ho, Wo, C)
+  const acc_t* x;   // (N, H, W, C)
+  acc_t* corr;      // (C, kh * kw)
+  acc_t* gbias;     // (C)
+  int64_t N, C, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl;
+};
+
+// The taps v0 .. v0 + KT - 1 of kernel row u over image n, channels [c0, c0 + L):
+// adds the image's sums to tot[k] (k < KT).
+// tot: KT vectors of L lanes, unaligned (a std::vector does not promise 64-byte alignment).
+template <typename acc_t, int Bytes, int KT>
+LO_ALWAYS_INLINE void corr_taps(const NhwcCorr<acc_t>& a, const acc_t* gn, const acc_t* xn, int64_t c0, int64_t u,
+                                int64_t v0, acc_t* tot) {
+  using V = typename Vec<acc_t, Bytes>::type;
+  using U = typename Vec<acc_t, Bytes>::unaligned;
+  const int64_t C = a.C;
+  V acc[KT];
+  for (int k = 0; k < KT; ++k) acc[k] = V{};
+  // Outputs whose KT taps all read inside the row: ox * sw - pl + v0 >= 0 and
+  // ox * sw - pl + v0 + KT - 1 <= W - 1.
+  const int64_t lo = std::min<int64_t>(a.Wo, std::max<int64_t>(0, (a.pl - v0 + a.sw - 1) / a.sw));
+  const int64_t last = a.W - KT - v0 + a.pl;  // the largest ox * sw that fits
+  const int64_t hi = last < 0 ? lo : std::max<int64_t>(lo, std::min<int64_t>(a.Wo, last / a.sw + 1));
+  for (int64_t oy = 0; oy < a.Ho; ++oy) {
+    const int64_t iy = oy * a.sh - a.pt + u;
+    if (iy < 0 || iy >= a.H) continue;
+    const acc_t* grow = gn + oy * a.Wo * C + c0;
+    const acc_t* xrow = xn + iy * a.W * C + c0;
+    auto edge = [&](int64_t ox) {
+      const V gv = *reinterpret_cast<const U*>(grow + ox * C);
+      for (int k = 0; k < KT; ++k) {
+        const int64_t ix = ox * a.sw - a.pl + v0 + k;
+        if (ix >= 0 && ix < a.W) acc[k] += gv * *reinterpret_cast<const U*>(xrow + ix * C);
+      }
+    };
+    for (int64_t ox = 0; ox < lo; ++ox) edge(ox);
+    for (int64_t ox = lo; ox < hi; ++ox) {
+      const V gv = *reinterpret_cast<const U*>(grow + ox * C);
+      const acc_t* xp = xrow + (ox * a.sw - a.pl + v0) * C;
+      for (int k = 0; k < KT; ++k) acc[k] += gv * *reinterpret_cast<const U*>(xp + k * C);
+    }
+    for (int64_t ox = hi; ox < a.Wo; ++ox) edge(ox);
+  }
+  constexpr int64_t L = kLanes<acc_t, Bytes>;
+  for (int k = 0; k < KT; ++k) *reinterpret_cast<U*>(tot + k * L) += acc[k];
+}
+
+// Channels [c0, c0 + one vector of Bytes): every tap and the bias sum, images in order.
+template <typename acc_t, int Bytes>
+LO_ALWAYS_INLINE void corr_channels(const NhwcCorr<acc_t>& a, int64_t c0, acc_t* tot) {
+  using V = typename Vec<acc_t, Bytes>::type;
+  using U = typename Vec<acc_t, Bytes>::unaligned;
+  constexpr int64_t L = kLanes<acc_t, Bytes>;
+  const int64_t T = a.kh * a.kw, C = a.C;
+  std::fill(tot, tot + (T + 1) * L, acc_t(0));  // vector T: the bias sum
+  for (int64_t n = 0; n < a.N; ++n) {
+    const acc_t* gn = a.go + n * a.Ho * a.Wo * C;
+    const acc_t* xn = a.x + n * a.H * a.W * C;
+    for (int64_t u = 0; u < a.kh; ++u) {
+      int64_t v = 0;
+      for (; v + 8 <= a.kw; v += 8) corr_taps<acc_t, Bytes, 8>(a, gn, xn, c0, u, v, tot + (u * a.kw + v) * L);
+      for (; v + 4 <= a.kw; v += 4) corr_taps<acc_t, Bytes, 4>(a, gn, xn, c0, u, v, tot + (u * a.kw + v) * L);
+      for (; v < a.kw; ++v) corr_taps<acc_t, Bytes, 1>(a, gn, xn, c0, u, v, tot + (u * a.kw + v) * L);
+    }
+    V bsum = V{};
+    for (int64_t p = 0; p < a.Ho * a.Wo; ++p) bsum += *reinterpret_cast<const U*>(gn + p * C + c0);
+    *reinterpret_cast<U*>(tot + T * L) += bsum;
+  }
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t l = 0; l < L; ++l) a.corr[(c0 + l) * T + t] = tot[t * L + l];
+  for (int64_t l = 0; l < L; ++l) a.gbias[c0 + l] = tot[T * L + l];
+}
+
+// Channel blocks [begin, end) of 64 bytes; the block past the last whole one (if
+// any) in 32-byte vectors, then channel by channel.
+template <typename acc_t>
+LO_ALWAYS_INLINE void corr_blocks(const NhwcCorr<acc_t>& a, int64_t begin, int64_t end) {
+  constexpr int64_t L = kLanes<acc_t, 64>, L2 = kLanes<acc_t, 32>;
+  const int64_t T = a.kh * a.kw, C = a.C;
+  std::vector<acc_t> tot((T + 1) * L);
+  for (int64_t b = begin; b < end; ++b) {
+    const int64_t c0 = b * L;
+    if (c0 + L <= C) {
+      corr_channels<acc_t, 64>(a, c0, tot.data());
+      continue;
+    }
+    int64_t c = c0;
+    for (; c + L2 <= C; c += L2) corr_channels<acc_t, 32>(a, c, tot.data());
+    for (; c < C; ++c) {
+      // One channel: the same sums, image by image, taps in order.
+      for (int64_t t = 0; t < T; ++t) a.corr[c * T + t] = 0;
+      acc_t bsum = 0;
+      for (int64_t n = 0; n < a.N; ++n) {
+        const acc_t* gn = a.go + n * a.Ho * a.Wo * C;
+        const acc_t* xn = a.x + n * a.H * a.W * C;
+        for (int64_t t = 0; t < T; ++t) {
+          const int64_t u = t / a.kw, v = t % a.kw;
+          acc_t s = 0;
+          for (int64_t oy = 0; oy < a.Ho; ++oy) {
+            const int64_t iy = oy * a.sh - a.pt + u;
+            if (iy < 0 || iy >= a.H) continue;
+            for (int64_t ox = 0; ox < a.Wo; ++ox) {
+              const int64_t ix = ox * a.sw - a.pl + v;
+              if (ix >= 0 && ix < a.W) s += gn[(oy * a.Wo + ox) * C + c] * xn[(iy * a.W + ix) * C + c];
+            }
+          }
+          a.corr[c * T + t] += s;
+        }
+        acc_t bs = 0;
+        for (int64_t p = 0; p < a.Ho * a.Wo; ++p) bs += gn[p * C + c];
+        bsum += bs;
+      }
+      a.gbias[c] = bsum;
+    }
+  }
+}
+
+LO_CPU_CLONES void corr_blocks_f32(const NhwcCorr<float>& a, int64_t begin, int64_t end) {
+  corr_blocks<float>(a, begin, end);
+}
+void corr_blocks_any(const NhwcCorr<float>& a, int64_t begin, int64_t end) { corr_blocks_f32(a, begin, end); }
+void corr_blocks_any(const NhwcCorr<double>& a, int64_t begin, int64_t end) { corr_blocks<double>(a, begin, end); }
+
 }  // namespace
 
 at::Tensor depthwise_forward_nhwc_cpu(const at::Tensor& x, const at::Tensor& weights,
@@ -167,6 +302,31 @@ at::Tensor depthwise_forward_nhwc_cpu(const at::Tensor& x, const at::Tensor& wei
     });
   }
   return acc == x.scalar_type() ? y : y.to(x.scalar_type());
+}
+
+}  // namespace learnable_ops
+
+namespace learnable_ops {
+
+std::tuple<at::Tensor, at::Tensor> depthwise_correlation_nhwc_cpu(const at::Tensor& grad_out, const at::Tensor& x,
+                                                                  const TapConvGeometry& g) {
+  TORCH_CHECK(g.dense, "depthwise_correlation_nhwc_cpu: dense taps expected");
+  const at::ScalarType acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor go = grad_out.to(acc).contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor xa = x.to(acc).contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor corr = at::zeros({g.C, g.kh * g.kw}, xa.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor gbias = at::zeros({g.C}, corr.options());
+  if (g.N == 0 || g.Ho == 0 || g.Wo == 0 || g.C == 0) return {corr, gbias};
+  AT_DISPATCH_FLOATING_TYPES(acc, "depthwise_correlation_nhwc_cpu", [&] {
+    const NhwcCorr<scalar_t> a{go.const_data_ptr<scalar_t>(),
+                               xa.const_data_ptr<scalar_t>(),
+                               corr.mutable_data_ptr<scalar_t>(),
+                               gbias.mutable_data_ptr<scalar_t>(),
+                               g.N, g.C, g.H, g.W, g.Ho, g.Wo, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl};
+    const int64_t blocks = (g.C + kLanes<scalar_t, 64> - 1) / kLanes<scalar_t, 64>;
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) { corr_blocks_any(a, begin, end); });
+  });
+  return {corr, gbias};
 }
 
 }  // namespace learnable_ops

@@ -1,5 +1,6 @@
-"""depthwise_conv2d on channels_last input on the CPU: the kernel vectorised over channels
-(cpp/depthwise_nhwc.cpp), with a channels_last result, as F.conv2d gives.
+"""depthwise_conv2d on channels_last input on the CPU: the kernels vectorised over channels
+(cpp/depthwise_nhwc.cpp: forward and weight gradient), with a channels_last result, as
+F.conv2d gives.
 
 Shapes cover channel counts off the vector width (tails of 1 to 7 channels), kernels wider
 than the plane, strides, asymmetric and over-wide padding; the input gradient of stride 1 runs
@@ -90,6 +91,16 @@ def test_opcheck_forward_and_input_gradient():
         go = channels_last(torch.randn(2, 9, 7, wo, dtype=torch.float64))
         testing.check_opcheck(ops.depthwise_conv2d_backward_input.default, (go, w, [2, 9, 7, 8], stride, [1, 1, 2, 2]))
         assert is_strictly_channels_last(ops.depthwise_conv2d_backward_input.default(go, w, [2, 9, 7, 8], stride, [1, 1, 2, 2]))
+        # The weight gradient reads both channels_last (cpp/depthwise_nhwc.cpp), bias sum or not.
+        for bias_grad in (True, False):
+            args = (go, x, [3, 5], stride, [1, 1, 2, 2], bias_grad)
+            testing.check_opcheck(ops.depthwise_conv2d_backward_weight.default, args)
+            gw, gb = ops.depthwise_conv2d_backward_weight.default(*args)
+            gw_nchw, gb_nchw = ops.depthwise_conv2d_backward_weight.default(
+                go.contiguous(), x.contiguous(), *args[2:]
+            )
+            torch.testing.assert_close(gw, gw_nchw)
+            torch.testing.assert_close(gb, gb_nchw)
 
 
 def test_compile_fullgraph():

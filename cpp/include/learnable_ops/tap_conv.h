@@ -66,6 +66,10 @@ at::Tensor tap_conv_forward_cpu(const at::Tensor& x, const at::Tensor& offsets,
 // each output over the taps that read inside the image; the output channels_last.
 at::Tensor depthwise_forward_nhwc_cpu(const at::Tensor& x, const at::Tensor& weights,
                                       const std::optional<at::Tensor>& bias, const TapConvGeometry& g);
+// Its weight and bias gradients (corr (C, kh * kw), gbias (C)) from channels_last x and grad_out:
+// vectorised over channels, each channel summed by one thread in a fixed order.
+std::tuple<at::Tensor, at::Tensor> depthwise_correlation_nhwc_cpu(const at::Tensor& grad_out, const at::Tensor& x,
+                                                                  const TapConvGeometry& g);
 // The adjoint with respect to x: (N, C, H, W) in grad_out's dtype.
 at::Tensor tap_conv_backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& offsets,
                                        const at::Tensor& weights, const TapConvGeometry& g);
@@ -93,6 +97,10 @@ struct TapConvBackend {
   // `forward` (which reads it as NCHW, through a copy) and gives an NCHW output.
   at::Tensor (*forward_channels_last)(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
                                       const TapConvGeometry&) = nullptr;
+  // `correlation` of dense taps for a strictly channels_last x (grad_out read channels_last),
+  // or nullptr. Always sums the bias gradient.
+  std::tuple<at::Tensor, at::Tensor> (*correlation_channels_last)(const at::Tensor&, const at::Tensor&,
+                                                                  const TapConvGeometry&) = nullptr;
 };
 
 #ifdef LEARNABLE_OPS_WITH_CUDA
@@ -172,7 +180,8 @@ struct TapConvOps {
 };
 
 inline constexpr TapConvBackend kCpuTapConv{&tap_conv_forward_cpu, &tap_conv_backward_input_cpu,
-                                            &tap_conv_correlation_cpu, &depthwise_forward_nhwc_cpu};
+                                            &tap_conv_correlation_cpu, &depthwise_forward_nhwc_cpu,
+                                            &depthwise_correlation_nhwc_cpu};
 #ifdef LEARNABLE_OPS_WITH_CUDA
 inline constexpr TapConvBackend kCudaTapConv{&tap_conv_forward_cuda, &tap_conv_backward_input_cuda,
                                              &tap_conv_correlation_cuda};
