@@ -158,17 +158,23 @@ LO_ROW_LOOP void lerp_row(out_t* __restrict__ out, const src_t* __restrict__ src
 template <typename acc_t, typename src_t>
 LO_ROW_LOOP void adjoint_row(acc_t* __restrict__ acc, const src_t* __restrict__ src, int64_t n, int64_t f, acc_t t,
                  const int64_t* map) {
-  std::fill(acc, acc + n, acc_t(0));
   const bool two = t != acc_t(0);
   const acc_t u = acc_t(1) - t;
   const Span in = interior(f, n, two);
   acc_t* a0 = acc - f;
   if (two) {
+    std::fill(acc, acc + n, acc_t(0));
     for (int64_t w = in.lo; w < in.hi; ++w) a0[w] += u * static_cast<acc_t>(src[w]);
     acc_t* a1 = a0 - 1;
     for (int64_t w = in.lo; w < in.hi; ++w) a1[w] += t * static_cast<acc_t>(src[w]);
+  } else if (in.hi > in.lo) {
+    // One tap: the interior inputs [in.lo - f, in.hi - f) have exactly one preimage each,
+    // written rather than added to a zeroed row (the edges below add after it).
+    std::fill(acc, acc + (in.lo - f), acc_t(0));
+    for (int64_t w = in.lo; w < in.hi; ++w) a0[w] = static_cast<acc_t>(src[w]);
+    std::fill(acc + (in.hi - f), acc + n, acc_t(0));
   } else {
-    for (int64_t w = in.lo; w < in.hi; ++w) a0[w] += static_cast<acc_t>(src[w]);
+    std::fill(acc, acc + n, acc_t(0));
   }
   auto edge = [&](int64_t w) {
     const acc_t v = static_cast<acc_t>(src[w]);
