@@ -27,7 +27,11 @@ def check_floating(x: torch.Tensor, name: str) -> None:
 def autocast_dtype(device_type: str) -> torch.dtype | None:
     """The dtype autocast runs convolutions in on ``device_type``, or None outside autocast and on
     device types autocast does not know (``meta``: ``torch.is_autocast_enabled`` raises there)."""
-    if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(device_type):
+    # torch.amp.is_autocast_available is not traceable by dynamo (torch 2.11); compiled graphs
+    # run on real devices, where autocast is known.
+    if not torch.compiler.is_compiling() and not torch.amp.is_autocast_available(device_type):
+        return None
+    if not torch.is_autocast_enabled(device_type):
         return None
     return torch.get_autocast_dtype(device_type)
 
