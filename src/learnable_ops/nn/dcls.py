@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import learnable_ops
-from learnable_ops.ops._validate import autocast_dtype, choice, int_tuple
+from learnable_ops.ops._validate import autocast_dtype, choice, int_tuple, strictly_channels_last
 from learnable_ops.ops.dcls_dispatch import choose_method
 from learnable_ops.ops.dcls_sparse import SPARSE_VERSIONS
 from learnable_ops.ops.dcls import DCLS_VERSIONS, normalize_dcls_version
@@ -348,9 +348,7 @@ class _DclsBase(nn.Module):
         needs_grad = torch.is_grad_enabled() and (
             input.requires_grad or any(p.requires_grad for p in (self.weight, self.P, self.SIG, self.bias) if p is not None)
         )
-        channels_last = input.dim() == 4 and not input.is_contiguous() and input.is_contiguous(
-            memory_format=torch.channels_last
-        )
+        channels_last = strictly_channels_last(input)
         return choose_method(
             self.kernel_count, self.dilated_kernel_size, self.in_channels, self.out_channels, self.groups,
             self.version, input.device, dtype, input.shape[2:], channels_last=channels_last, needs_grad=needs_grad,

@@ -36,6 +36,12 @@ def autocast_dtype(device_type: str) -> torch.dtype | None:
     return torch.get_autocast_dtype(device_type)
 
 
+def strictly_channels_last(t: torch.Tensor) -> bool:
+    """Whether a 4D tensor is laid out channels_last and not also NCHW-contiguous (the C++
+    ``strictly_channels_last`` of cpp/include/learnable_ops/checks.h)."""
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
 def check_rank(x: torch.Tensor, name: str, ranks: Sequence[int], what: str) -> None:
     if x.dim() not in ranks:
         raise ValueError(f"{name} must be {what}, got a tensor of shape {tuple(x.shape)}")

@@ -16,7 +16,13 @@ from learnable_ops.ops._direct_autograd import (
     register_autograd,
     wants_direct_autograd,
 )
-from learnable_ops.ops._validate import check_floating, check_rank, check_same_device, int_tuple
+from learnable_ops.ops._validate import (
+    check_floating,
+    check_rank,
+    check_same_device,
+    int_tuple,
+    strictly_channels_last,
+)
 
 
 def same_padding(kernel_size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -172,13 +178,8 @@ def _out_size(size, k, s, before, after):
 
 def _keeps_channels_last(t: torch.Tensor) -> bool:
     """Whether the CPU kernels take ``t`` as channels_last and give a channels_last result
-    (``strictly_channels_last`` of cpp/include/learnable_ops/checks.h); CUDA's give NCHW."""
-    return (
-        t.device.type == "cpu"
-        and t.dim() == 4
-        and not t.is_contiguous()
-        and t.is_contiguous(memory_format=torch.channels_last)
-    )
+    (the op's C++ check); CUDA's give NCHW."""
+    return t.device.type == "cpu" and strictly_channels_last(t)
 
 
 def _empty_like_layout(like: torch.Tensor, shape) -> torch.Tensor:
