@@ -49,8 +49,10 @@ if [ -n "${PROFILE:-}" ]; then
 fi
 # Benchmark tables and JSON go to /tmp/bench, packed into $OUT/bench.tgz (the tool returns 8 files at most).
 mkdir -p /tmp/bench
+# BENCH_ONLY="a,b" runs only the cases whose name contains a or b (e.g. BENCH_ONLY="fwd+bwd").
+only=(); IFS=',' read -ra parts <<< "${BENCH_ONLY:-}"; for p in "${parts[@]}"; do only+=(--only "$p"); done
 for fam in ${2:-}; do
-  (cd /tmp && timeout ${BENCH_TIMEOUT:-200} python3 -m learnable_ops bench --family "$fam" --device cuda --out /tmp/bench --min-run-time ${MIN_RUN:-0.3} 2>&1 | grep --line-buffered -E "^\| $fam|Traceback|Error" | head -40)
+  (cd /tmp && timeout ${BENCH_TIMEOUT:-200} python3 -m learnable_ops bench --family "$fam" --device cuda --out /tmp/bench --min-run-time ${MIN_RUN:-0.3} "${only[@]}" 2>&1 | grep --line-buffered -E "^\| $fam|Traceback|Error" | head -40)
   echo "== bench $fam: $(( $(date +%s) - start ))s" | tee -a "$OUT/timing.txt"
   # Packed after every family, so that a command cut at its limit still returns the finished ones.
   # BENCH_TAG names the tarball (bench-<tag>.tgz), so that a second call in the same command (for

@@ -48,7 +48,13 @@ def _cmd_bench(args) -> int:
     all_results = []
     for family in families:
         module = importlib.import_module(f"learnable_ops.benchmarks.{family}")
-        results = run_cases(module.cases(args.device, args.size), args.device, args.min_run_time)
+        cases = module.cases(args.device, args.size)
+        if args.only:
+            cases = [c for c in cases if any(part in c.name for part in args.only)]
+            if not cases:
+                print(f"{family}: no case name contains any of {args.only}")
+                continue
+        results = run_cases(cases, args.device, args.min_run_time)
         report(results, args.device, os.path.join(args.out, f"{family}.json"), os.path.join(args.out, f"{family}.md"))
         all_results += results
     text = markdown(all_results, args.device)
@@ -99,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", default="full", choices=("small", "full"))
     bench.add_argument("--out", default="bench-results")
     bench.add_argument("--min-run-time", type=float, default=0.3)
+    bench.add_argument("--only", action="append", default=[], metavar="TEXT",
+                       help="run only the cases whose name contains TEXT (repeatable: any of them), "
+                       "e.g. --only 'fwd+bwd'")
     bench.set_defaults(func=_cmd_bench)
 
     from learnable_ops.demo import VARIANTS, DemoConfig
