@@ -44,7 +44,7 @@ xdist=""; python3 -c "import xdist" 2>/dev/null && xdist="-n ${WORKERS:-8}"
 [ -n "${1:-}" ] && (cd /tmp/t && timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${1:-tests} -q -p no:cacheprovider $xdist 2>&1 | tee "$OUT/tests${BENCH_TAG:+-$BENCH_TAG}.log" | tail -40)
 echo "== tests: $(( $(date +%s) - start ))s" | tee -a "$OUT/timing.txt"
 if [ -n "${PROFILE:-}" ]; then
-  (cd /tmp && timeout ${PROFILE_TIMEOUT:-240} python3 "$repo/tools/gpu_profile.py" ${PROFILE/all/} > "$OUT/profile.txt" 2>&1; tail -5 "$OUT/profile.txt")
+  (cd /tmp && timeout ${PROFILE_TIMEOUT:-240} python3 "$repo/tools/gpu_profile.py" ${PROFILE/all/} > "$OUT/profile${BENCH_TAG:+-$BENCH_TAG}.txt" 2>&1; tail -5 "$OUT/profile${BENCH_TAG:+-$BENCH_TAG}.txt")
   echo "== profile: $(( $(date +%s) - start ))s"
 fi
 # Benchmark tables and JSON go to /tmp/bench, packed into $OUT/bench.tgz (the tool returns 8 files at most).
