@@ -664,8 +664,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> padded_backward(const at::Tensor&
                : padded_input_gradient(gy, weight, s, padded_h, padded_w);
     gy.reset();
     if (channels_last) {
-      // The fold, from channels_last into a new NCHW input gradient, in one pass.
-      grad_input = call_pad_layout(grad_padded, s.padding, s.order, s.dilation, true, false);
+      // The fold, from channels_last into a new NCHW input gradient, in one pass
+      // (or, with LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT=1, in place, then a plain copy).
+      if (pad_layout_split()) {
+        const PadLayoutPlan plan = plan_pad_layout(grad_padded, s.padding, s.order, s.dilation, true);
+        grad_input = fold_layout_split(std::move(grad_padded), plan, false);
+      } else {
+        grad_input = call_pad_layout(grad_padded, s.padding, s.order, s.dilation, true, false);
+      }
     } else {
       // The fold in place; the input gradient is the image part, a view, so that
       // no second input-sized buffer is allocated.
@@ -1141,11 +1147,70 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diff_conv2d_ring_backward_kernel(
 
 at::Tensor diff_conv2d_pad_layout_cpu(const at::Tensor& input, at::IntArrayRef padding, at::IntArrayRef order,
                                       at::IntArrayRef dilation, bool adjoint, bool channels_last) {
-  return pad_layout_composed(input, plan_pad_layout(input, padding, order, dilation, adjoint), adjoint,
-                             channels_last);
+  const PadLayoutPlan p = plan_pad_layout(input, padding, order, dilation, adjoint);
+  if (pad_layout_split()) return pad_layout_split_op(input, p, adjoint, channels_last);
+  return pad_layout_composed(input, p, adjoint, channels_last);
 }
 
+// The in-place passes' geometry of a padded tensor of plan p in its layout.
+diffconv_fold::Geometry layout_geometry(const PadLayoutPlan& p, bool channels_last) {
+  return {channels_last ? p.N : p.N * p.C,
+          {p.image[0], p.before[0], p.order[0], p.step[0]},
+          {p.image[1], p.before[1], p.order[1], p.step[1]},
+          channels_last ? p.C : 1};
+}
+
+// The image part alone: from the image into the middle of a new padded tensor
+// (ring unwritten), or from the middle of a padded tensor into a new image.
+at::Tensor layout_copy(const at::Tensor& src, const PadLayoutPlan& p, bool adjoint, bool channels_last) {
+#ifdef LEARNABLE_OPS_WITH_CUDA
+  if (src.is_cuda()) return diff_conv2d_layout_copy_cuda(src, p, adjoint, channels_last);
+#endif
+  const at::MemoryFormat format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor out = at::empty(p.out_shape, src.options().memory_format(format));
+  const at::Tensor& padded = adjoint ? src : out;
+  const at::Tensor middle = padded.narrow(2, p.before[0], p.image[0]).narrow(3, p.before[1], p.image[1]);
+  if (adjoint) out.copy_(middle);
+  else middle.copy_(src);
+  return out;
+}
+
+// Contiguous in its own layout (NCHW or channels_last), for the in-place passes.
+bool dense_in_layout(const at::Tensor& t) { return t.is_contiguous() || strictly_channels_last(t); }
+
 }  // namespace
+
+// Measured against the one-pass layout kernels in docs/performance.md (session 12).
+bool pad_layout_split() { return env_override("LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT").value_or(false); }
+
+at::Tensor pad_layout_split_op(const at::Tensor& src, const PadLayoutPlan& p, bool adjoint, bool channels_last) {
+  if (adjoint) {
+    // A copy of the input to fold (an op does not write its inputs), in its layout.
+    const at::Tensor own = dense_in_layout(src) ? src.clone() : src.contiguous().clone();
+    return fold_layout_split(own, p, channels_last);
+  }
+  at::Tensor out = layout_copy(src, p, false, channels_last);
+  const diffconv_fold::Geometry geo = layout_geometry(p, channels_last);
+#ifdef LEARNABLE_OPS_WITH_CUDA
+  if (out.is_cuda()) {
+    diff_conv2d_pad_ring_cuda(out, geo);
+    return out;
+  }
+#endif
+  diff_conv2d_pad_ring_cpu(out, geo);
+  return out;
+}
+
+at::Tensor fold_layout_split(at::Tensor grad_padded, const PadLayoutPlan& p, bool channels_last) {
+  if (!dense_in_layout(grad_padded)) grad_padded = grad_padded.contiguous();
+  const diffconv_fold::Geometry geo = layout_geometry(p, !grad_padded.is_contiguous());
+#ifdef LEARNABLE_OPS_WITH_CUDA
+  if (grad_padded.is_cuda()) diff_conv2d_fold_cuda(grad_padded, geo);
+  else
+#endif
+    diff_conv2d_fold_cpu(grad_padded, geo);
+  return layout_copy(grad_padded, p, true, channels_last);
+}
 
 // Each pass's elements are independent and each sums in a fixed order, so the
 // result does not depend on the number of threads.
@@ -1158,6 +1223,19 @@ void diff_conv2d_fold_cpu(const at::Tensor& grad_padded, const diffconv_fold::Ge
     });
     at::parallel_for(0, geo.row_items(), 2048, [&](int64_t begin, int64_t end) {
       for (int64_t e = begin; e < end; ++e) diffconv_fold::fold_row_item<scalar_t, acc_t>(g, geo, e);
+    });
+  });
+}
+
+void diff_conv2d_pad_ring_cpu(const at::Tensor& padded, const diffconv_fold::Geometry& geo) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, padded.scalar_type(), "diff_conv2d_pad_ring_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    scalar_t* g = padded.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, geo.ring_row_items(), 2048, [&](int64_t begin, int64_t end) {
+      for (int64_t e = begin; e < end; ++e) diffconv_fold::pad_row_item<scalar_t, acc_t>(g, geo, e);
+    });
+    at::parallel_for(0, geo.ring_column_items(), 2048, [&](int64_t begin, int64_t end) {
+      for (int64_t e = begin; e < end; ++e) diffconv_fold::pad_column_item<scalar_t, acc_t>(g, geo, e);
     });
   });
 }

@@ -69,51 +69,64 @@ void launch(Args<scalar_t> a, bool src_cl, bool dst_cl) {
     launch_rows<1, kAdjoint>(a, src_cl, dst_cl);
 }
 
-// The fold in place (learnable_ops/diffconv_fold.h): one thread per element of
-// a pass; the columns pass, then the rows pass (two launches on the stream).
-template <bool kColumns, typename scalar_t, typename acc_t>
-__global__ void fold_kernel(scalar_t* g, const diffconv_fold::Geometry geo, int64_t items) {
+// The fold and the pad in place (learnable_ops/diffconv_fold.h), NCHW or
+// channels_last: one thread per element of a pass, two passes (two launches on
+// the stream). kPass: 0 fold columns, 1 fold rows, 2 pad rows, 3 pad columns.
+template <int kPass, typename scalar_t, typename acc_t>
+__global__ void in_place_kernel(scalar_t* g, const diffconv_fold::Geometry geo, int64_t items) {
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < items; e += int64_t(gridDim.x) * blockDim.x) {
-    if constexpr (kColumns)
+    if constexpr (kPass == 0)
       diffconv_fold::fold_column_item<scalar_t, acc_t>(g, geo, e);
-    else
+    else if constexpr (kPass == 1)
       diffconv_fold::fold_row_item<scalar_t, acc_t>(g, geo, e);
+    else if constexpr (kPass == 2)
+      diffconv_fold::pad_row_item<scalar_t, acc_t>(g, geo, e);
+    else
+      diffconv_fold::pad_column_item<scalar_t, acc_t>(g, geo, e);
   }
+}
+
+template <int kFirst, int kSecond>
+void in_place_passes(const at::Tensor& t, const diffconv_fold::Geometry& geo) {
+  const c10::cuda::CUDAGuard guard(t.device());
+  constexpr int kThreads = 256;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "diff_conv2d_in_place_passes", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    scalar_t* g = t.mutable_data_ptr<scalar_t>();
+    auto pass = [&](auto which) {
+      constexpr int kPass = decltype(which)::value;
+      const int64_t items = kPass == 0   ? geo.column_items()
+                            : kPass == 1 ? geo.row_items()
+                            : kPass == 2 ? geo.ring_row_items()
+                                         : geo.ring_column_items();
+      if (items == 0) return;
+      in_place_kernel<kPass, scalar_t, acc_t><<<grid_stride_blocks(items, kThreads), kThreads, 0, current_stream()>>>(
+          g, geo, items);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    pass(std::integral_constant<int, kFirst>());
+    pass(std::integral_constant<int, kSecond>());
+  });
 }
 
 }  // namespace
 
 void diff_conv2d_fold_cuda(const at::Tensor& grad_padded, const diffconv_fold::Geometry& geo) {
-  const c10::cuda::CUDAGuard guard(grad_padded.device());
-  constexpr int kThreads = 256;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_padded.scalar_type(), "diff_conv2d_fold_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    scalar_t* g = grad_padded.mutable_data_ptr<scalar_t>();
-    auto pass = [&](auto columns) {
-      constexpr bool kColumns = decltype(columns)::value;
-      const int64_t items = kColumns ? geo.column_items() : geo.row_items();
-      if (items == 0) return;
-      fold_kernel<kColumns, scalar_t, acc_t><<<grid_stride_blocks(items, kThreads), kThreads, 0, current_stream()>>>(
-          g, geo, items);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    };
-    pass(std::true_type());
-    pass(std::false_type());
-  });
+  in_place_passes<0, 1>(grad_padded, geo);
+}
+
+void diff_conv2d_pad_ring_cuda(const at::Tensor& padded, const diffconv_fold::Geometry& geo) {
+  in_place_passes<2, 3>(padded, geo);
 }
 
 namespace {
 
-at::Tensor diff_conv2d_pad_layout_cuda(const at::Tensor& input, at::IntArrayRef padding, at::IntArrayRef order,
-                                       at::IntArrayRef dilation, bool adjoint, bool channels_last) {
-  const PadLayoutPlan p = plan_pad_layout(input, padding, order, dilation, adjoint);
+// The layout kernels on the axes of plan p; copy_only: the image part alone.
+at::Tensor pad_layout_launch(const at::Tensor& input, const PadLayoutPlan& p, bool adjoint, bool channels_last,
+                             bool copy_only) {
   Axis axes[2];
-  for (int i = 0; i < 2; ++i) axes[i] = Axis{p.image[i], p.padded[i], p.before[i], p.order[i], p.step[i]};
-  for (const Axis& axis : axes) {
-    const int64_t longest = adjoint ? diffconv_layout::longest_list<true>(axis)
-                                    : diffconv_layout::longest_list<false>(axis);
-    if (longest > kMaxTaps) return pad_layout_composed(input, p, adjoint, channels_last);
-  }
+  for (int i = 0; i < 2; ++i)
+    axes[i] = Axis{p.image[i], p.padded[i], p.before[i], p.order[i], p.step[i], copy_only};
   const c10::cuda::CUDAGuard guard(input.device());
   const bool src_cl = strictly_channels_last(input);
   const at::Tensor src = src_cl ? input : input.contiguous();
@@ -133,6 +146,28 @@ at::Tensor diff_conv2d_pad_layout_cuda(const at::Tensor& input, at::IntArrayRef 
     else launch<false>(a, src_cl, channels_last);
   });
   return out;
+}
+
+}  // namespace
+
+at::Tensor diff_conv2d_layout_copy_cuda(const at::Tensor& src, const PadLayoutPlan& p, bool adjoint,
+                                        bool channels_last) {
+  return pad_layout_launch(src, p, adjoint, channels_last, true);
+}
+
+namespace {
+
+at::Tensor diff_conv2d_pad_layout_cuda(const at::Tensor& input, at::IntArrayRef padding, at::IntArrayRef order,
+                                       at::IntArrayRef dilation, bool adjoint, bool channels_last) {
+  const PadLayoutPlan p = plan_pad_layout(input, padding, order, dilation, adjoint);
+  if (pad_layout_split()) return pad_layout_split_op(input, p, adjoint, channels_last);
+  for (int i = 0; i < 2; ++i) {
+    const diffconv_layout::Axis axis{p.image[i], p.padded[i], p.before[i], p.order[i], p.step[i]};
+    const int64_t longest = adjoint ? diffconv_layout::longest_list<true>(axis)
+                                    : diffconv_layout::longest_list<false>(axis);
+    if (longest > kMaxTaps) return pad_layout_composed(input, p, adjoint, channels_last);
+  }
+  return pad_layout_launch(input, p, adjoint, channels_last, false);
 }
 
 }  // namespace

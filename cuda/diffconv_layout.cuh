@@ -61,8 +61,12 @@ constexpr int kMaxTaps = 32;   // longest list of one axis (host-checked: fits)
 
 // One axis: n image samples, padded = n + 2 * before, extrapolated with
 // `order` on nodes `step` apart (as the pad op's polynomial mode).
+// copy_only: the image part alone, a plain (transposing) copy: the pad leaves
+// the ring unwritten (for learnable_ops/diffconv_fold.h's in-place pad), the
+// adjoint reads only the image part (of a gradient folded in place before).
 struct Axis {
   int64_t n, padded, before, order, step;
+  bool copy_only = false;
 };
 
 // kAdjoint false: the pad, from the image (N, C, h.n, w.n) to the padded
@@ -98,7 +102,10 @@ struct Shared {
 // sources (pad) or its preimages (adjoint), in a fixed order.
 template <bool kAdjoint, typename F>
 LO_HD void visit(const Axis& a, int64_t j, F&& f) {
-  if (kAdjoint)
+  if (a.copy_only) {
+    const int64_t i = kAdjoint ? j + a.before : j - a.before;
+    if (kAdjoint || (i >= 0 && i < a.n)) f(i, 1.0);
+  } else if (kAdjoint)
     for_each_polynomial_preimage(j, a.n, a.before, a.padded, a.order, a.step, true, f);
   else
     for_each_polynomial_source(j - a.before, a.n, a.order, a.step, f);

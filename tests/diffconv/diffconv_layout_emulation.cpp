@@ -6,6 +6,7 @@
 // argv: direction(pad|fold) src_layout(nchw|nhwc) dst_layout(nchw|nhwc)
 //       N C H W before_h before_w order_h order_w step_h step_w
 //       f64|f32: the kernels' scalar type; narrow|wide: blocks of 1 or kRowsWide rows
+//       [copy]: copy_only axes (the image part alone; the pad leaves the ring as it was)
 // stdin: the source as float64 in its layout (the image for pad, the padded
 // gradient for fold); stdout: the destination as float64 in its layout.
 #include <cstdio>
@@ -48,6 +49,7 @@ int main_for(int argc, char** argv) {
   a.C = arg(5);
   a.h = Axis{arg(6), arg(6) + 2 * arg(8), arg(8), arg(10), arg(12)};
   a.w = Axis{arg(7), arg(7) + 2 * arg(9), arg(9), arg(11), arg(13)};
+  a.h.copy_only = a.w.copy_only = argc == 17 && std::string(argv[16]) == "copy";
   if (longest_list<kAdjoint>(a.h) > kMaxTaps || longest_list<kAdjoint>(a.w) > kMaxTaps) {
     std::fprintf(stderr, "lists longer than kMaxTaps\n");
     return 3;
@@ -75,10 +77,10 @@ int dispatch(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 16) {
+  if (argc != 16 && argc != 17) {
     std::fprintf(stderr,
                  "usage: %s pad|fold nchw|nhwc nchw|nhwc N C H W before_h before_w order_h order_w step_h step_w "
-                 "f64|f32 narrow|wide\n",
+                 "f64|f32 narrow|wide [copy]\n",
                  argv[0]);
     return 2;
   }

@@ -40,7 +40,8 @@ def from_layout(flat, shape, channels_last):
     return t.view(n, h, w, c).permute(0, 3, 1, 2) if channels_last else t.view(n, c, h, w)
 
 
-def emulate(binary, src, adjoint, src_cl, dst_cl, padding, order, dilation, precision="f64", rows="narrow"):
+def emulate(binary, src, adjoint, src_cl, dst_cl, padding, order, dilation, precision="f64", rows="narrow",
+            copy_only=False):
     n, c, h, w = src.shape
     ph, pw = padding[0] * dilation[0], padding[1] * dilation[1]
     if adjoint:
@@ -48,6 +49,7 @@ def emulate(binary, src, adjoint, src_cl, dst_cl, padding, order, dilation, prec
     dst_shape = (n, c, h + 2 * ph, w + 2 * pw) if not adjoint else (n, c, h, w)
     args = [str(binary), "fold" if adjoint else "pad", "nhwc" if src_cl else "nchw", "nhwc" if dst_cl else "nchw"]
     args += [str(v) for v in (n, c, h, w, ph, pw, *order, *dilation)] + [precision, rows]
+    args += ["copy"] if copy_only else []
     data = to_layout(src.double(), src_cl).numpy().tobytes()
     result = subprocess.run(args, input=data, capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
@@ -96,6 +98,26 @@ def test_emulated_kernels_equal_the_pad_op(emulator, shape, padding, order, dila
     torch.testing.assert_close(got, reference(src, adjoint, padding, order, dilation), atol=1e-9, rtol=1e-9)
 
 
+@pytest.mark.parametrize("rows", ["narrow", "wide"])
+@pytest.mark.parametrize("adjoint", [False, True])
+@pytest.mark.parametrize("src_cl,dst_cl", [(False, True), (True, False), (False, False), (True, True)])
+@pytest.mark.parametrize("shape,padding,order,dilation", CASES)
+def test_emulated_copy_only_kernels_copy_the_image_part(emulator, shape, padding, order, dilation, adjoint, src_cl,
+                                                       dst_cl, rows):
+    # copy_only axes (the split layout pass, LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT=1): the pad
+    # writes the image into the middle of the padded tensor, the adjoint copies the middle out.
+    gen = torch.Generator().manual_seed(sum(shape) + 2)
+    ph, pw = padding[0] * dilation[0], padding[1] * dilation[1]
+    if adjoint:
+        shape = (shape[0], shape[1], shape[2] + 2 * ph, shape[3] + 2 * pw)
+    src = torch.randn(shape, generator=gen, dtype=torch.float64)
+    got = emulate(emulator, src, adjoint, src_cl, dst_cl, padding, order, dilation, rows=rows, copy_only=True)
+    if adjoint:
+        torch.testing.assert_close(got, src[:, :, ph : shape[2] - ph, pw : shape[3] - pw], atol=0, rtol=0)
+    else:
+        torch.testing.assert_close(got[:, :, ph : ph + shape[2], pw : pw + shape[3]], src, atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("adjoint", [False, True])
 @pytest.mark.parametrize("src_cl,dst_cl", [(False, True), (True, False)])
 @pytest.mark.parametrize("shape,padding,order,dilation", [c for c in CASES if max(c[2]) <= 6])
@@ -110,23 +132,31 @@ def test_emulated_float32_kernels_equal_the_pad_op(emulator, shape, padding, ord
     torch.testing.assert_close(got, want, atol=1e-5 * want.abs().max().item(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("adjoint", [False, True])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("shape,padding,order,dilation", CASES[:4] + CASES[6:8])
-def test_op_equals_the_pad_op(shape, padding, order, dilation, adjoint, channels_last):
+def test_op_equals_the_pad_op(monkeypatch, shape, padding, order, dilation, adjoint, channels_last, split):
+    # split: LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT=1, a plain layout copy plus the ring
+    # passes in place (learnable_ops/diffconv_fold.h), in either layout.
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT", "1" if split else "0")
     gen = torch.Generator().manual_seed(1)
     if adjoint:
         shape = (shape[0], shape[1], shape[2] + 2 * padding[0] * dilation[0], shape[3] + 2 * padding[1] * dilation[1])
     src = torch.randn(shape, generator=gen, dtype=torch.float64)
     for source in (src, src.contiguous(memory_format=torch.channels_last)):
         absolute = [p * d for p, d in zip(padding, dilation)]
+        before = source.clone()
         got = layout_op(source, absolute, list(order), list(dilation), adjoint, channels_last)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         assert got.is_contiguous(memory_format=fmt)
         torch.testing.assert_close(got, reference(src, adjoint, padding, order, dilation), atol=1e-12, rtol=1e-12)
+        assert torch.equal(source, before)  # the split adjoint folds a copy, not its input
 
 
-def test_opcheck():
+@pytest.mark.parametrize("split", ["0", "1"])
+def test_opcheck(monkeypatch, split):
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT", split)
     x = torch.randn(2, 3, 9, 10, dtype=torch.float64)
     for adjoint, channels_last in ((False, True), (True, False)):
         src = x if not adjoint else torch.randn(2, 3, 11, 12, dtype=torch.float64)
@@ -150,10 +180,14 @@ def test_bad_arguments():
 @pytest.mark.parametrize("adjoint", [False, True])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("shape,padding,order,dilation", CASES)
-def test_cuda_equals_cpu(shape, padding, order, dilation, adjoint, channels_last, dtype):
+def test_cuda_equals_cpu(monkeypatch, shape, padding, order, dilation, adjoint, channels_last, dtype, split):
+    # split: the CUDA op with LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT=1 (copy kernel plus ring
+    # passes) against the CPU op without it.
     if dtype != torch.float64 and max(order) > 8:
         pytest.skip("order 30's weights reach 1e8: only float64 resolves them")
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT", "0")
     gen = torch.Generator().manual_seed(2)
     if adjoint:
         shape = (shape[0], shape[1], shape[2] + 2 * padding[0] * dilation[0], shape[3] + 2 * padding[1] * dilation[1])
@@ -161,7 +195,9 @@ def test_cuda_equals_cpu(shape, padding, order, dilation, adjoint, channels_last
     for source in (src, src.contiguous(memory_format=torch.channels_last)):
         absolute = [p * d for p, d in zip(padding, dilation)]
         want = layout_op(source, absolute, list(order), list(dilation), adjoint, channels_last)
+        monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT", "1" if split else "0")
         got = layout_op(source.cuda(), absolute, list(order), list(dilation), adjoint, channels_last)
+        monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT", "0")
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         assert got.is_contiguous(memory_format=fmt)
         tol = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 2e-2}[dtype]
@@ -230,3 +266,28 @@ def test_cuda_layout_pad_switch(monkeypatch):
     torch.testing.assert_close(y1, y, atol=1e-10, rtol=1e-10)
     for a, b in zip(torch.autograd.grad(y1, [x, w], torch.ones_like(y1)), grads):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cuda_layout_split_switch(monkeypatch, dtype):
+    """LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT=1: the channels_last route's pad and fold as a plain
+    layout copy plus the ring passes in place; the same values and gradients, and opcheck."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 40, 21, 37, dtype=torch.float64, generator=gen).to("cuda", dtype).requires_grad_()
+    w = torch.randn(8, 40, 3, 5, dtype=torch.float64, generator=gen).to("cuda", dtype).requires_grad_()
+    b = torch.randn(8, dtype=torch.float64, generator=gen).to("cuda", dtype).requires_grad_()
+    y = lo.diff_conv2d(x, w, b)
+    grads = torch.autograd.grad(y, [x, w, b], torch.ones_like(y))
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT", "1")
+    y1, kernels = testing.cuda_kernels(lambda: lo.diff_conv2d(x, w, b))
+    assert any("in_place_kernel" in k for k in kernels), kernels
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(y1, y, atol=tol, rtol=tol)
+    for got, want in zip(torch.autograd.grad(y1, [x, w, b], torch.ones_like(y1)), grads):
+        torch.testing.assert_close(got, want, atol=tol, rtol=tol)
+    if dtype == torch.float64:
+        back = torch.ops.learnable_ops.diff_conv2d_padded_backward.default
+        g = torch.randn_like(y1)
+        testing.check_opcheck(back, (g, x.detach(), w.detach(), [1, 1], [1, 1], 1, [2, 4], [True, True, True]))

@@ -1,6 +1,6 @@
 // DiffConv2d's fold in place: the adjoint of the polynomial pad, applied to a
-// padded gradient (N, C, h + 2 pad_h, w + 2 pad_w), contiguous NCHW, so that its
-// image part becomes the input gradient. Only the node rows and columns of the
+// padded gradient (N, C, h + 2 pad_h, w + 2 pad_w), contiguous NCHW or
+// channels_last, so that its image part becomes the input gradient. Only the node rows and columns of the
 // image change: each gets the gradient of the extrapolated samples it fed.
 //
 // The pad extends rows first, then columns, so the fold runs columns first (the
@@ -58,39 +58,97 @@ LO_HD scalar_t folded(const scalar_t* line, int64_t stride, const Axis& a, int64
   return static_cast<scalar_t>(acc);
 }
 
-// The whole fold's geometry: planes = N * C.
+// The whole geometry of a padded tensor: `planes` lines of planes, each
+// padded_h x padded_w, with `channels` values per pixel innermost. NCHW: planes
+// = N * C and channels = 1; channels_last (NHWC): planes = N and channels = C,
+// so that consecutive items (threads) are consecutive channels, contiguous.
 struct Geometry {
   int64_t planes;
   Axis h, w;
+  int64_t channels = 1;
   LO_HD int64_t padded_h() const { return h.n + 2 * h.pad; }
   LO_HD int64_t padded_w() const { return w.n + 2 * w.pad; }
-  // Elements of the two passes.
-  LO_HD int64_t column_items() const { return planes * padded_h() * node_count(w); }
-  LO_HD int64_t row_items() const { return planes * node_count(h) * w.n; }
+  // Elements of the fold's two passes.
+  LO_HD int64_t column_items() const { return planes * padded_h() * node_count(w) * channels; }
+  LO_HD int64_t row_items() const { return planes * node_count(h) * w.n * channels; }
+  // Elements of the in-place pad's two passes: the ring rows over the image
+  // columns, then the ring columns over every padded row.
+  LO_HD int64_t ring_row_items() const { return planes * 2 * h.pad * w.n * channels; }
+  LO_HD int64_t ring_column_items() const { return planes * padded_h() * 2 * w.pad * channels; }
 };
 
-// Pass 1, item e: node column node(w, k) of padded row r of plane p, with
-// e = (p * padded_h + r) * node_count(w) + k.
+// Pass 1, item e: node column node(w, k) of padded row r of plane p, channel ch,
+// with e = ((p * padded_h + r) * node_count(w) + k) * channels + ch.
 template <typename scalar_t, typename acc_t>
 LO_HD void fold_column_item(scalar_t* g, const Geometry& geo, int64_t e) {
-  const int64_t count = node_count(geo.w);
-  const int64_t row = e / count, k = e - row * count;
-  scalar_t* line = g + row * geo.padded_w();
+  const int64_t C = geo.channels, count = node_count(geo.w);
+  const int64_t ch = e % C, t = e / C;
+  const int64_t row = t / count, k = t - row * count;
+  scalar_t* line = g + row * geo.padded_w() * C + ch;
   const int64_t j = node(geo.w, k);
-  line[geo.w.pad + j] = folded<scalar_t, acc_t>(line, 1, geo.w, j);
+  line[(geo.w.pad + j) * C] = folded<scalar_t, acc_t>(line, C, geo.w, j);
 }
 
-// Pass 2, item e: node row node(h, k) at image column c of plane p, with
-// e = (p * node_count(h) + k) * w + c.
+// Pass 2, item e: node row node(h, k) at image column c of plane p, channel ch,
+// with e = ((p * node_count(h) + k) * w + c) * channels + ch.
 template <typename scalar_t, typename acc_t>
 LO_HD void fold_row_item(scalar_t* g, const Geometry& geo, int64_t e) {
-  const int64_t c = e % geo.w.n, t = e / geo.w.n;
+  const int64_t C = geo.channels;
+  const int64_t ch = e % C, t0 = e / C;
+  const int64_t c = t0 % geo.w.n, t = t0 / geo.w.n;
   const int64_t count = node_count(geo.h);
   const int64_t p = t / count, k = t - p * count;
-  const int64_t pw = geo.padded_w();
-  scalar_t* column = g + p * geo.padded_h() * pw + geo.w.pad + c;
+  const int64_t pw = geo.padded_w(), stride = pw * C;
+  scalar_t* column = g + (p * geo.padded_h() * pw + geo.w.pad + c) * C + ch;
   const int64_t i = node(geo.h, k);
-  column[(geo.h.pad + i) * pw] = folded<scalar_t, acc_t>(column, pw, geo.h, i);
+  column[(geo.h.pad + i) * stride] = folded<scalar_t, acc_t>(column, stride, geo.h, i);
+}
+
+// The pad in place, the fold's transpose: the image already sits in the middle
+// of the padded tensor, and the ring is written from it, rows first (over the
+// image columns), then columns (over every padded row), as the pad op orders
+// them. In each pass an element reads only samples that the pass does not
+// write. The padded path's channels_last route (cpp/diffconv.cpp) runs it after
+// a plain transposing copy of the image (cuda/diffconv_layout.cuh).
+
+// Extrapolated sample o (padded index, in the ring) of one padded line.
+template <typename scalar_t, typename acc_t>
+LO_HD scalar_t extrapolated(const scalar_t* line, int64_t stride, const Axis& a, int64_t o) {
+  acc_t acc = acc_t(0);
+  for_each_polynomial_source(o - a.pad, a.n, a.order, a.step, [&](int64_t i, double w) {
+    acc += acc_t(w) * static_cast<acc_t>(line[(a.pad + i) * stride]);
+  });
+  return static_cast<scalar_t>(acc);
+}
+
+// Ring index k in [0, 2 * pad) of an axis: its padded index.
+LO_HD int64_t ring(const Axis& a, int64_t k) { return k < a.pad ? k : a.n + k; }
+
+// Pass 1, item e: ring row ring(h, k) at image column c of plane p, channel ch,
+// with e = ((p * 2 pad_h + k) * w + c) * channels + ch.
+template <typename scalar_t, typename acc_t>
+LO_HD void pad_row_item(scalar_t* g, const Geometry& geo, int64_t e) {
+  const int64_t C = geo.channels;
+  const int64_t ch = e % C, t0 = e / C;
+  const int64_t c = t0 % geo.w.n, t = t0 / geo.w.n;
+  const int64_t count = 2 * geo.h.pad;
+  const int64_t p = t / count, k = t - p * count;
+  const int64_t pw = geo.padded_w(), stride = pw * C;
+  scalar_t* column = g + (p * geo.padded_h() * pw + geo.w.pad + c) * C + ch;
+  const int64_t o = ring(geo.h, k);
+  column[o * stride] = extrapolated<scalar_t, acc_t>(column, stride, geo.h, o);
+}
+
+// Pass 2, item e: ring column ring(w, k) of padded row r of plane p, channel ch,
+// with e = ((p * padded_h + r) * 2 pad_w + k) * channels + ch.
+template <typename scalar_t, typename acc_t>
+LO_HD void pad_column_item(scalar_t* g, const Geometry& geo, int64_t e) {
+  const int64_t C = geo.channels, count = 2 * geo.w.pad;
+  const int64_t ch = e % C, t = e / C;
+  const int64_t row = t / count, k = t - row * count;
+  scalar_t* line = g + row * geo.padded_w() * C + ch;
+  const int64_t o = ring(geo.w, k);
+  line[o * C] = extrapolated<scalar_t, acc_t>(line, C, geo.w, o);
 }
 
 }  // namespace diffconv_fold

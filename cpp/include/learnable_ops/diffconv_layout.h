@@ -63,11 +63,32 @@ inline PadLayoutPlan plan_pad_layout(const at::Tensor& src, at::IntArrayRef padd
 // the layout copy. The CPU op, and the CUDA op where its kernels do not apply.
 at::Tensor pad_layout_composed(const at::Tensor& src, const PadLayoutPlan& p, bool adjoint, bool channels_last);
 
-// The fold in place (learnable_ops/diffconv_fold.h) of a contiguous NCHW padded
-// gradient: the CPU loops (cpp/diffconv.cpp) and the CUDA kernels (cuda/diffconv.cu).
+// The fold in place (learnable_ops/diffconv_fold.h) of a padded gradient,
+// contiguous NCHW or channels_last as geo says: the CPU loops (cpp/diffconv.cpp)
+// and the CUDA kernels (cuda/diffconv.cu). The pad in place: the ring of a
+// padded tensor whose image part is written, from that image part.
 void diff_conv2d_fold_cpu(const at::Tensor& grad_padded, const diffconv_fold::Geometry& geo);
+void diff_conv2d_pad_ring_cpu(const at::Tensor& padded, const diffconv_fold::Geometry& geo);
 #ifdef LEARNABLE_OPS_WITH_CUDA
 void diff_conv2d_fold_cuda(const at::Tensor& grad_padded, const diffconv_fold::Geometry& geo);
+void diff_conv2d_pad_ring_cuda(const at::Tensor& padded, const diffconv_fold::Geometry& geo);
+// The layout kernels on the image part alone (a plain, transposing copy): the
+// pad leaves the ring unwritten, the adjoint reads only the image part.
+at::Tensor diff_conv2d_layout_copy_cuda(const at::Tensor& src, const PadLayoutPlan& p, bool adjoint,
+                                        bool channels_last);
 #endif
+
+// The split layout pass (LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT=1, read at every
+// call; a tuning switch): the pad as a plain layout copy of the image into the
+// middle of the padded buffer, then the ring in place (two passes over the
+// ring only); the adjoint as the fold in place on the padded gradient, then a
+// plain layout copy of its image part. The copies carry no ring work, so every
+// block of the layout kernel takes its fast path.
+bool pad_layout_split();
+// diff_conv2d_pad_layout by the split passes (the adjoint on a copy of `src`).
+at::Tensor pad_layout_split_op(const at::Tensor& src, const PadLayoutPlan& p, bool adjoint, bool channels_last);
+// The split adjoint that folds `grad_padded` itself in place (a temporary of
+// the caller's), then copies its image part into a new tensor.
+at::Tensor fold_layout_split(at::Tensor grad_padded, const PadLayoutPlan& p, bool channels_last);
 
 }  // namespace learnable_ops
