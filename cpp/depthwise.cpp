@@ -545,7 +545,7 @@ std::tuple<at::Tensor, at::Tensor> depthwise_conv2d_backward_weight_impl(const a
   const TapCrop crop = reachable_taps(g);
   const TapConvGeometry gc = cropped_geometry(g, crop);
   auto [corr, gbias] = be.correlation_channels_last && strictly_channels_last(input)
-                           ? be.correlation_channels_last(grad_output, input, gc)
+                           ? be.correlation_channels_last(grad_output, input, gc, bias_grad)
                            : be.correlation(grad_output, input, dense_offsets(gc.kh, gc.kw), gc, bias_grad);
   at::Tensor gw = corr.view({g.C, gc.kh, gc.kw}).to(input.scalar_type());
   if (crop.crops(g)) gw = at::constant_pad_nd(gw, {crop.v0, g.kw - 1 - crop.v1, crop.u0, g.kh - 1 - crop.u1});

@@ -148,7 +148,7 @@ void nhwc_rows_any(const NhwcConv<double>& a, int64_t begin, int64_t end) { nhwc
 // ---------------------------------------------------------------------------
 // Weight gradient: corr[c, (u, v)] = sum over n, oy, ox of
 // go[n, oy, ox, c] * x[n, oy * sh - pt + u, ox * sw - pl + v, c] (terms inside the
-// image), and gbias[c] = the sum of go[., c]. A task is one block of 16 channels;
+// image), and (when asked) gbias[c] = the sum of go[., c]. A task is one block of 16 channels;
 // for each image, KT taps of a kernel row at a time keep KT accumulators (one
 // vector each: a lane is a channel, so no horizontal sums) over the image's
 // outputs, and the image's partial sums are added to the task's totals in image
@@ -161,6 +161,7 @@ struct NhwcCorr {
   acc_t* corr;      // (C, kh * kw)
   acc_t* gbias;     // (C)
   int64_t N, C, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl;
+  bool bias;        // whether gbias is summed (it stays zero otherwise)
 };
 
 // The taps v0 .. v0 + KT - 1 of kernel row u over image n, channels [c0, c0 + L):
@@ -220,13 +221,15 @@ LO_ALWAYS_INLINE void corr_channels(const NhwcCorr<acc_t>& a, int64_t c0, acc_t*
       for (; v + 4 <= a.kw; v += 4) corr_taps<acc_t, Bytes, 4>(a, gn, xn, c0, u, v, tot + (u * a.kw + v) * L);
       for (; v < a.kw; ++v) corr_taps<acc_t, Bytes, 1>(a, gn, xn, c0, u, v, tot + (u * a.kw + v) * L);
     }
+    if (!a.bias) continue;
     V bsum = V{};
     for (int64_t p = 0; p < a.Ho * a.Wo; ++p) bsum += *reinterpret_cast<const U*>(gn + p * C + c0);
     *reinterpret_cast<U*>(tot + T * L) += bsum;
   }
   for (int64_t t = 0; t < T; ++t)
     for (int64_t l = 0; l < L; ++l) a.corr[(c0 + l) * T + t] = tot[t * L + l];
-  for (int64_t l = 0; l < L; ++l) a.gbias[c0 + l] = tot[T * L + l];
+  if (a.bias)
+    for (int64_t l = 0; l < L; ++l) a.gbias[c0 + l] = tot[T * L + l];
 }
 
 // Channel blocks [begin, end) of 64 bytes; the block past the last whole one (if
@@ -264,11 +267,12 @@ LO_ALWAYS_INLINE void corr_blocks(const NhwcCorr<acc_t>& a, int64_t begin, int64
           }
           a.corr[c * T + t] += s;
         }
+        if (!a.bias) continue;
         acc_t bs = 0;
         for (int64_t p = 0; p < a.Ho * a.Wo; ++p) bs += gn[p * C + c];
         bsum += bs;
       }
-      a.gbias[c] = bsum;
+      if (a.bias) a.gbias[c] = bsum;
     }
   }
 }
@@ -309,7 +313,7 @@ at::Tensor depthwise_forward_nhwc_cpu(const at::Tensor& x, const at::Tensor& wei
 namespace learnable_ops {
 
 std::tuple<at::Tensor, at::Tensor> depthwise_correlation_nhwc_cpu(const at::Tensor& grad_out, const at::Tensor& x,
-                                                                  const TapConvGeometry& g) {
+                                                                  const TapConvGeometry& g, bool bias) {
   TORCH_CHECK(g.dense, "depthwise_correlation_nhwc_cpu: dense taps expected");
   const at::ScalarType acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const at::Tensor go = grad_out.to(acc).contiguous(at::MemoryFormat::ChannelsLast);
@@ -322,7 +326,7 @@ std::tuple<at::Tensor, at::Tensor> depthwise_correlation_nhwc_cpu(const at::Tens
                                xa.const_data_ptr<scalar_t>(),
                                corr.mutable_data_ptr<scalar_t>(),
                                gbias.mutable_data_ptr<scalar_t>(),
-                               g.N, g.C, g.H, g.W, g.Ho, g.Wo, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl};
+                               g.N, g.C, g.H, g.W, g.Ho, g.Wo, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, bias};
     const int64_t blocks = (g.C + kLanes<scalar_t, 64> - 1) / kLanes<scalar_t, 64>;
     at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) { corr_blocks_any(a, begin, end); });
   });

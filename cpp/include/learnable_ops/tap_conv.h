@@ -66,10 +66,11 @@ at::Tensor tap_conv_forward_cpu(const at::Tensor& x, const at::Tensor& offsets,
 // each output over the taps that read inside the image; the output channels_last.
 at::Tensor depthwise_forward_nhwc_cpu(const at::Tensor& x, const at::Tensor& weights,
                                       const std::optional<at::Tensor>& bias, const TapConvGeometry& g);
-// Its weight and bias gradients (corr (C, kh * kw), gbias (C)) from channels_last x and grad_out:
-// vectorised over channels, each channel summed by one thread in a fixed order.
+// Its weight and bias gradients (corr (C, kh * kw), gbias (C), zeros without `bias`) from
+// channels_last x and grad_out: vectorised over channels, each channel summed by one thread in
+// a fixed order.
 std::tuple<at::Tensor, at::Tensor> depthwise_correlation_nhwc_cpu(const at::Tensor& grad_out, const at::Tensor& x,
-                                                                  const TapConvGeometry& g);
+                                                                  const TapConvGeometry& g, bool bias);
 // The adjoint with respect to x: (N, C, H, W) in grad_out's dtype.
 at::Tensor tap_conv_backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& offsets,
                                        const at::Tensor& weights, const TapConvGeometry& g);
@@ -98,9 +99,9 @@ struct TapConvBackend {
   at::Tensor (*forward_channels_last)(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
                                       const TapConvGeometry&) = nullptr;
   // `correlation` of dense taps for a strictly channels_last x (grad_out read channels_last),
-  // or nullptr. Always sums the bias gradient.
+  // or nullptr; the bias gradient is summed only with `bias` (zeros otherwise).
   std::tuple<at::Tensor, at::Tensor> (*correlation_channels_last)(const at::Tensor&, const at::Tensor&,
-                                                                  const TapConvGeometry&) = nullptr;
+                                                                  const TapConvGeometry&, bool bias) = nullptr;
 };
 
 #ifdef LEARNABLE_OPS_WITH_CUDA
