@@ -57,6 +57,7 @@
 #include <cstdlib>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -1212,32 +1213,35 @@ at::Tensor fold_layout_split(at::Tensor grad_padded, const PadLayoutPlan& p, boo
   return layout_copy(grad_padded, p, true, channels_last);
 }
 
-// Each pass's elements are independent and each sums in a fixed order, so the
-// result does not depend on the number of threads.
-void diff_conv2d_fold_cpu(const at::Tensor& grad_padded, const diffconv_fold::Geometry& geo) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_padded.scalar_type(), "diff_conv2d_fold_cpu", [&] {
+namespace {
+
+// Passes kFirst then kSecond of diffconv_fold.h. Each pass's elements are
+// independent and each sums in a fixed order, so the result does not depend on
+// the number of threads.
+template <int kFirst, int kSecond>
+void in_place_passes_cpu(const at::Tensor& t, const diffconv_fold::Geometry& geo) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "diff_conv2d_in_place_passes", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    scalar_t* g = grad_padded.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, geo.column_items(), 2048, [&](int64_t begin, int64_t end) {
-      for (int64_t e = begin; e < end; ++e) diffconv_fold::fold_column_item<scalar_t, acc_t>(g, geo, e);
-    });
-    at::parallel_for(0, geo.row_items(), 2048, [&](int64_t begin, int64_t end) {
-      for (int64_t e = begin; e < end; ++e) diffconv_fold::fold_row_item<scalar_t, acc_t>(g, geo, e);
-    });
+    scalar_t* g = t.mutable_data_ptr<scalar_t>();
+    auto pass = [&](auto which) {
+      constexpr int kPass = decltype(which)::value;
+      at::parallel_for(0, diffconv_fold::pass_items<kPass>(geo), 2048, [&](int64_t begin, int64_t end) {
+        for (int64_t e = begin; e < end; ++e) diffconv_fold::pass_item<kPass, scalar_t, acc_t>(g, geo, e);
+      });
+    };
+    pass(std::integral_constant<int, kFirst>());
+    pass(std::integral_constant<int, kSecond>());
   });
 }
 
+}  // namespace
+
+void diff_conv2d_fold_cpu(const at::Tensor& grad_padded, const diffconv_fold::Geometry& geo) {
+  in_place_passes_cpu<0, 1>(grad_padded, geo);
+}
+
 void diff_conv2d_pad_ring_cpu(const at::Tensor& padded, const diffconv_fold::Geometry& geo) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, padded.scalar_type(), "diff_conv2d_pad_ring_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    scalar_t* g = padded.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, geo.ring_row_items(), 2048, [&](int64_t begin, int64_t end) {
-      for (int64_t e = begin; e < end; ++e) diffconv_fold::pad_row_item<scalar_t, acc_t>(g, geo, e);
-    });
-    at::parallel_for(0, geo.ring_column_items(), 2048, [&](int64_t begin, int64_t end) {
-      for (int64_t e = begin; e < end; ++e) diffconv_fold::pad_column_item<scalar_t, acc_t>(g, geo, e);
-    });
-  });
+  in_place_passes_cpu<2, 3>(padded, geo);
 }
 
 at::Tensor pad_layout_composed(const at::Tensor& src, const PadLayoutPlan& p, bool adjoint, bool channels_last) {

@@ -74,16 +74,8 @@ void launch(Args<scalar_t> a, bool src_cl, bool dst_cl) {
 // the stream). kPass: 0 fold columns, 1 fold rows, 2 pad rows, 3 pad columns.
 template <int kPass, typename scalar_t, typename acc_t>
 __global__ void in_place_kernel(scalar_t* g, const diffconv_fold::Geometry geo, int64_t items) {
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < items; e += int64_t(gridDim.x) * blockDim.x) {
-    if constexpr (kPass == 0)
-      diffconv_fold::fold_column_item<scalar_t, acc_t>(g, geo, e);
-    else if constexpr (kPass == 1)
-      diffconv_fold::fold_row_item<scalar_t, acc_t>(g, geo, e);
-    else if constexpr (kPass == 2)
-      diffconv_fold::pad_row_item<scalar_t, acc_t>(g, geo, e);
-    else
-      diffconv_fold::pad_column_item<scalar_t, acc_t>(g, geo, e);
-  }
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < items; e += int64_t(gridDim.x) * blockDim.x)
+    diffconv_fold::pass_item<kPass, scalar_t, acc_t>(g, geo, e);
 }
 
 template <int kFirst, int kSecond>
@@ -95,10 +87,7 @@ void in_place_passes(const at::Tensor& t, const diffconv_fold::Geometry& geo) {
     scalar_t* g = t.mutable_data_ptr<scalar_t>();
     auto pass = [&](auto which) {
       constexpr int kPass = decltype(which)::value;
-      const int64_t items = kPass == 0   ? geo.column_items()
-                            : kPass == 1 ? geo.row_items()
-                            : kPass == 2 ? geo.ring_row_items()
-                                         : geo.ring_column_items();
+      const int64_t items = diffconv_fold::pass_items<kPass>(geo);
       if (items == 0) return;
       in_place_kernel<kPass, scalar_t, acc_t><<<grid_stride_blocks(items, kThreads), kThreads, 0, current_stream()>>>(
           g, geo, items);

@@ -151,5 +151,24 @@ LO_HD void pad_column_item(scalar_t* g, const Geometry& geo, int64_t e) {
   line[o * C] = extrapolated<scalar_t, acc_t>(line, C, geo.w, o);
 }
 
+// The four passes by number, for the loops and kernels that run them: 0 fold
+// columns, 1 fold rows (the fold: 0 then 1), 2 pad rows, 3 pad columns (the
+// pad: 2 then 3).
+template <int kPass>
+LO_HD int64_t pass_items(const Geometry& geo) {
+  if (kPass == 0) return geo.column_items();
+  if (kPass == 1) return geo.row_items();
+  if (kPass == 2) return geo.ring_row_items();
+  return geo.ring_column_items();
+}
+
+template <int kPass, typename scalar_t, typename acc_t>
+LO_HD void pass_item(scalar_t* g, const Geometry& geo, int64_t e) {
+  if (kPass == 0) fold_column_item<scalar_t, acc_t>(g, geo, e);
+  else if (kPass == 1) fold_row_item<scalar_t, acc_t>(g, geo, e);
+  else if (kPass == 2) pad_row_item<scalar_t, acc_t>(g, geo, e);
+  else pad_column_item<scalar_t, acc_t>(g, geo, e);
+}
+
 }  // namespace diffconv_fold
 }  // namespace learnable_ops
