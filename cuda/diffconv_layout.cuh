@@ -197,9 +197,13 @@ LO_HD void lists(const Slot& s, const Args<scalar_t>& a, Shared<acc_t, R>& sh) {
 // the others sum their lists (general_row).
 constexpr int kPer = kTile / kTileRows;
 
-// List entries whose loads general_row issues together (times kPer elements):
-// a K = 3 ring column's three in one round trip rather than three.
-constexpr int kEntries = 4;
+// List entries whose loads general_row issues together (times kPer elements).
+// Four (a K = 3 ring column's three in one round trip) measured slower than one
+// on an H100 (session 12, run 10, 16x64x128x128 fp32 fwd+bwd with the one-pass
+// kernels): dense K = 3 / 5 at 1.18x / 1.03x F.conv2d's time against 1.13x /
+// 0.97x. The padded path now takes the split pass (cpp/diffconv.cpp,
+// pad_layout_split), whose copies never reach general_row.
+constexpr int kEntries = 1;
 
 // Row q's sums for a thread's kPer elements of a source of (rows, cols) planes:
 // element i, where live, is channel c[i] at tile column t[i]. The loads of

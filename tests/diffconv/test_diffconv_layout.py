@@ -137,8 +137,9 @@ def test_emulated_float32_kernels_equal_the_pad_op(emulator, shape, padding, ord
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("shape,padding,order,dilation", CASES[:4] + CASES[6:8])
 def test_op_equals_the_pad_op(monkeypatch, shape, padding, order, dilation, adjoint, channels_last, split):
-    # split: LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT=1, a plain layout copy plus the ring
-    # passes in place (learnable_ops/diffconv_fold.h), in either layout.
+    # split: LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT=1 (the default), a plain layout copy plus
+    # the ring passes in place (learnable_ops/diffconv_fold.h), in either layout; 0: the
+    # one-pass kernels (CUDA) or the pad op plus a layout copy (CPU).
     monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT", "1" if split else "0")
     gen = torch.Generator().manual_seed(1)
     if adjoint:
@@ -272,15 +273,17 @@ def test_cuda_layout_pad_switch(monkeypatch):
 @testing.requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_cuda_layout_split_switch(monkeypatch, dtype):
-    """LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT=1: the channels_last route's pad and fold as a plain
-    layout copy plus the ring passes in place; the same values and gradients, and opcheck."""
+    """LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT (on by default): the channels_last route's pad and
+    fold as a plain layout copy plus the ring passes in place, against the one-pass layout
+    kernels (=0); the same values and gradients, and opcheck."""
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT", "0")
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(3, 40, 21, 37, dtype=torch.float64, generator=gen).to("cuda", dtype).requires_grad_()
     w = torch.randn(8, 40, 3, 5, dtype=torch.float64, generator=gen).to("cuda", dtype).requires_grad_()
     b = torch.randn(8, dtype=torch.float64, generator=gen).to("cuda", dtype).requires_grad_()
     y = lo.diff_conv2d(x, w, b)
     grads = torch.autograd.grad(y, [x, w, b], torch.ones_like(y))
-    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT", "1")
+    monkeypatch.delenv("LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT")  # the default
     y1, kernels = testing.cuda_kernels(lambda: lo.diff_conv2d(x, w, b))
     assert any("in_place_kernel" in k for k in kernels), kernels
     tol = 1e-10 if dtype == torch.float64 else 1e-4

@@ -78,8 +78,8 @@ at::Tensor diff_conv2d_layout_copy_cuda(const at::Tensor& src, const PadLayoutPl
                                         bool channels_last);
 #endif
 
-// The split layout pass (LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT=1, read at every
-// call; a tuning switch): the pad as a plain layout copy of the image into the
+// The split layout pass (the default; LEARNABLE_OPS_DIFFCONV_LAYOUT_SPLIT=0, read
+// at every call, takes the one-pass kernels): the pad as a plain layout copy of the image into the
 // middle of the padded buffer, then the ring in place (two passes over the
 // ring only); the adjoint as the fold in place on the padded gradient, then a
 // plain layout copy of its image part. The copies carry no ring work, so every
