@@ -294,3 +294,41 @@ def test_cuda_layout_split_switch(monkeypatch, dtype):
         back = torch.ops.learnable_ops.diff_conv2d_padded_backward.default
         g = torch.randn_like(y1)
         testing.check_opcheck(back, (g, x.detach(), w.detach(), [1, 1], [1, 1], 1, [2, 4], [True, True, True]))
+
+
+def _copy_pad_case(device, dtype, groups, stride):
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 6, 19, 23, dtype=torch.float64, generator=gen).to(device, dtype).requires_grad_()
+    w = torch.randn(6, 6 // groups, 7, 5, dtype=torch.float64, generator=gen).to(device, dtype).requires_grad_()
+    b = torch.randn(6, dtype=torch.float64, generator=gen).to(device, dtype).requires_grad_()
+    return x, w, b, lambda: lo.diff_conv2d(x, w, b, stride=stride, groups=groups, dilation=(1, 2))
+
+
+@pytest.mark.parametrize("groups,stride", [(1, 2), (6, 2), (3, (2, 1))])
+def test_copy_pad_switch(monkeypatch, groups, stride):
+    """LEARNABLE_OPS_DIFFCONV_COPY_PAD=1: the padded path's NCHW pad as a strided copy plus the
+    ring passes in place; the same values and gradients (the CPU's padded path: stride > 1)."""
+    x, w, b, run = _copy_pad_case("cpu", torch.float64, groups, stride)
+    y = run()
+    grads = torch.autograd.grad(y, [x, w, b], torch.ones_like(y))
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_COPY_PAD", "1")
+    y1 = run()
+    torch.testing.assert_close(y1, y, atol=1e-11, rtol=1e-11)
+    for got, want in zip(torch.autograd.grad(y1, [x, w, b], torch.ones_like(y1)), grads):
+        torch.testing.assert_close(got, want, atol=1e-11, rtol=1e-11)
+
+
+@pytest.mark.cuda
+@testing.requires_cuda
+@pytest.mark.parametrize("groups,stride", [(1, 1), (6, 1), (1, 2)])
+def test_cuda_copy_pad_switch(monkeypatch, groups, stride):
+    """The same on CUDA, where the NCHW route (dense 7x7, depthwise layers) pads at stride 1."""
+    x, w, b, run = _copy_pad_case("cuda", torch.float64, groups, stride)
+    y = run()
+    grads = torch.autograd.grad(y, [x, w, b], torch.ones_like(y))
+    monkeypatch.setenv("LEARNABLE_OPS_DIFFCONV_COPY_PAD", "1")
+    y1, kernels = testing.cuda_kernels(run)
+    assert any("in_place_kernel" in k for k in kernels), kernels
+    torch.testing.assert_close(y1, y, atol=1e-10, rtol=1e-10)
+    for got, want in zip(torch.autograd.grad(y1, [x, w, b], torch.ones_like(y1)), grads):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
