@@ -114,10 +114,12 @@ def workloads():
                 for chunks in ("2", "4"):
                     yield f"diffconv {kind} K={k} padded chunks={chunks} fwd+bwd", _with_env(
                         padded, LEARNABLE_OPS_DIFFCONV_CHUNKS=chunks)
-            else:
-                # Its padded input from diff_conv2d_pad_layout's kernel instead of the pad op's.
-                yield f"diffconv {kind} K={k} padded layout-pad fwd+bwd", _with_env(
-                    padded, LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD="1")
+            # The NCHW route's pads (depthwise layers, dense K=7) from diff_conv2d_pad_layout's
+            # copy kernel plus the ring in place, or from a strided copy plus the ring.
+            yield f"diffconv {kind} K={k} padded layout-pad fwd+bwd", _with_env(
+                padded, LEARNABLE_OPS_DIFFCONV_LAYOUT_PAD="1")
+            yield f"diffconv {kind} K={k} padded copy-pad fwd+bwd", _with_env(
+                padded, LEARNABLE_OPS_DIFFCONV_COPY_PAD="1")
             # The ring path (zero-padded conv plus the strip corrections; CPU's route), forced.
             yield f"diffconv {kind} K={k} ring fwd+bwd", _with_ring(padded)
             yield f"diffconv {kind} K={k} conv same fwd+bwd", lambda w=w, grp=grp, k=k: F.conv2d(xd, w, padding=k // 2, groups=grp).backward(gd)
