@@ -1213,8 +1213,9 @@ bool pad_layout_split() { return env_override("LEARNABLE_OPS_DIFFCONV_LAYOUT_SPL
 
 at::Tensor pad_layout_split_op(const at::Tensor& src, const PadLayoutPlan& p, bool adjoint, bool channels_last) {
   if (adjoint) {
-    // A copy of the input to fold (an op does not write its inputs), in its layout.
-    const at::Tensor own = dense_in_layout(src) ? src.clone() : src.contiguous().clone();
+    // A copy of the input to fold (an op does not write its inputs), in its layout
+    // (contiguous() of a tensor that is dense in neither layout is already a copy).
+    const at::Tensor own = dense_in_layout(src) ? src.clone() : src.contiguous();
     return fold_layout_split(own, p, channels_last);
   }
   at::Tensor out = layout_copy(src, p, false, channels_last);

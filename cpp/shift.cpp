@@ -637,8 +637,9 @@ void shifts_backward_unit(const scalar_t* go, const scalar_t* x, double* sums, c
   const int axes = static_cast<int>(g.ndim) - 1;  // D/H axes present
   const int64_t row_end = std::min(k.rows_per_plane, (unit % k.chunks + 1) * k.chunk);
   const int64_t pr0 = (unit % k.chunks) * k.chunk;
-  int64_t h = pr0 % H, d = pr0 / H;  // advanced without a division per row
-  for (int64_t pr = pr0; pr < row_end; ++pr, (++h == H ? (h = 0, ++d) : 0)) {
+  RowWalker walk(g, plane * k.rows_per_plane + pr0);
+  for (int64_t pr = pr0; pr < row_end; ++pr, walk.next()) {
+    const int64_t h = walk.p.h, d = walk.p.d;
     const scalar_t* grow = go + (plane * k.rows_per_plane + pr) * W;
     const int count =
         row_corners(corners, x + plane * D * H * W, g, ct, maps, c, d, h, /*both_taps=*/true);
@@ -838,9 +839,9 @@ void active_fused_unit(const scalar_t* go, const scalar_t* x, scalar_t* gx, doub
   acc_t* dd = products.data();
   acc_t* dh = dd + W;
   acc_t* dw = dh + W;
-  // (d, h) of row r, advanced without a division per row.
-  int64_t h = row_begin % H, d = (row_begin / H) % D;
-  for (int64_t r = row_begin; r < row_end; ++r, (++h == H ? (h = 0, d = (d + 1 == D ? 0 : d + 1)) : 0)) {
+  RowWalker walk(g, row_begin);
+  for (int64_t r = row_begin; r < row_end; ++r, walk.next()) {
+    const int64_t h = walk.p.h, d = walk.p.d;
     scalar_t* out = gx + r * W;
     acc_t* dst;
     if constexpr (std::is_same_v<scalar_t, acc_t>)

@@ -145,7 +145,10 @@ def test_op_equals_the_pad_op(monkeypatch, shape, padding, order, dilation, adjo
     if adjoint:
         shape = (shape[0], shape[1], shape[2] + 2 * padding[0] * dilation[0], shape[3] + 2 * padding[1] * dilation[1])
     src = torch.randn(shape, generator=gen, dtype=torch.float64)
-    for source in (src, src.contiguous(memory_format=torch.channels_last)):
+    wider = torch.zeros(*shape[:3], shape[3] + 1, dtype=torch.float64)
+    wider[..., : shape[3]] = src
+    # NCHW, channels_last, and a view that is dense in neither layout.
+    for source in (src, src.contiguous(memory_format=torch.channels_last), wider[..., : shape[3]]):
         absolute = [p * d for p, d in zip(padding, dilation)]
         before = source.clone()
         got = layout_op(source, absolute, list(order), list(dilation), adjoint, channels_last)
